@@ -1,0 +1,40 @@
+# Every target does its own set-up: a fresh clone needs only Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck pytest dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Runs the main job on the embedded default: demo catalog in SQLite, local Stripe emulator, SQLite Dagster storage.
+demo: $(STAMP)
+	$(BIN)/cms-stripe demo
+
+## ruff, mypy on cms_stripe/, then the whole pytest suite.
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check cms_stripe cms_stripe_tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy cms_stripe
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The Dagster UI on the embedded default.
+dev: $(STAMP)
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
