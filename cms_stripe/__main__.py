@@ -1,0 +1,3 @@
+from cms_stripe.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""The one catalog-source interface the pipeline codes against, and the backend chosen from the environment.
+
+Two backends implement it: `SqlCatalogSource` (SQLAlchemy: Supabase Postgres direct or pooled, SQLite
+for the demo) and `RestCatalogSource` (Supabase REST through supabase-py). `CMS_DATABASE_URL` wins
+when both are configured because it is the fast path for big catalogs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from cms_stripe.cms.errors import CmsConfigError
+from cms_stripe.cms.mapping import ColumnMapping
+from cms_stripe.core.catalog import (
+    SYNC_ARCHIVED,
+    SYNC_FAILED,
+    SYNC_PENDING,
+    SYNC_QUARANTINED,
+    SYNC_SYNCED,
+    CmsProduct,
+    SyncUpdate,
+)
+
+__all__ = [
+    "WRITABLE_SYNC_STATUSES",
+    "BackupRow",
+    "CatalogSource",
+    "ChangedDays",
+    "CmsConfigError",
+    "catalog_source_from_env",
+    "validate_updates",
+]
+
+ENV_DATABASE_URL = "CMS_DATABASE_URL"
+ENV_SUPABASE_URL = "SUPABASE_URL"
+ENV_SUPABASE_KEY = "SUPABASE_SERVICE_ROLE_KEY"
+ENV_MAPPING_FILE = "CMS_MAPPING_FILE"
+ENV_BACKUP_DIR = "CMS_BACKUP_DIR"
+
+DEFAULT_PAGE_SIZE = 1000
+DEFAULT_WRITE_BATCH_SIZE = 500
+DEFAULT_BACKUP_DIR = ".cms_stripe/backups"
+
+# pending is accepted besides the four outcomes so an operator can re-queue a row through the same path.
+WRITABLE_SYNC_STATUSES = frozenset({SYNC_SYNCED, SYNC_FAILED, SYNC_QUARANTINED, SYNC_ARCHIVED, SYNC_PENDING})
+
+
+@dataclass(frozen=True)
+class ChangedDays:
+    """What the change sensor needs: the UTC days holding rows whose content changed since the cursor.
+
+    `max_updated_at` is the newest `updated_at` seen among all rows after the cursor, changed or not,
+    so the cursor moves past our own write-back (which bumps `updated_at` without changing content).
+    It equals the input cursor when nothing newer exists.
+    """
+
+    days: tuple[date, ...]
+    max_updated_at: datetime | None
+    changed_rows: int = 0
+    scanned_rows: int = 0
+
+    @property
+    def cursor(self) -> datetime | None:
+        return self.max_updated_at
+
+
+@dataclass(frozen=True)
+class BackupRow:
+    """The sync columns of one CMS row as they were before a run first wrote to it."""
+
+    run_id: str
+    id: str
+    stripe_product_id: str | None
+    stripe_price_id: str | None
+    sync_status: str | None
+    sync_error: str | None
+    synced_at: datetime | None
+    sync_hash: str | None
+
+
+@runtime_checkable
+class CatalogSource(Protocol):
+    """Reads CMS products and writes the sync columns back; every backend behaves the same."""
+
+    mapping: ColumnMapping
+
+    def check(self) -> None:
+        """Verify the table and every mapped column exist; raise one CmsConfigError naming all that is missing."""
+        ...
+
+    def read_window(
+        self, start: datetime, end: datetime, *, page_size: int | None = None
+    ) -> Iterator[CmsProduct]:
+        """Rows with start <= updated_at < end, ordered by (updated_at, id), keyset-paginated."""
+        ...
+
+    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
+        """Rows with these ids (chunked), in the order first asked for; unknown ids are skipped."""
+        ...
+
+    def read_all(self) -> Iterator[CmsProduct]:
+        """Every row, ordered by id (rows without updated_at included)."""
+        ...
+
+    def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = ...) -> ChangedDays:
+        """Days with rows updated after cursor (minus lookback) whose content hash differs from sync_hash."""
+        ...
+
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
+        """Write the sync columns in batches, backing up each row's previous values first; returns rows written."""
+        ...
+
+    def backup_for_run(self, run_id: str) -> list[BackupRow]:
+        """The previous sync-column values of every row the run wrote, ordered by id."""
+        ...
+
+    def restore_backup(self, run_id: str) -> int:
+        """Put the backed-up values back (rollback); returns rows restored."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def validate_updates(updates: Sequence[SyncUpdate]) -> list[SyncUpdate]:
+    """Reject bad statuses before anything is written; the last update of an id in one call wins."""
+    by_id: dict[str, SyncUpdate] = {}
+    for update in updates:
+        if not isinstance(update.id, str) or not update.id:
+            raise ValueError(f"write-back needs a non-empty string id, got {update.id!r}")
+        if update.sync_status not in WRITABLE_SYNC_STATUSES:
+            raise ValueError(
+                f"invalid sync_status {update.sync_status!r} for {update.id!r}; "
+                f"expected one of {sorted(WRITABLE_SYNC_STATUSES)}"
+            )
+        if update.synced_at is not None and update.synced_at.tzinfo is None:
+            raise ValueError(f"synced_at for {update.id!r} is naive; CMS timestamps must carry a timezone")
+        by_id.pop(update.id, None)
+        by_id[update.id] = update
+    return list(by_id.values())
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 255:
+        raise ValueError(f"run_id must be a non-empty string of at most 255 characters, got {run_id!r}")
+    return run_id
+
+
+def require_aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} is naive; pass a timezone-aware datetime (UTC)")
+    return value
+
+
+def catalog_source_from_env(
+    env: Mapping[str, str],
+    *,
+    mapping: ColumnMapping | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
+) -> CatalogSource:
+    """Build the backend the environment configures: CMS_DATABASE_URL wins, else SUPABASE_URL + key."""
+    if mapping is None:
+        mapping = ColumnMapping.load(env.get(ENV_MAPPING_FILE) or None)
+    kind = backend_from_env(env)
+    if kind == "sql":
+        from cms_stripe.cms.sql import SqlCatalogSource
+
+        return SqlCatalogSource(
+            env[ENV_DATABASE_URL], mapping=mapping, page_size=page_size, write_batch_size=write_batch_size
+        )
+    from cms_stripe.cms.rest import RestCatalogSource
+
+    return RestCatalogSource(
+        env[ENV_SUPABASE_URL],
+        env[ENV_SUPABASE_KEY],
+        mapping=mapping,
+        page_size=page_size,
+        write_batch_size=write_batch_size,
+        backup_dir=env.get(ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR,
+    )
+
+
+def backend_from_env(env: Mapping[str, str]) -> str:
+    """'sql' or 'rest'; a clear CmsConfigError when neither is (fully) configured."""
+    if (env.get(ENV_DATABASE_URL) or "").strip():
+        return "sql"
+    url = (env.get(ENV_SUPABASE_URL) or "").strip()
+    key = (env.get(ENV_SUPABASE_KEY) or "").strip()
+    if url and key:
+        return "rest"
+    if url or key:
+        missing = ENV_SUPABASE_KEY if url else ENV_SUPABASE_URL
+        raise CmsConfigError(
+            f"CMS source misconfigured: {missing} is not set (the Supabase REST backend needs both "
+            f"{ENV_SUPABASE_URL} and {ENV_SUPABASE_KEY}), and {ENV_DATABASE_URL} is not set either"
+        )
+    raise CmsConfigError(
+        f"no CMS source configured: set {ENV_DATABASE_URL} (postgresql+psycopg://... or sqlite:///...) "
+        f"or both {ENV_SUPABASE_URL} and {ENV_SUPABASE_KEY}"
+    )
