@@ -1,0 +1,102 @@
+"""CMS products as pandas DataFrames (what flows between assets), and the pandera contract of the
+validated frame. Money stays `Decimal` in object columns: a float column would round prices."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from cms_stripe.core.catalog import CmsProduct
+
+PRODUCT_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CmsProduct))
+TIMESTAMP_COLUMNS = ("created_at", "updated_at", "deleted_at", "synced_at")
+
+
+def products_to_frame(products: Iterable[CmsProduct]) -> pd.DataFrame:
+    rows = [{name: getattr(p, name) for name in PRODUCT_COLUMNS} for p in products]
+    frame = pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS))
+    for column in TIMESTAMP_COLUMNS:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    for column in ("id", "title", "currency", "status"):
+        frame[column] = frame[column].astype(object)
+    frame["recurring_interval_count"] = frame["recurring_interval_count"].astype("Int64")
+    return frame
+
+
+def _clean(value: Any) -> Any:
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA:
+        return None
+    return value
+
+
+def _ts(value: Any) -> datetime | None:
+    value = _clean(value)
+    if value is None:
+        return None
+    return pd.Timestamp(value).to_pydatetime()
+
+
+def frame_to_products(frame: pd.DataFrame) -> list[CmsProduct]:
+    products = []
+    for record in frame.to_dict("records"):
+        fields = {name: _clean(record.get(name)) for name in PRODUCT_COLUMNS}
+        for column in TIMESTAMP_COLUMNS:
+            fields[column] = _ts(record.get(column))
+        if fields["price"] is not None and not isinstance(fields["price"], Decimal):
+            fields["price"] = Decimal(str(fields["price"]))
+        if fields["recurring_interval_count"] is not None:
+            fields["recurring_interval_count"] = int(fields["recurring_interval_count"])
+        fields["images"] = tuple(fields["images"] or ())
+        fields["metadata"] = dict(fields["metadata"] or {})
+        products.append(CmsProduct(**fields))
+    return products
+
+
+def _is_decimal_or_null(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: v is None or isinstance(v, Decimal) or (isinstance(v, float) and math.isnan(v)))
+
+
+class ValidatedProducts(pa.DataFrameModel):
+    """Rows that may reach Stripe: published rows passed every Stripe rule, the rest will only be archived."""
+
+    id: Series[str] = pa.Field(unique=True, nullable=False, str_length={"min_value": 1})
+    title: Series[str] = pa.Field(nullable=True)
+    price: Series[object] = pa.Field(nullable=True)
+    currency: Series[str] = pa.Field(nullable=True, str_matches=r"^[a-z]{3}$")
+    status: Series[str] = pa.Field(nullable=True)
+    updated_at: Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]] = pa.Field(nullable=False)
+    sync_hash: Series[object] = pa.Field(nullable=True)
+
+    @pa.check("price", name="price_is_decimal")
+    def price_is_decimal(cls, series: pd.Series) -> pd.Series:
+        return _is_decimal_or_null(series)
+
+    @pa.dataframe_check(name="published_rows_are_complete")
+    def published_rows_are_complete(cls, frame: pd.DataFrame) -> pd.Series:
+        live = (frame["status"] == "published") & frame["deleted_at"].isna()
+        complete = frame["title"].notna() & frame["price"].notna() & frame["currency"].notna()
+        return ~live | complete
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+def empty_products_frame() -> pd.DataFrame:
+    return products_to_frame([])
+
+
+def ids_of(frame: pd.DataFrame) -> Sequence[str]:
+    return [str(i) for i in frame["id"].tolist()]
