@@ -36,7 +36,7 @@ def retrying(
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
         stop=tenacity.stop_after_attempt(max(1, attempts)),
-        wait=tenacity.wait_exponential_jitter(initial=wait, max=max_wait, jitter=wait),
+        wait=tenacity.wait_exponential_jitter(multiplier=wait, max=max_wait, jitter=wait),
         before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
         reraise=True,
     )

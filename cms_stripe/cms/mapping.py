@@ -186,7 +186,7 @@ class ColumnMapping:
         pairs += [(column, f"m_{i}") for i, column in enumerate(self.metadata_columns)]
         return pairs
 
-    def product_from_row(self, row: Mapping[str, Any]) -> CmsProduct:
+    def product_from_row(self, row: Mapping[Any, Any]) -> CmsProduct:
         """Build a CmsProduct from a row keyed by the aliases of select_aliases()."""
         values: dict[str, Any] = {}
         for cms_field in self.mapped_fields:

@@ -91,9 +91,7 @@ class CatalogSource(Protocol):
         """Verify the table and every mapped column exist; raise one CmsConfigError naming all that is missing."""
         ...
 
-    def read_window(
-        self, start: datetime, end: datetime, *, page_size: int | None = None
-    ) -> Iterator[CmsProduct]:
+    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
         """Rows with start <= updated_at < end, ordered by (updated_at, id), keyset-paginated."""
         ...
 

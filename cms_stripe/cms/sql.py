@@ -1,0 +1,463 @@
+"""The SQL catalog backend: Supabase Postgres (direct or pooled) or SQLite, through SQLAlchemy Core.
+
+Identifiers come from the mapping (validated, then quoted by the dialect); every value is a bound
+parameter. Backups of the sync columns live in a `cms_stripe_backups` table in the same database,
+written in the same transaction as the write-back batch they protect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cms_stripe.cms._util import chunks, dedupe, retrying
+from cms_stripe.cms.errors import CmsConfigError
+from cms_stripe.cms.mapping import ColumnMapping, validate_identifier
+from cms_stripe.cms.schema import DEFAULT_TABLE, from_db_timestamp, to_sqlite_timestamp
+from cms_stripe.cms.source import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_WRITE_BATCH_SIZE,
+    BackupRow,
+    ChangedDays,
+    require_aware,
+    validate_run_id,
+    validate_updates,
+)
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate, content_hash
+
+T = TypeVar("T")
+
+DEFAULT_BACKUP_TABLE = "cms_stripe_backups"
+DEFAULT_ID_CHUNK_SIZE = 1000
+
+_SUPPORTED_DRIVERS = {"postgresql", "postgresql+psycopg", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite"}
+
+_BACKUP_DDL = {
+    "postgresql": """
+CREATE TABLE IF NOT EXISTS {table} (
+    source_table text NOT NULL,
+    run_id text NOT NULL,
+    product_id text NOT NULL,
+    stripe_product_id text,
+    stripe_price_id text,
+    sync_status text,
+    sync_error text,
+    synced_at timestamptz,
+    sync_hash text,
+    backed_up_at timestamptz NOT NULL,
+    PRIMARY KEY (source_table, run_id, product_id)
+)""",
+    "sqlite": """
+CREATE TABLE IF NOT EXISTS {table} (
+    source_table TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    stripe_product_id TEXT,
+    stripe_price_id TEXT,
+    sync_status TEXT,
+    sync_error TEXT,
+    synced_at TEXT,
+    sync_hash TEXT,
+    backed_up_at TEXT NOT NULL,
+    PRIMARY KEY (source_table, run_id, product_id)
+)""",
+}
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Timeouts, dropped connections, a locked SQLite file: worth another try. Bad SQL or data is not."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.TimeoutError))
+
+
+def create_cms_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for a CMS URL; refuses drivers we have not tested rather than failing mid-run."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise CmsConfigError("CMS_DATABASE_URL is not a valid SQLAlchemy URL") from exc
+    if parsed.drivername not in _SUPPORTED_DRIVERS:
+        raise CmsConfigError(
+            f"CMS_DATABASE_URL driver {parsed.drivername!r} is not supported; "
+            "use postgresql+psycopg://... (Supabase direct or pooled) or sqlite:///... (demo)"
+        )
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {"connect_timeout": 10, "application_name": "cms-stripe"}
+        if parsed.get_driver_name() == "psycopg":
+            # Supabase's pooler in transaction mode (port 6543) cannot keep prepared statements,
+            # which psycopg 3 creates after a few executions of the same query.
+            connect_args["prepare_threshold"] = None
+        options["connect_args"] = connect_args
+    else:
+        options["connect_args"] = {"timeout": 30}
+    options.update(kwargs)
+    return sa.create_engine(parsed, **options)
+
+
+class SqlCatalogSource:
+    """CatalogSource over SQLAlchemy (PostgreSQL or SQLite)."""
+
+    def __init__(
+        self,
+        url_or_engine: str | Engine,
+        *,
+        mapping: ColumnMapping | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
+        id_chunk_size: int = DEFAULT_ID_CHUNK_SIZE,
+        backup_table: str = DEFAULT_BACKUP_TABLE,
+        retry_attempts: int = 5,
+        retry_wait: float = 0.5,
+        retry_max_wait: float = 10.0,
+    ) -> None:
+        if min(page_size, write_batch_size, id_chunk_size) < 1:
+            raise CmsConfigError("page_size, write_batch_size and id_chunk_size must be positive")
+        self.mapping = mapping or ColumnMapping()
+        self.page_size = page_size
+        self.write_batch_size = write_batch_size
+        self.id_chunk_size = id_chunk_size
+        self.backup_table = validate_identifier(backup_table, "backup table name")
+        if self.backup_table == self.mapping.table:
+            raise CmsConfigError("the backup table cannot be the products table")
+        self._owns_engine = isinstance(url_or_engine, str)
+        self.engine = create_cms_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self.dialect = self.engine.dialect.name
+        if self.dialect not in _BACKUP_DDL:
+            raise CmsConfigError(f"unsupported CMS database dialect: {self.dialect}")
+        self._retry_args = {"attempts": retry_attempts, "wait": retry_wait, "max_wait": retry_max_wait}
+        self._checked = False
+        self._backup_ready = False
+        self._build_statements()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _q(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    def _build_statements(self) -> None:
+        m = self.mapping
+        q = self._q
+        self._t = q(m.table)
+        self._bt = q(self.backup_table)
+        self._id = q(m.column("id"))
+        self._u = q(m.column("updated_at"))
+        self._select = ", ".join(f"{q(col)} AS {q(alias)}" for col, alias in m.select_aliases())
+        if self.dialect == "postgresql":
+            # Row comparison lets PostgreSQL walk the (updated_at, id) index directly.
+            self._after_key = f"({self._u}, {self._id}) > (:cu, :ci)"
+        else:
+            self._after_key = f"({self._u} > :cu OR ({self._u} = :cu AND {self._id} > :ci))"
+        sync = [(c, q(m.column(c))) for c in SYNC_COLUMNS]
+        self._update_sql = sa.text(
+            f"UPDATE {self._t} SET " + ", ".join(f"{qc} = :{c}" for c, qc in sync) + f" WHERE {self._id} = :id"
+        )
+        self._backup_insert_sql = sa.text(
+            f"INSERT INTO {self._bt} (source_table, run_id, product_id, "
+            + ", ".join(SYNC_COLUMNS)
+            + ", backed_up_at) SELECT :source_table, :run_id, "
+            + f"{self._id}, "
+            + ", ".join(qc for _, qc in sync)
+            + f", :now FROM {self._t} WHERE {self._id} IN :ids "
+            "ON CONFLICT (source_table, run_id, product_id) DO NOTHING"
+        ).bindparams(sa.bindparam("ids", expanding=True))
+        self._backup_select_sql = sa.text(
+            "SELECT product_id, "
+            + ", ".join(SYNC_COLUMNS)
+            + f" FROM {self._bt} WHERE source_table = :source_table AND run_id = :run_id ORDER BY product_id"
+        )
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        for attempt in retrying(is_transient_db_error, **self._retry_args):  # type: ignore[arg-type]
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _ts(self, value: datetime | None) -> Any:
+        """A timestamp as this dialect compares it: aware datetime for Postgres, fixed-format text for SQLite."""
+        if value is None:
+            return None
+        if self.dialect == "sqlite":
+            return to_sqlite_timestamp(value)
+        return value.astimezone(UTC)
+
+    def _ensure_checked(self) -> None:
+        if not self._checked:
+            self.check()
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    # -- check --------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        def inspect() -> tuple[bool, list[str]]:
+            insp = sa.inspect(self.engine)
+            if not insp.has_table(self.mapping.table):
+                return False, []
+            return True, [c["name"] for c in insp.get_columns(self.mapping.table)]
+
+        try:
+            exists, columns = self._retry(inspect)
+        except sa.exc.OperationalError as exc:
+            raise CmsConfigError(f"cannot reach the CMS database: {exc.orig}") from exc
+        message = self.mapping.missing_message(exists, columns)
+        if message:
+            raise CmsConfigError(message)
+        self._checked = True
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[sa.Row[Any]]:
+        def run() -> list[sa.Row[Any]]:
+            with self.engine.connect() as conn:
+                return list(conn.execute(sa.text(sql), dict(params)))
+
+        return self._retry(run)
+
+    def _keyset(
+        self, where: list[str], params: dict[str, Any], page_size: int
+    ) -> Iterator[tuple[sa.Row[Any], CmsProduct]]:
+        """Pages ordered by (updated_at, id); the cursor is the raw DB value so ties compare exactly."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be positive, got {page_size}")
+        cursor: tuple[Any, Any] | None = None
+        while True:
+            clauses = list(where)
+            page_params = dict(params, n=page_size)
+            if cursor is not None:
+                clauses.append(self._after_key)
+                page_params.update(cu=cursor[0], ci=cursor[1])
+            sql = (
+                f"SELECT {self._select} FROM {self._t}"
+                + (" WHERE " + " AND ".join(clauses) if clauses else "")
+                + f" ORDER BY {self._u}, {self._id} LIMIT :n"
+            )
+            rows = self._fetch(sql, page_params)
+            for row in rows:
+                yield row, self.mapping.product_from_row(row._mapping)
+            if len(rows) < page_size:
+                return
+            last = rows[-1]._mapping
+            cursor = (last["f_updated_at"], last["f_id"])
+
+    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
+        require_aware(start, "start")
+        require_aware(end, "end")
+        self._ensure_checked()
+        where = [f"{self._u} >= :start", f"{self._u} < :end"]
+        for _, product in self._keyset(
+            where, {"start": self._ts(start), "end": self._ts(end)}, page_size or self.page_size
+        ):
+            yield product
+
+    def read_all(self) -> Iterator[CmsProduct]:
+        self._ensure_checked()
+        last_id: Any = None
+        while True:
+            where = f" WHERE {self._id} > :ci" if last_id is not None else ""
+            rows = self._fetch(
+                f"SELECT {self._select} FROM {self._t}{where} ORDER BY {self._id} LIMIT :n",
+                {"ci": last_id, "n": self.page_size},
+            )
+            for row in rows:
+                yield self.mapping.product_from_row(row._mapping)
+            if len(rows) < self.page_size:
+                return
+            last_id = rows[-1]._mapping["f_id"]
+
+    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
+        wanted = dedupe(ids)
+        if not wanted:
+            return []
+        self._ensure_checked()
+        sql = sa.text(f"SELECT {self._select} FROM {self._t} WHERE {self._id} IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
+        found: dict[str, CmsProduct] = {}
+        for chunk in chunks(wanted, self.id_chunk_size):
+
+            def run(chunk: Sequence[str] = chunk) -> list[sa.Row[Any]]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(sql, {"ids": list(chunk)}))
+
+            for row in self._retry(run):
+                product = self.mapping.product_from_row(row._mapping)
+                found[product.id] = product
+        return [found[i] for i in wanted if i in found]
+
+    def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
+        self._ensure_checked()
+        where = [f"{self._u} IS NOT NULL"]
+        params: dict[str, Any] = {}
+        if cursor is not None:
+            require_aware(cursor, "cursor")
+            where.append(f"{self._u} > :since")
+            params["since"] = self._ts(cursor - lookback)
+        days: set[date] = set()
+        newest = cursor
+        changed = scanned = 0
+        for _, product in self._keyset(where, params, self.page_size):
+            scanned += 1
+            updated = product.updated_at
+            if updated is not None and (newest is None or updated > newest):
+                newest = updated
+            if product.sync_hash != content_hash(product) and updated is not None:
+                changed += 1
+                days.add(updated.astimezone(UTC).date())
+        return ChangedDays(tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned)
+
+    # -- write-back, backup, restore ------------------------------------------------------------
+
+    def _ensure_backup_table(self) -> None:
+        if self._backup_ready:
+            return
+
+        def create() -> None:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(_BACKUP_DDL[self.dialect].format(table=self._bt))
+
+        self._retry(create)
+        self._backup_ready = True
+
+    def _update_params(self, update: SyncUpdate) -> dict[str, Any]:
+        return {
+            "id": update.id,
+            "stripe_product_id": update.stripe_product_id,
+            "stripe_price_id": update.stripe_price_id,
+            "sync_status": update.sync_status,
+            "sync_error": update.sync_error,
+            "synced_at": self._ts(update.synced_at),
+            "sync_hash": update.sync_hash,
+        }
+
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
+        """Safe to re-run: the backup keeps the first previous values of a row per run, the UPDATE is absolute."""
+        validate_run_id(run_id)
+        todo = validate_updates(updates)
+        if not todo:
+            return 0
+        self._ensure_checked()
+        self._ensure_backup_table()
+        written = 0
+        for batch in chunks(todo, self.write_batch_size):
+            params = [self._update_params(u) for u in batch]
+
+            def run(batch: Sequence[SyncUpdate] = batch, params: list[dict[str, Any]] = params) -> int:
+                # Backup and write in one transaction: a row is never written without its backup.
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        self._backup_insert_sql,
+                        {
+                            "source_table": self.mapping.table,
+                            "run_id": run_id,
+                            "now": self._ts(datetime.now(UTC)),
+                            "ids": [u.id for u in batch],
+                        },
+                    )
+                    result = conn.execute(self._update_sql, params)
+                    return int(result.rowcount)
+
+            written += self._retry(run)
+        return written
+
+    def _backup_rows(self, run_id: str) -> list[sa.Row[Any]]:
+        validate_run_id(run_id)
+        self._ensure_backup_table()
+
+        def run() -> list[sa.Row[Any]]:
+            with self.engine.connect() as conn:
+                return list(
+                    conn.execute(self._backup_select_sql, {"source_table": self.mapping.table, "run_id": run_id})
+                )
+
+        return self._retry(run)
+
+    def backup_for_run(self, run_id: str) -> list[BackupRow]:
+        return [
+            BackupRow(
+                run_id=run_id,
+                id=str(r.product_id),
+                stripe_product_id=r.stripe_product_id,
+                stripe_price_id=r.stripe_price_id,
+                sync_status=r.sync_status,
+                sync_error=r.sync_error,
+                synced_at=from_db_timestamp(r.synced_at),
+                sync_hash=r.sync_hash,
+            )
+            for r in self._backup_rows(run_id)
+        ]
+
+    def restore_backup(self, run_id: str) -> int:
+        """One transaction, so a rollback is all or nothing; running it twice restores the same values."""
+        self._ensure_checked()
+        rows = self._backup_rows(run_id)
+        if not rows:
+            return 0
+        # Raw values straight back: what was read from this database is bindable to it as is.
+        params = [{"id": r.product_id, **{c: getattr(r, c) for c in SYNC_COLUMNS}} for r in rows]
+
+        def run() -> int:
+            restored = 0
+            with self.engine.begin() as conn:
+                for batch in chunks(params, self.write_batch_size):
+                    restored += int(conn.execute(self._update_sql, list(batch)).rowcount)
+            return restored
+
+        return self._retry(run)
+
+
+# -- inserting products (tests, demo data) ---------------------------------------------------------
+
+
+def _sqlite_value(cms_field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_sqlite_timestamp(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bool):
+        return int(value)
+    if cms_field in {"images", "metadata"}:
+        return json.dumps(list(value) if cms_field == "images" else dict(value), sort_keys=True)
+    return value
+
+
+def _postgres_value(cms_field: str, value: Any) -> Any:
+    if cms_field == "images":
+        return list(value) if value is not None else None
+    if cms_field == "metadata":
+        return dict(value) if value is not None else None
+    return value
+
+
+def insert_products(
+    engine: Engine,
+    products: Sequence[CmsProduct],
+    table: str = DEFAULT_TABLE,
+    *,
+    mapping: ColumnMapping | None = None,
+    batch_size: int = 1000,
+) -> int:
+    """Bulk-insert CmsProduct rows into an existing table (default schema, or through a mapping)."""
+    mapping = mapping or ColumnMapping(table=table)
+    validate_identifier(mapping.table, "table name")
+    reflected = sa.Table(mapping.table, sa.MetaData(), autoload_with=engine)
+    convert = _sqlite_value if engine.dialect.name == "sqlite" else _postgres_value
+    fields = mapping.mapped_fields
+    rows = [
+        {column: convert(cms_field, getattr(p, cms_field)) for cms_field, column in fields.items()} for p in products
+    ]
+    with engine.begin() as conn:
+        for batch in chunks(rows, batch_size):
+            conn.execute(reflected.insert(), list(batch))
+    return len(rows)
