@@ -1,0 +1,291 @@
+"""Stripe's rate-limit model and the limiter that schedules every request against it.
+
+Stripe enforces a global budget per account (100 req/s live, 25 req/s test) *and* a budget per
+endpoint (method + path template, 25 req/s by default). A single RPS knob either wastes the global
+budget (everything at 25) or trips endpoint limits (everything at 100 on one endpoint), so the
+limiter tracks both and admits a request only when both allow it.
+
+Scheduling is by reservation: a caller takes the earliest slot that keeps a minimum spacing of
+1/rate on its endpoint and globally, then sleeps until that slot. Even spacing (no bursts) is the
+most conservative shape for an account we must not get throttled on, and it makes the guarantee
+easy to state: points at least 1/r apart can never put more than r into any 1-second window.
+Endpoint slots are handed out in arrival order (FIFO, so no request starves); global slots fill the
+earliest free gap, so a backlog on one endpoint never blocks a different endpoint that has room.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+LIVE_GLOBAL_RPS = 100.0
+TEST_GLOBAL_RPS = 25.0
+DEFAULT_ENDPOINT_RPS = 25.0
+
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+
+ENV_MAX_RPS = "STRIPE_MAX_RPS"
+ENV_ENDPOINT_RPS = "STRIPE_ENDPOINT_RPS"
+ENV_MAX_CONCURRENCY = "MIGRATION_MAX_CONCURRENCY"
+
+# Endpoint names used by the gateway (method + path template, as Stripe counts them).
+EP_CREATE_PRODUCT = "POST /v1/products"
+EP_UPDATE_PRODUCT = "POST /v1/products/:id"
+EP_CREATE_PRICE = "POST /v1/prices"
+EP_UPDATE_PRICE = "POST /v1/prices/:id"
+EP_LIST_PRODUCTS = "GET /v1/products"
+EP_RETRIEVE_PRODUCT = "GET /v1/products/:id"
+EP_LIST_PRICES = "GET /v1/prices"
+EP_RETRIEVE_PRICE = "GET /v1/prices/:id"
+EP_DELETE_PRODUCT = "DELETE /v1/products/:id"
+
+ENDPOINTS = (
+    EP_CREATE_PRODUCT,
+    EP_UPDATE_PRODUCT,
+    EP_CREATE_PRICE,
+    EP_UPDATE_PRICE,
+    EP_LIST_PRODUCTS,
+    EP_RETRIEVE_PRODUCT,
+    EP_LIST_PRICES,
+    EP_RETRIEVE_PRICE,
+    EP_DELETE_PRODUCT,
+)
+
+# Rate-limited reasons that say "the whole account is too busy" vs "this endpoint is".
+_EPS = 1e-9
+
+GLOBAL_REASONS = frozenset({"global-rate", "global-concurrency"})
+ENDPOINT_REASONS = frozenset({"endpoint-rate", "endpoint-concurrency", "resource-specific"})
+
+
+def _positive_float(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def is_live_key(api_key: str) -> bool:
+    return api_key.startswith(LIVE_KEY_PREFIXES)
+
+
+@dataclass(frozen=True)
+class LimitModel:
+    """The request budget we schedule against: requests/second globally and per endpoint."""
+
+    global_rps: float
+    endpoint_rps: float
+    max_concurrency: int | None = None
+    live: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.global_rps > 0 and self.endpoint_rps > 0):
+            raise ValueError("global_rps and endpoint_rps must be positive")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+
+    @classmethod
+    def for_key(cls, api_key: str, env: Mapping[str, str] = os.environ) -> LimitModel:
+        """Stripe's published limits for the key's mode, capped (never raised) by the env settings.
+
+        A key with an unknown prefix gets the test-mode budget: being too slow is recoverable,
+        a 429 storm on a live account is not.
+        """
+        live = is_live_key(api_key)
+        global_rps = LIVE_GLOBAL_RPS if live else TEST_GLOBAL_RPS
+        endpoint_rps = DEFAULT_ENDPOINT_RPS
+        cap_global = _positive_float(env, ENV_MAX_RPS)
+        cap_endpoint = _positive_float(env, ENV_ENDPOINT_RPS)
+        if cap_global is not None:
+            global_rps = min(global_rps, cap_global)
+        if cap_endpoint is not None:
+            endpoint_rps = min(endpoint_rps, cap_endpoint)
+        # One endpoint can never use more than the whole account's budget.
+        endpoint_rps = min(endpoint_rps, global_rps)
+        return cls(
+            global_rps=global_rps,
+            endpoint_rps=endpoint_rps,
+            max_concurrency=_positive_int(env, ENV_MAX_CONCURRENCY),
+            live=live,
+        )
+
+
+class _Budget:
+    """Adaptive share (AIMD) of one rate: cut multiplicatively on a 429, regrow linearly with time."""
+
+    __slots__ = ("_factor", "_last_cut", "_since")
+
+    def __init__(self) -> None:
+        self._factor = 1.0
+        self._since = 0.0
+        self._last_cut = -math.inf
+
+    def factor(self, now: float, recovery_per_s: float) -> float:
+        if self._factor >= 1.0:
+            return 1.0
+        return min(1.0, self._factor + recovery_per_s * max(0.0, now - self._since))
+
+    def cut(self, now: float, decrease: float, floor: float, recovery_per_s: float, cooldown_s: float) -> bool:
+        # Many in-flight requests see the same overload at once; one cut per cooldown (as TCP
+        # does once per RTT) keeps a single burst of 429s from collapsing the rate to the floor.
+        if now - self._last_cut < cooldown_s:
+            return False
+        current = self.factor(now, recovery_per_s)
+        self._factor = max(floor, current * decrease)
+        self._since = now
+        self._last_cut = now
+        return True
+
+
+class RateLimiter:
+    """Thread-safe scheduler enforcing the global and per-endpoint budgets of a LimitModel.
+
+    `safety` scales both budgets below the published limits: the limiter spaces *send* times, but
+    thread wake-up jitter and the network can bunch requests up on arrival at Stripe.
+    """
+
+    def __init__(
+        self,
+        model: LimitModel,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        safety: float = 0.9,
+        decrease: float = 0.5,
+        floor: float = 0.1,
+        recovery_per_s: float = 0.05,
+        cooldown_s: float = 1.0,
+    ) -> None:
+        if not 0 < safety <= 1:
+            raise ValueError("safety must be in (0, 1]")
+        if not 0 < decrease < 1 or not 0 < floor <= 1:
+            raise ValueError("decrease must be in (0, 1) and floor in (0, 1]")
+        self.model = model
+        self._clock = clock
+        self._sleep = sleep
+        self._safety = safety
+        self._decrease = decrease
+        self._floor = floor
+        self._recovery = recovery_per_s
+        self._cooldown = cooldown_s
+        self._lock = threading.Lock()
+        # Sorted reservation times on the global budget (past ones pruned).
+        self._global_slots: list[float] = []
+        self._global_budget = _Budget()
+        # Per endpoint: the earliest time its next request may go (FIFO reservations).
+        self._endpoint_next: dict[str, float] = {}
+        self._endpoint_budget: dict[str, _Budget] = {}
+        self.penalties: dict[str, int] = {}
+
+    # -- rates -----------------------------------------------------------------------------------
+
+    def global_rate(self, now: float | None = None) -> float:
+        """Current global rate (req/s) after safety and any 429 penalty."""
+        t = self._clock() if now is None else now
+        return self.model.global_rps * self._safety * self._global_budget.factor(t, self._recovery)
+
+    def endpoint_rate(self, endpoint: str, now: float | None = None) -> float:
+        t = self._clock() if now is None else now
+        budget = self._endpoint_budget.get(endpoint)
+        factor = budget.factor(t, self._recovery) if budget else 1.0
+        return min(self.model.endpoint_rps * self._safety * factor, self.global_rate(t))
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _earliest(self, endpoint: str, now: float) -> tuple[float, float]:
+        """Earliest admissible time for `endpoint` at or after `now`, and its spacing (lock held)."""
+        # The epsilon keeps float rounding from fitting r+1 evenly spaced points into 1 s.
+        g_spacing = 1.0 / self.global_rate(now) + _EPS
+        e_spacing = 1.0 / self.endpoint_rate(endpoint, now) + _EPS
+        slots = self._global_slots
+        # Drop reservations too old to constrain anything from now on.
+        cut = bisect.bisect_left(slots, now - g_spacing)
+        if cut:
+            del slots[:cut]
+        t = max(now, self._endpoint_next.get(endpoint, now))
+        # First gap of width g_spacing on each side of t among the global reservations.
+        i = bisect.bisect_left(slots, t - g_spacing)
+        while i < len(slots):
+            if slots[i] <= t - g_spacing:
+                i += 1
+                continue
+            if slots[i] >= t + g_spacing:
+                break
+            t = slots[i] + g_spacing
+            i += 1
+        return t, e_spacing
+
+    def _reserve(self, endpoint: str, t: float, e_spacing: float) -> None:
+        bisect.insort(self._global_slots, t)
+        self._endpoint_next[endpoint] = t + e_spacing
+
+    def wait_time(self, endpoint: str) -> float:
+        """Seconds until a request on `endpoint` could be sent (0.0 if it could go now)."""
+        with self._lock:
+            now = self._clock()
+            t, _ = self._earliest(endpoint, now)
+        return max(0.0, t - now)
+
+    def try_acquire(self, endpoint: str) -> bool:
+        """Take a slot only if one is free right now."""
+        with self._lock:
+            now = self._clock()
+            t, e_spacing = self._earliest(endpoint, now)
+            if t > now:
+                return False
+            self._reserve(endpoint, t, e_spacing)
+            return True
+
+    def acquire(self, endpoint: str) -> None:
+        """Reserve the earliest slot allowed by both budgets and block until it comes."""
+        with self._lock:
+            now = self._clock()
+            t, e_spacing = self._earliest(endpoint, now)
+            self._reserve(endpoint, t, e_spacing)
+        # Sleep outside the lock; loop because sleep() may return early (or be a test fake).
+        while True:
+            remaining = t - self._clock()
+            if remaining <= 0:
+                return
+            self._sleep(remaining)
+
+    def penalize(self, endpoint: str, reason: str) -> None:
+        """Slow down after a rate-limit 429: cut the budget Stripe says we exceeded.
+
+        An unknown reason cuts the global budget, the conservative choice.
+        """
+        with self._lock:
+            now = self._clock()
+            if reason in ENDPOINT_REASONS:
+                budget = self._endpoint_budget.setdefault(endpoint, _Budget())
+                key = endpoint
+            else:
+                budget = self._global_budget
+                key = "global"
+            if budget.cut(now, self._decrease, self._floor, self._recovery, self._cooldown):
+                self.penalties[key] = self.penalties.get(key, 0) + 1
