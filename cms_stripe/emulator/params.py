@@ -22,7 +22,7 @@ import typing_extensions
 from .errors import ApiError, invalid
 
 # Parsed wire values are strings at the leaves; brackets make dicts (`a[b]`) or lists (`a[]`).
-Wire = Union[str, dict[str, "Wire"], list["Wire"]]
+Wire = Union[str, dict[str, "Wire"], list["Wire"]]  # noqa: UP007 - recursive alias needs Union
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,10 +44,7 @@ def decode(pairs: list[tuple[str, str]]) -> dict[str, Wire]:
     root: dict[str, Any] = {}
     for key, value in pairs:
         m = _KEY_RE.match(key)
-        if m is None:
-            parts = [key]
-        else:
-            parts = [m.group(1), *_PART_RE.findall(m.group(2))]
+        parts = [key] if m is None else [m.group(1), *_PART_RE.findall(m.group(2))]
         node: Any = root
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
