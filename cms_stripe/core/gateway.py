@@ -527,7 +527,7 @@ class StripeGateway:
         replaying only the outcome through it keeps HTTP calls concurrent.
         """
         if exc is not None:
-            self._last_failure = f"{endpoint}: {type(exc).__name__}: {exc}"
+            self._last_failure = f"{endpoint}: {_describe(exc)}"
         try:
             if exc is None:
                 self._breaker.call(_noop)
@@ -580,6 +580,17 @@ class StripeGateway:
             idempotency_key=key,
             request_id=cause.request_id,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """One short line about a failure, for logs and the circuit-open message."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, stripe.APIConnectionError) and "Network error: " in text:
+        # stripe-python wraps the useful part ("Connection refused"...) in boilerplate.
+        text = text.split("Network error: ", 1)[1].rstrip(")")
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def _check_key(key: str | None) -> str:

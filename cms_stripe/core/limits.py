@@ -135,6 +135,16 @@ class LimitModel:
         )
 
 
+def _spacing(rate: float) -> float:
+    """Minimum gap between two requests so that no 1 s window ever holds more than `rate`.
+
+    Points spaced s apart put ceil(1/s) into a 1 s window, so a fractional rate is rounded down
+    (22.5/s -> 22 per window); the epsilon keeps float rounding from fitting one point too many.
+    """
+    whole = math.floor(rate) if rate >= 1.0 else rate
+    return 1.0 / whole + _EPS
+
+
 class _Budget:
     """Adaptive share (AIMD) of one rate: cut multiplicatively on a 429, regrow linearly with time."""
 
@@ -180,6 +190,7 @@ class RateLimiter:
         floor: float = 0.1,
         recovery_per_s: float = 0.05,
         cooldown_s: float = 1.0,
+        observer: Callable[[str, float], None] | None = None,
     ) -> None:
         if not 0 < safety <= 1:
             raise ValueError("safety must be in (0, 1]")
@@ -201,6 +212,9 @@ class RateLimiter:
         self._endpoint_next: dict[str, float] = {}
         self._endpoint_budget: dict[str, _Budget] = {}
         self.penalties: dict[str, int] = {}
+        # Sees every reserved slot (endpoint, time) under the lock: lets tests check the schedule
+        # itself rather than when threads happened to wake up.
+        self._observer = observer
 
     # -- rates -----------------------------------------------------------------------------------
 
@@ -219,9 +233,8 @@ class RateLimiter:
 
     def _earliest(self, endpoint: str, now: float) -> tuple[float, float]:
         """Earliest admissible time for `endpoint` at or after `now`, and its spacing (lock held)."""
-        # The epsilon keeps float rounding from fitting r+1 evenly spaced points into 1 s.
-        g_spacing = 1.0 / self.global_rate(now) + _EPS
-        e_spacing = 1.0 / self.endpoint_rate(endpoint, now) + _EPS
+        g_spacing = _spacing(self.global_rate(now))
+        e_spacing = _spacing(self.endpoint_rate(endpoint, now))
         slots = self._global_slots
         # Drop reservations too old to constrain anything from now on.
         cut = bisect.bisect_left(slots, now - g_spacing)
@@ -243,6 +256,8 @@ class RateLimiter:
     def _reserve(self, endpoint: str, t: float, e_spacing: float) -> None:
         bisect.insort(self._global_slots, t)
         self._endpoint_next[endpoint] = t + e_spacing
+        if self._observer is not None:
+            self._observer(endpoint, t)
 
     def wait_time(self, endpoint: str) -> float:
         """Seconds until a request on `endpoint` could be sent (0.0 if it could go now)."""

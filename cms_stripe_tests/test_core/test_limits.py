@@ -1,0 +1,312 @@
+"""LimitModel and RateLimiter: the schedule never exceeds Stripe's global or per-endpoint budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cms_stripe.core.limits import (
+    ENDPOINTS,
+    EP_CREATE_PRICE,
+    EP_CREATE_PRODUCT,
+    EP_UPDATE_PRODUCT,
+    LimitModel,
+    RateLimiter,
+)
+
+
+class FakeClock:
+    """A clock that only moves when slept on (or advanced) — the limiter's only notion of time."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """Most events in any half-open window (x - window, x] — the way Stripe's sliding window counts."""
+    ts = sorted(times)
+    best = 0
+    lo = 0
+    for hi, t in enumerate(ts):
+        while ts[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+# -- LimitModel.for_key -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "live", "global_rps"),
+    [
+        ("sk_live_abc", True, 100.0),
+        ("rk_live_abc", True, 100.0),
+        ("sk_test_abc", False, 25.0),
+        ("rk_test_abc", False, 25.0),
+        ("pk_live_abc", False, 25.0),  # unknown / publishable key: the cautious budget
+        ("", False, 25.0),
+    ],
+)
+def test_for_key_mode_from_prefix(key: str, live: bool, global_rps: float) -> None:
+    model = LimitModel.for_key(key, env={})
+    assert model.live is live
+    assert model.global_rps == global_rps
+    assert model.endpoint_rps == 25.0
+    assert model.max_concurrency is None
+
+
+def test_for_key_env_caps_lower_but_never_raise() -> None:
+    env = {"STRIPE_MAX_RPS": "40", "STRIPE_ENDPOINT_RPS": "10", "MIGRATION_MAX_CONCURRENCY": "6"}
+    model = LimitModel.for_key("sk_live_x", env=env)
+    assert (model.global_rps, model.endpoint_rps, model.max_concurrency, model.live) == (40.0, 10.0, 6, True)
+
+    raised = LimitModel.for_key("sk_test_x", env={"STRIPE_MAX_RPS": "500", "STRIPE_ENDPOINT_RPS": "90"})
+    assert (raised.global_rps, raised.endpoint_rps) == (25.0, 25.0)
+
+
+def test_for_key_endpoint_budget_never_above_global() -> None:
+    model = LimitModel.for_key("sk_live_x", env={"STRIPE_MAX_RPS": "8"})
+    assert (model.global_rps, model.endpoint_rps) == (8.0, 8.0)
+
+
+def test_for_key_blank_env_values_are_ignored() -> None:
+    model = LimitModel.for_key("sk_live_x", env={"STRIPE_MAX_RPS": " ", "MIGRATION_MAX_CONCURRENCY": ""})
+    assert (model.global_rps, model.max_concurrency) == (100.0, None)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"STRIPE_MAX_RPS": "fast"},
+        {"STRIPE_MAX_RPS": "0"},
+        {"STRIPE_ENDPOINT_RPS": "-3"},
+        {"STRIPE_MAX_RPS": "nan"},
+        {"MIGRATION_MAX_CONCURRENCY": "2.5"},
+        {"MIGRATION_MAX_CONCURRENCY": "0"},
+    ],
+)
+def test_for_key_rejects_bad_env(env: dict[str, str]) -> None:
+    name = next(iter(env))
+    with pytest.raises(ValueError, match=name):
+        LimitModel.for_key("sk_live_x", env=env)
+
+
+def test_model_validates_itself() -> None:
+    with pytest.raises(ValueError):
+        LimitModel(global_rps=0, endpoint_rps=25)
+    with pytest.raises(ValueError):
+        LimitModel(global_rps=100, endpoint_rps=25, max_concurrency=0)
+
+
+# -- RateLimiter --------------------------------------------------------------------------------------
+
+
+def test_single_endpoint_is_paced_at_its_budget() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0)
+    times = []
+    for _ in range(100):
+        limiter.acquire(EP_CREATE_PRODUCT)
+        times.append(clock())
+    assert max_in_any_window(times) == 25
+    # 100 requests at 25/s take ~4 s, not less (and not much more).
+    assert 3.9 < times[-1] - times[0] < 4.0
+
+
+def test_global_budget_binds_across_endpoints() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0)
+    times: list[float] = []
+    per_endpoint: dict[str, list[float]] = {ep: [] for ep in ENDPOINTS}
+    for i in range(900):
+        ep = ENDPOINTS[i % len(ENDPOINTS)]
+        limiter.acquire(ep)
+        times.append(clock())
+        per_endpoint[ep].append(clock())
+    assert max_in_any_window(times) == 100
+    assert all(max_in_any_window(ts) <= 25 for ts in per_endpoint.values())
+
+
+def test_safety_margin_keeps_below_the_published_limit() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep)  # default safety 0.9
+    times = []
+    for i in range(500):
+        limiter.acquire(ENDPOINTS[i % 5])
+        times.append(clock())
+    assert max_in_any_window(times) <= 90
+
+
+def test_wait_time_and_try_acquire() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0)
+    assert limiter.wait_time(EP_CREATE_PRODUCT) == 0.0
+    assert limiter.try_acquire(EP_CREATE_PRODUCT)
+    # Same endpoint: 1/25 s; another endpoint: only the global 1/100 s spacing.
+    assert limiter.wait_time(EP_CREATE_PRODUCT) == pytest.approx(0.04)
+    assert limiter.wait_time(EP_CREATE_PRICE) == pytest.approx(0.01)
+    assert not limiter.try_acquire(EP_CREATE_PRODUCT)
+    assert clock.slept == []  # try_acquire and wait_time never block
+    clock.advance(limiter.wait_time(EP_CREATE_PRICE))
+    assert limiter.try_acquire(EP_CREATE_PRICE)
+    clock.advance(limiter.wait_time(EP_CREATE_PRODUCT))
+    assert limiter.wait_time(EP_CREATE_PRODUCT) == 0.0
+    assert limiter.try_acquire(EP_CREATE_PRODUCT)
+
+
+def test_backlog_on_one_endpoint_does_not_block_another() -> None:
+    """Eight workers queued on one endpoint must not hold back a request to a different endpoint."""
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0)
+    start = clock()
+    for _ in range(8):  # as if 8 threads reserved at the same instant: rewind after each wait
+        limiter.acquire(EP_CREATE_PRODUCT)
+        clock.now = start
+    assert limiter.wait_time(EP_CREATE_PRODUCT) == pytest.approx(8 * 0.04)
+    # The other endpoint slots into the first free global gap, not behind the queue.
+    assert limiter.wait_time(EP_CREATE_PRICE) == pytest.approx(0.01)
+
+
+def test_endpoint_slots_are_first_come_first_served() -> None:
+    slots: list[tuple[str, float]] = []
+    clock = FakeClock()
+    limiter = RateLimiter(
+        LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0, observer=lambda e, t: slots.append((e, t))
+    )
+    start = clock()
+    for _ in range(5):
+        limiter.acquire(EP_UPDATE_PRODUCT)
+        clock.now = start
+    times = [t for _, t in slots]
+    assert times == sorted(times)  # each later caller got a later slot: nobody is overtaken
+
+
+def test_penalize_cuts_the_named_budget_and_recovers() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0, recovery_per_s=0.1)
+    limiter.penalize(EP_CREATE_PRODUCT, "endpoint-rate")
+    assert limiter.endpoint_rate(EP_CREATE_PRODUCT) == pytest.approx(12.5)
+    assert limiter.endpoint_rate(EP_CREATE_PRICE) == pytest.approx(25)
+    assert limiter.global_rate() == pytest.approx(100)
+    # A burst of 429s from in-flight requests is one signal, not many.
+    limiter.penalize(EP_CREATE_PRODUCT, "endpoint-rate")
+    assert limiter.endpoint_rate(EP_CREATE_PRODUCT) == pytest.approx(12.5)
+    limiter.penalize(EP_CREATE_PRICE, "global-rate")
+    assert limiter.global_rate() == pytest.approx(50)
+    assert limiter.penalties == {EP_CREATE_PRODUCT: 1, "global": 1}
+    clock.advance(2.0)
+    assert limiter.endpoint_rate(EP_CREATE_PRODUCT) == pytest.approx(25 * 0.7)
+    clock.advance(10.0)
+    assert limiter.endpoint_rate(EP_CREATE_PRODUCT) == pytest.approx(25)
+    assert limiter.global_rate() == pytest.approx(100)
+
+
+def test_penalty_floor_and_unknown_reason() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0, floor=0.1)
+    for _ in range(20):
+        limiter.penalize(EP_CREATE_PRODUCT, "who-knows")  # unknown reason: cut the global budget
+        clock.advance(1.0)
+    assert limiter.global_rate(clock() - 1.0) == pytest.approx(10.0, rel=0.06)
+    assert limiter.endpoint_rate(EP_CREATE_PRODUCT) <= limiter.global_rate()
+
+
+def test_penalized_endpoint_is_paced_slower() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(LimitModel(100, 25), clock=clock, sleep=clock.sleep, safety=1.0, recovery_per_s=0.0)
+    limiter.penalize(EP_CREATE_PRICE, "endpoint-concurrency")
+    times = []
+    for _ in range(40):
+        limiter.acquire(EP_CREATE_PRICE)
+        times.append(clock())
+    assert max_in_any_window(times) == 12  # 12.5/s, whole requests per window
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["acquire", "try", "penalize", "wait"]),
+        st.integers(min_value=0, max_value=len(ENDPOINTS) - 1),
+        st.floats(min_value=0.0, max_value=0.3, allow_nan=False),
+        st.sampled_from(["global-rate", "endpoint-rate", "resource-specific", "lock_timeout"]),
+    ),
+    min_size=1,
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=_OPS, limits=st.sampled_from([(100.0, 25.0), (25.0, 25.0), (10.0, 3.0), (7.5, 2.5)]))
+def test_property_never_exceeds_global_or_endpoint_budget(
+    ops: list[tuple[str, int, float, str]], limits: tuple[float, float]
+) -> None:
+    """Whatever the mix of endpoints, gaps and 429 penalties: no 1 s window holds more than allowed."""
+    clock = FakeClock()
+    g, e = limits
+    limiter = RateLimiter(LimitModel(g, e), clock=clock, sleep=clock.sleep, safety=1.0)
+    admitted: list[tuple[str, float]] = []
+    for op, idx, gap, reason in ops:
+        ep = ENDPOINTS[idx]
+        clock.advance(gap)
+        if op == "acquire":
+            before = clock()
+            limiter.acquire(ep)
+            assert clock() >= before
+            admitted.append((ep, clock()))
+        elif op == "try":
+            if limiter.try_acquire(ep):
+                admitted.append((ep, clock()))
+        elif op == "wait":
+            w = limiter.wait_time(ep)
+            assert w >= 0
+            clock.advance(w)
+            assert limiter.try_acquire(ep)  # wait_time told the truth
+            admitted.append((ep, clock()))
+        else:
+            limiter.penalize(ep, reason)
+    assert max_in_any_window([t for _, t in admitted]) <= g
+    for ep in ENDPOINTS:
+        assert max_in_any_window([t for name, t in admitted if name == ep]) <= e
+
+
+def test_threads_share_one_schedule() -> None:
+    """Many threads on a real clock: the reserved schedule still respects both budgets."""
+    slots: list[tuple[str, float]] = []
+    limiter = RateLimiter(LimitModel(200, 60), safety=1.0, observer=lambda e, t: slots.append((e, t)))
+    endpoints = ENDPOINTS[:4]
+    done = []
+
+    def worker(i: int) -> None:
+        for _ in range(15):
+            limiter.acquire(endpoints[i % 4])
+        done.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(done) == 8
+    assert len(slots) == 120
+    assert max_in_any_window([t for _, t in slots]) <= 200
+    for ep in endpoints:
+        assert max_in_any_window([t for name, t in slots if name == ep]) <= 60
+    # Every acquire returned only once its slot had come.
+    assert time.monotonic() >= max(t for _, t in slots) >= started
