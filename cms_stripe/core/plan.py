@@ -1,0 +1,362 @@
+"""The plan: one decided operation per CMS row, as plain data that can be printed, saved and applied later.
+
+Decisions compare the CMS row's desired state (mapping.Target) with what Stripe holds, field by
+field, so an unchanged catalog plans zero writes and drift made by hand in the Dashboard is undone.
+
+Reprice order (each step leaves a state the next plan completes):
+  1. new price with the row's lookup key (transfer_lookup_key) — a crash here: the next read finds
+     the price by lookup key and reuses it;
+  2. product update: default_price → new price, changed fields, and the `cms_prev_price` marker —
+     a crash here: the marker makes the next plan finish the reprice;
+  3. archive the old price (and any other live price of the product);
+  4. clear the marker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from cms_stripe.core.catalog import (
+    SYNC_QUARANTINED,
+    CmsProduct,
+    SyncUpdate,
+)
+from cms_stripe.core.currency import from_minor_units
+from cms_stripe.core.errors import Severity
+from cms_stripe.core.identity import derived_product_id
+from cms_stripe.core.mapping import (
+    META_PREV_PRICE,
+    RowIssue,
+    Target,
+    target_for,
+    validate_product,
+)
+from cms_stripe.core.state import ProductState
+
+OperationKind = Literal["create", "update", "reprice", "archive", "reactivate", "noop"]
+KINDS: tuple[OperationKind, ...] = ("create", "update", "reprice", "archive", "reactivate", "noop")
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What to do to one Stripe product. Everything the executor needs, nothing it must re-read."""
+
+    kind: OperationKind
+    cms_id: str
+    product_id: str
+    reason: str
+    content_hash: str
+    target: Target
+    # Product fields to write (changed ones only; `active` included for reactivate/archive).
+    product_params: dict[str, Any] = field(default_factory=dict)
+    # Reprice: the price to make default (existing one found by lookup key), else a new one is created.
+    reuse_price_id: str | None = None
+    new_price: bool = False
+    # The default price before this operation (archived after the switch).
+    old_price_id: str | None = None
+    # Prices left live by an interrupted reprice (from the `cms_prev_price` marker).
+    stale_price_ids: tuple[str, ...] = ()
+    # The current default price lacks the lookup key: set it (no new price needed).
+    set_lookup_price_id: str | None = None
+    # Price id that is current after this operation when it is known at plan time.
+    price_id: str | None = None
+    # Stripe's `updated` of the product when read: part of every idempotency key, so writing the same
+    # values again after a later change (A → B → A) is a new write, not a replay of the first one.
+    state_version: str = ""
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind != "noop"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "cms_id": self.cms_id,
+            "product_id": self.product_id,
+            "reason": self.reason,
+            "content_hash": self.content_hash,
+            "target": self.target.to_dict(),
+            "product_params": self.product_params,
+            "reuse_price_id": self.reuse_price_id,
+            "new_price": self.new_price,
+            "old_price_id": self.old_price_id,
+            "stale_price_ids": list(self.stale_price_ids),
+            "set_lookup_price_id": self.set_lookup_price_id,
+            "price_id": self.price_id,
+            "state_version": self.state_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Operation:
+        kind = data["kind"]
+        if kind not in KINDS:
+            raise ValueError(f"unknown operation kind {kind!r}")
+        return cls(
+            kind=cast(OperationKind, kind),
+            cms_id=data["cms_id"],
+            product_id=data["product_id"],
+            reason=data.get("reason", ""),
+            content_hash=data["content_hash"],
+            target=Target.from_dict(data["target"]),
+            product_params=dict(data.get("product_params") or {}),
+            reuse_price_id=data.get("reuse_price_id"),
+            new_price=bool(data.get("new_price")),
+            old_price_id=data.get("old_price_id"),
+            stale_price_ids=tuple(data.get("stale_price_ids") or ()),
+            set_lookup_price_id=data.get("set_lookup_price_id"),
+            price_id=data.get("price_id"),
+            state_version=str(data.get("state_version") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A row left out of the plan, with every reason."""
+
+    cms_id: str
+    issues: tuple[RowIssue, ...]
+
+    @property
+    def message(self) -> str:
+        return "; ".join(f"{i.field}: {i.message}" for i in self.issues)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cms_id": self.cms_id, "issues": [i.to_dict() for i in self.issues]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Quarantined:
+        return cls(data["cms_id"], tuple(RowIssue.from_dict(i) for i in data["issues"]))
+
+
+@dataclass
+class Plan:
+    operations: list[Operation]
+    quarantined: list[Quarantined] = field(default_factory=list)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(op.kind for op in self.operations)
+        out: dict[str, int] = {k: c.get(k, 0) for k in KINDS}
+        out["quarantined"] = len(self.quarantined)
+        return out
+
+    @property
+    def writes(self) -> list[Operation]:
+        return [op for op in self.operations if op.is_write]
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(
+            {
+                "version": PLAN_VERSION,
+                "created_at": self.created_at.isoformat(),
+                "operations": [op.to_dict() for op in self.operations],
+                "quarantined": [q.to_dict() for q in self.quarantined],
+            },
+            indent=indent,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+        if data.get("version") != PLAN_VERSION:
+            raise ValueError(f"unsupported plan version {data.get('version')!r}")
+        return cls(
+            operations=[Operation.from_dict(o) for o in data["operations"]],
+            quarantined=[Quarantined.from_dict(q) for q in data.get("quarantined", [])],
+            created_at=datetime.fromisoformat(data["created_at"]),
+        )
+
+    def summary_markdown(self, limit: int = 50) -> str:
+        counts = self.counts()
+        lines = [
+            f"**Plan** ({self.created_at:%Y-%m-%d %H:%M:%S} UTC): "
+            + ", ".join(f"{k} {v}" for k, v in counts.items() if v),
+            "",
+            "| kind | count |",
+            "|---|---:|",
+            *(f"| {k} | {v} |" for k, v in counts.items()),
+        ]
+        writes = self.writes
+        if writes:
+            lines += ["", "| CMS id | operation | Stripe product | reason |", "|---|---|---|---|"]
+            lines += [f"| {op.cms_id} | {op.kind} | {op.product_id} | {op.reason} |" for op in writes[:limit]]
+            if len(writes) > limit:
+                lines.append(f"| … | {len(writes) - limit} more | | |")
+        if self.quarantined:
+            lines += ["", "| quarantined CMS id | reasons |", "|---|---|"]
+            lines += [f"| {q.cms_id} | {q.message} |" for q in self.quarantined[:limit]]
+            if len(self.quarantined) > limit:
+                lines.append(f"| … | {len(self.quarantined) - limit} more |")
+        return "\n".join(lines)
+
+    def quarantine_updates(self, now: datetime | None = None) -> list[SyncUpdate]:
+        """CMS write-back for rows that never reached Stripe."""
+        at = now or datetime.now(UTC)
+        return [
+            SyncUpdate(id=q.cms_id, sync_status=SYNC_QUARANTINED, sync_error=q.message[:1000], synced_at=at)
+            for q in self.quarantined
+        ]
+
+
+# -- deciding -------------------------------------------------------------------------------------
+
+
+def _describe_price(price: Mapping[str, Any] | None) -> str:
+    if not price:
+        return "none"
+    cur = str(price.get("currency") or "")
+    amount = price.get("unit_amount")
+    text = f"{from_minor_units(amount, cur)} {cur.upper()}" if isinstance(amount, int) and cur else "?"
+    rec = price.get("recurring")
+    if rec:
+        text += f"/{rec.get('interval_count') or 1} {rec.get('interval')}"
+    return text
+
+
+def plan_product(target: Target, state: ProductState) -> Operation | RowIssue:
+    """The one operation that brings this product to its target (or why it cannot be planned)."""
+    product = state.product
+    version = str(product.get("updated") or product.get("created") or "") if product else ""
+    base: dict[str, Any] = {
+        "cms_id": target.cms_id,
+        "product_id": target.product_id,
+        "content_hash": target.content_hash,
+        "target": target,
+        "state_version": version,
+    }
+    dp = state.default_price
+    current_price_id = dp.get("id") if dp else None
+
+    if not target.active:
+        if product is None:
+            return Operation(kind="noop", reason="not live in the CMS and absent from Stripe", **base)
+        if product.get("active"):
+            return Operation(
+                kind="archive",
+                reason="unpublished, archived or deleted in the CMS",
+                product_params={"active": False},
+                price_id=current_price_id,
+                **base,
+            )
+        return Operation(kind="noop", reason="already archived", price_id=current_price_id, **base)
+
+    assert target.price is not None
+    if product is None:
+        if target.adopted and target.product_id != derived_product_id(target.cms_id):
+            return RowIssue(
+                "stripe_product_missing",
+                "stripe_product_id",
+                f"the row names Stripe product {target.product_id}, which does not exist in this account; "
+                "clear stripe_product_id in the CMS to create a new product",
+                Severity.HIGH,
+            )
+        return Operation(kind="create", reason="not in Stripe yet", new_price=True, **base)
+
+    params = target.product_diff(product)
+    meta = params.get("metadata")
+    if meta is not None:
+        # The reprice marker is cleared only after the old price is archived (step 4).
+        meta.pop(META_PREV_PRICE, None)
+        if not meta:
+            params.pop("metadata")
+    reasons: list[str] = []
+    if params:
+        reasons.append(", ".join(sorted(params)) + " changed")
+
+    marker = (product.get("metadata") or {}).get(META_PREV_PRICE)
+    stale = tuple(sorted({m for m in str(marker or "").split(",") if m}))
+    price_ok = bool(dp and dp.get("active") and target.price.matches(dp))
+    reuse = None
+    new_price = False
+    set_lookup = None
+    price_id = current_price_id
+    if price_ok:
+        assert dp is not None
+        if dp.get("lookup_key") != target.lookup_key:
+            set_lookup = current_price_id
+            reasons.append("price lookup key missing")
+    else:
+        lp = state.lookup_price
+        if lp and lp.get("active") and lp.get("product") == target.product_id and target.price.matches(lp):
+            reuse = lp["id"]
+            price_id = reuse
+        else:
+            new_price = True
+            price_id = None
+        reasons.append(f"price {_describe_price(dp)} → {_describe_price(target.price.params())}")
+    if stale:
+        reasons.append("finish interrupted reprice")
+
+    kind: OperationKind
+    if not product.get("active"):
+        kind = "reactivate"
+        params["active"] = True
+        reasons.insert(0, "live again in the CMS")
+    elif not price_ok or stale:
+        kind = "reprice"
+    elif params or set_lookup:
+        kind = "update"
+    else:
+        return Operation(kind="noop", reason="in sync", price_id=current_price_id, **base)
+    return Operation(
+        kind=kind,
+        reason="; ".join(reasons),
+        product_params=params,
+        reuse_price_id=reuse,
+        new_price=new_price,
+        old_price_id=current_price_id if not price_ok else None,
+        stale_price_ids=stale,
+        set_lookup_price_id=set_lookup,
+        price_id=price_id,
+        **base,
+    )
+
+
+def build_plan(
+    products: Iterable[CmsProduct],
+    state: Mapping[str, ProductState],
+    *,
+    tax_behavior: str | None = None,
+    now: datetime | None = None,
+) -> Plan:
+    """Validate every row, then plan one operation per valid row against the Stripe state read for it."""
+    operations: list[Operation] = []
+    quarantined: list[Quarantined] = []
+    seen_products: dict[str, str] = {}
+    for p in products:
+        issues = validate_product(p, tax_behavior=tax_behavior)
+        if issues:
+            quarantined.append(Quarantined(p.id, tuple(issues)))
+            continue
+        target = target_for(p, tax_behavior=tax_behavior)
+        other = seen_products.get(target.product_id)
+        if other is not None:
+            # Two rows naming one Stripe product would overwrite each other on every run.
+            quarantined.append(
+                Quarantined(
+                    p.id,
+                    (
+                        RowIssue(
+                            "stripe_product_shared",
+                            "stripe_product_id",
+                            f"Stripe product {target.product_id} is already synced from CMS row {other}",
+                        ),
+                    ),
+                )
+            )
+            continue
+        seen_products[target.product_id] = p.id
+        st = state.get(p.id) or ProductState(target.product_id)
+        decided = plan_product(target, st)
+        if isinstance(decided, RowIssue):
+            quarantined.append(Quarantined(p.id, (decided,)))
+        else:
+            operations.append(decided)
+    return Plan(operations, quarantined, now or datetime.now(UTC))
