@@ -1,0 +1,87 @@
+"""Emulator fixtures for the write-engine tests: a live-mode Stripe on localhost and helpers to read it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.executor import ApplyResult, apply_plan
+from cms_stripe.core.gateway import StripeGateway
+from cms_stripe.core.mapping import META_CMS_ID, target_for
+from cms_stripe.core.plan import Plan, build_plan
+from cms_stripe.core.state import read_state
+from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+
+# Not a real key: the prefix selects Stripe's live-mode budgets (100/s global) in the limit model.
+LIVE_KEY = "sk_live_" + "0" * 24
+
+
+@pytest.fixture()
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=0, jitter_ms=0)) as emu:
+        yield emu
+
+
+def make_gateway(url: str, **kw: Any) -> StripeGateway:
+    # env={} keeps the developer's STRIPE_MAX_RPS / MIGRATION_MAX_CONCURRENCY out of the tests.
+    return StripeGateway.from_settings(LIVE_KEY, api_base=url, env={}, **kw)
+
+
+@pytest.fixture()
+def gateway(emulator: EmulatorServer) -> StripeGateway:
+    return make_gateway(emulator.url)
+
+
+def row(cms_id: str, **kw: Any) -> CmsProduct:
+    base: dict[str, Any] = {
+        "title": f"Product {cms_id}",
+        "description": f"About {cms_id}",
+        "price": Decimal("19.99"),
+        "currency": "usd",
+        "images": (f"https://cdn.example.com/{cms_id}.png",),
+        "url": f"https://shop.example.com/{cms_id}",
+        "metadata": {"sku": cms_id.upper(), "weight": 3},
+        "shippable": True,
+    }
+    base.update(kw)
+    return CmsProduct(id=cms_id, **base)
+
+
+def sync(gw: StripeGateway, rows: Sequence[CmsProduct], **kw: Any) -> tuple[Plan, ApplyResult]:
+    plan = build_plan(rows, read_state(gw, rows))
+    return plan, apply_plan(plan, gw, **kw)
+
+
+def changed(p: CmsProduct, **kw: Any) -> CmsProduct:
+    return dataclasses.replace(p, **kw)
+
+
+def assert_stripe_matches(objects: dict[str, Any], rows: Sequence[CmsProduct]) -> None:
+    """Stripe equals the CMS: one product per row, right fields, right default price, old prices archived."""
+    products = {p["id"]: p for p in objects["products"]}
+    prices = {p["id"]: p for p in objects["prices"]}
+    per_cms = Counter(p["metadata"].get(META_CMS_ID) for p in products.values())
+    dupes = {k: v for k, v in per_cms.items() if v > 1}
+    assert not dupes, f"duplicate products per cms_id: {dupes}"
+    for r in rows:
+        t = target_for(r)
+        prod = products.get(t.product_id)
+        if not t.active:
+            assert prod is None or not prod["active"], r.id
+            continue
+        assert prod is not None, f"missing product for {r.id}"
+        assert prod["active"], r.id
+        assert t.product_diff(prod) == {}, (r.id, t.product_diff(prod))
+        dp = prod["default_price"]
+        dp_id = dp["id"] if isinstance(dp, dict) else dp
+        price = prices[dp_id]
+        assert t.price is not None and t.price.matches(price), (r.id, price)
+        assert price["active"] and price["lookup_key"] == t.lookup_key, (r.id, price)
+        live = [p for p in prices.values() if p["product"] == t.product_id and p["active"]]
+        assert [p["id"] for p in live] == [dp_id], f"{r.id}: live prices {[p['id'] for p in live]}"
