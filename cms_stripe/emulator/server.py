@@ -639,6 +639,7 @@ class EmulatorServer:
         self._writers.add(writer)
         emu = self._emu
         assert emu is not None
+        emu.stats.connections_opened += 1
         try:
             while True:
                 try:

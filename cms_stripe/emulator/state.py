@@ -8,6 +8,7 @@ no await in between, so a write is atomic, and it can inject faults between the 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import random
@@ -520,9 +521,8 @@ class Store:
             and ("lte" not in flt or created <= flt["lte"])
         )
 
-    def _paginate(
-        self, items: list[Json], p: Json, kind: str, objects: dict[str, Json], url: str
-    ) -> tuple[list[Json], bool]:
+    def _paginate(self, items: Iterable[Json], p: Json, kind: str, objects: dict[str, Json]) -> tuple[list[Json], bool]:
+        """`items` is a lazy newest-first stream; read only as far as the page needs."""
         limit = self._limit(p)
         after, before = p.get("starting_after"), p.get("ending_before")
         if after is not None and before is not None:
@@ -530,19 +530,23 @@ class Store:
                 "You may only specify one of these parameters: starting_after, ending_before.",
                 param="starting_after",
             )
-        if after is not None:
-            if after not in objects:
-                raise missing_resource(kind, after, param="starting_after", status=400)
-            cut = self.seq[after]
-            rest = [o for o in items if self.seq[o["id"]] < cut]
-            return rest[:limit], len(rest) > limit
+        page: list[Json] = []
         if before is not None:
             if before not in objects:
                 raise missing_resource(kind, before, param="ending_before", status=400)
             cut = self.seq[before]
-            rest = [o for o in items if self.seq[o["id"]] > cut]
-            return rest[-limit:], len(rest) > limit
-        return items[:limit], len(items) > limit
+            newer = list(itertools.takewhile(lambda o: self.seq[o["id"]] > cut, items))
+            return newer[-limit:], len(newer) > limit
+        if after is not None:
+            if after not in objects:
+                raise missing_resource(kind, after, param="starting_after", status=400)
+            cut = self.seq[after]
+            items = (o for o in items if self.seq[o["id"]] < cut)
+        for o in items:
+            if len(page) == limit:
+                return page, True
+            page.append(o)
+        return page, False
 
     def list_products(self, p: Json) -> Json:
         expand = self.expansions(p, frozenset({"data.default_price"}))
@@ -550,7 +554,7 @@ class Store:
         if ids is not None and len(ids) > 100:
             raise invalid("You may pass at most 100 ids.", param="ids")
         idset = set(ids) if ids is not None else None
-        items = [
+        items = (
             o
             for o in reversed(self.products.values())
             if (idset is None or o["id"] in idset)
@@ -559,8 +563,8 @@ class Store:
             and ("type" not in p or o["type"] == p["type"])
             and ("url" not in p or o["url"] == p["url"])
             and self._created_ok(o["created"], p.get("created"))
-        ]
-        page, has_more = self._paginate(items, p, "product", self.products, "/v1/products")
+        )
+        page, has_more = self._paginate(items, p, "product", self.products)
         inner = {e.split(".", 1)[1] for e in expand}
         return {
             "object": "list",
@@ -581,7 +585,7 @@ class Store:
             source: Iterable[Json] = (self.prices[i] for i in reversed(self.prices_by_product.get(p["product"], [])))
         else:
             source = reversed(self.prices.values())
-        items = [
+        items = (
             o
             for o in source
             if (lkset is None or o["lookup_key"] in lkset)
@@ -591,8 +595,8 @@ class Store:
             and ("interval" not in rec or (o["recurring"] or {}).get("interval") == rec["interval"])
             and ("usage_type" not in rec or (o["recurring"] or {}).get("usage_type") == rec["usage_type"])
             and self._created_ok(o["created"], p.get("created"))
-        ]
-        page, has_more = self._paginate(items, p, "price", self.prices, "/v1/prices")
+        )
+        page, has_more = self._paginate(items, p, "price", self.prices)
         inner = {e.split(".", 1)[1] for e in expand}
         return {
             "object": "list",

@@ -42,6 +42,7 @@ class Stats:
         self.faults: Counter[str] = Counter()
         self.writes: Counter[str] = Counter()
         self.conflicts_409 = 0
+        self.connections_opened = 0
         # every /v1 request as it arrives (the rate the client produced) ...
         self.arrivals = Window()
         self.arrivals_by_endpoint: dict[str, Window] = {}
@@ -91,6 +92,7 @@ class Stats:
             "idempotent_replays": self.replays,
             "idempotent_replays_by_endpoint": dict(self.replays_by_endpoint),
             "idempotency_conflicts_409": self.conflicts_409,
+            "connections_opened": self.connections_opened,
             "faults": dict(self.faults),
             "writes": dict(self.writes),
             "writes_total": sum(self.writes.values()),
