@@ -1,0 +1,52 @@
+"""Small helpers shared by the assets: policies, partition windows, per-partition metadata."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import dagster as dg
+
+T = TypeVar("T")
+
+# Transient CMS/Stripe outages: retry the step a few times, spaced out, with jitter so parallel
+# partitions do not retry in lockstep.
+RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# A range backfill is one run: one Stripe writer, one state read per 100 products, one progress line.
+BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+FRAMES_IO_MANAGER = "frames_io_manager"
+
+
+def window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
+    """[start, end) of the run's partition or partition range, in UTC."""
+    tw = context.partition_time_window
+    return tw.start.astimezone(UTC), tw.end.astimezone(UTC)
+
+
+def partition_keys(context: dg.AssetExecutionContext) -> list[str]:
+    return list(context.partition_keys) if context.has_partition_key_range else []
+
+
+def day_of(ts: datetime | None) -> str | None:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d") if ts else None
+
+
+def group_by_day(items: Iterable[T], key: Callable[[T], datetime | None]) -> dict[str, list[T]]:
+    out: dict[str, list[T]] = defaultdict(list)
+    for item in items:
+        day = day_of(key(item))
+        if day:
+            out[day].append(item)
+    return out
+
+
+def add_partition_metadata(context: dg.AssetExecutionContext, per_partition: Mapping[str, Mapping[str, Any]]) -> None:
+    """Metadata for each partition of a range run, so each day's materialization carries its own numbers."""
+    keys = partition_keys(context)
+    if len(keys) <= 1:
+        return
+    for pk in keys:
+        if pk in per_partition:
+            context.add_asset_metadata(dict(per_partition[pk]), partition_key=pk)

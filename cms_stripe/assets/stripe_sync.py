@@ -1,0 +1,211 @@
+"""Stripe products: plan and apply the partition's rows with the engine, checkpointing as it goes."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+import pandas as pd
+
+from cms_stripe.assets.common import (
+    BACKFILL_POLICY,
+    RETRY_POLICY,
+    add_partition_metadata,
+    day_of,
+    partition_keys,
+)
+from cms_stripe.checks import STRIPE_PRODUCTS, failed_writes_result, no_failed_writes_check
+from cms_stripe.cms.source import CatalogSource
+from cms_stripe.constants import (
+    CHECKPOINT,
+    CHECKPOINT_DONE,
+    DRY_RUN,
+    DURATION_S,
+    FAILURES_TABLE,
+    GROUP,
+    MAX_UPDATED_AT,
+    PLAN_PATH,
+    PLAN_SUMMARY,
+    PLANNED,
+    PRODUCTS_PER_SECOND,
+    RATE_LIMITED,
+    RESUMED,
+    SKIPPED,
+    STRIPE_CALLS,
+    STRIPE_POOL,
+    STRIPE_WRITES,
+    SUCCESS_RATE,
+)
+from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.frames import frame_to_products
+from cms_stripe.core.sync import SyncOptions, SyncOutcome, run_sync
+from cms_stripe.partitions import daily_partitions
+from cms_stripe.resources.settings import SyncSettingsResource
+from cms_stripe.resources.stripe import StripeResource
+
+OUTCOMES = ("created", "updated", "repriced", "archived", "reactivated", "noop", "failed", "skipped")
+
+
+class LiveKeyRefused(dg.Failure):
+    pass
+
+
+def root_run_id(context: dg.AssetExecutionContext) -> str:
+    return context.run.root_run_id or context.run_id
+
+
+def read_checkpoints(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str], root: str
+) -> dict[str, str]:
+    """cms id → content hash finished by earlier attempts of this run (re-execution, step retry)."""
+    done: dict[str, str] = {}
+    if not keys:
+        return done
+    cursor = None
+    while True:
+        page = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(keys)), limit=1000, cursor=cursor
+        )
+        for record in page.records:
+            observation = record.asset_observation
+            if observation is None:
+                continue
+            meta = observation.metadata
+            run = meta.get(CHECKPOINT)
+            if run is None or getattr(run, "value", None) != root:
+                continue
+            pairs = getattr(meta.get(CHECKPOINT_DONE), "value", None) or {}
+            done.update({str(k): str(v) for k, v in dict(pairs).items()})
+        if not page.has_more:
+            return done
+        cursor = page.cursor
+
+
+def checkpoint_logger(context: dg.AssetExecutionContext, products: Sequence[CmsProduct], fallback_key: str, root: str):
+    day_by_id = {p.id: day_of(p.updated_at) or fallback_key for p in products}
+
+    def record(done: list[tuple[str, str]]) -> None:
+        by_day: dict[str, dict[str, str]] = defaultdict(dict)
+        for cms_id, chash in done:
+            by_day[day_by_id.get(cms_id, fallback_key)][cms_id] = chash
+        for day, pairs in by_day.items():
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=STRIPE_PRODUCTS,
+                    partition=day,
+                    metadata={CHECKPOINT: dg.MetadataValue.text(root), CHECKPOINT_DONE: dg.MetadataValue.json(pairs)},
+                )
+            )
+
+    return record
+
+
+def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
+    counts = outcome.counts
+    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != "skipped")
+    meta: dict[str, dg.MetadataValue] = {
+        DRY_RUN: dg.MetadataValue.bool(dry_run),
+        PLANNED: dg.MetadataValue.int(len(outcome.plan.operations)),
+        SKIPPED: dg.MetadataValue.int(outcome.skipped_existing),
+        RESUMED: dg.MetadataValue.int(outcome.resumed),
+        SUCCESS_RATE: dg.MetadataValue.float(outcome.succeeded / attempted if attempted else 1.0),
+        PRODUCTS_PER_SECOND: dg.MetadataValue.float(
+            round(attempted / outcome.duration_s, 3) if outcome.duration_s > 0 else 0.0
+        ),
+        STRIPE_CALLS: dg.MetadataValue.int(outcome.stripe_calls),
+        STRIPE_WRITES: dg.MetadataValue.int(outcome.stripe_writes),
+        RATE_LIMITED: dg.MetadataValue.int(outcome.rate_limited),
+        DURATION_S: dg.MetadataValue.float(round(outcome.duration_s, 3)),
+        "written_back": dg.MetadataValue.int(outcome.written_back),
+        PLAN_SUMMARY: dg.MetadataValue.md(outcome.plan.summary_markdown()),
+    }
+    for kind, n in outcome.plan.counts().items():
+        meta[f"plan_{kind}"] = dg.MetadataValue.int(n)
+    for name in OUTCOMES:
+        meta[name] = dg.MetadataValue.int(counts.get(name, 0))
+    if outcome.plan_path:
+        meta[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
+    failures = outcome.failures
+    if failures:
+        meta[FAILURES_TABLE] = dg.MetadataValue.md(
+            "| cms id | error |\n|---|---|\n" + "\n".join(f"| {i} | {e} |" for i, e in failures[:100])
+        )
+    return meta
+
+
+def per_day_counts(outcome: SyncOutcome, products: Sequence[CmsProduct]) -> Mapping[str, Mapping[str, object]]:
+    day_by_id = {p.id: day_of(p.updated_at) for p in products}
+    per_day: dict[str, Counter[str]] = defaultdict(Counter)
+    newest: dict[str, str] = {}
+    for p in products:
+        d = day_of(p.updated_at)
+        if d and p.updated_at:
+            newest[d] = max(newest.get(d, ""), p.updated_at.isoformat())
+    if outcome.result is not None:
+        for r in outcome.result.results:
+            d = day_by_id.get(r.cms_id)
+            if d:
+                per_day[d][r.outcome] += 1
+    return {
+        d: {
+            **{name: dg.MetadataValue.int(per_day[d].get(name, 0)) for name in OUTCOMES},
+            MAX_UPDATED_AT: dg.MetadataValue.text(newest[d]),
+        }
+        for d in newest
+    }
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    group_name=GROUP,
+    kinds={"stripe", "python"},
+    pool=STRIPE_POOL,
+    retry_policy=RETRY_POLICY,
+    check_specs=[no_failed_writes_check],
+)
+def stripe_products(
+    context: dg.AssetExecutionContext,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: dg.ResourceParam[CatalogSource],
+    validated_products: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """Creates, updates, reprices, archives and reactivates Stripe products so they match the day's
+    valid CMS rows, exactly once; writes the Stripe ids back to the CMS. Dry-run saves the plan only."""
+    keys = partition_keys(context) or [context.partition_key]
+    label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
+    if not settings.dry_run and stripe.is_live and not settings.allow_live:
+        raise LiveKeyRefused(
+            "STRIPE_SECRET_KEY is a live key: refusing to write without MIGRATION_ALLOW_LIVE=true "
+            "(or `cms-stripe migrate --confirm-live`). Run a dry-run first."
+        )
+    products = frame_to_products(validated_products)
+    root = root_run_id(context)
+    done = read_checkpoints(context.instance, STRIPE_PRODUCTS, keys, root)
+    outcome = run_sync(
+        products,
+        stripe.gateway,
+        catalog,
+        SyncOptions(
+            run_id=context.run_id,
+            label=label,
+            dry_run=settings.dry_run,
+            skip_existing=settings.skip_existing,
+            checkpoint_interval=settings.checkpoint_interval,
+            reports_dir=settings.reports_dir,
+            max_concurrency=stripe.max_concurrency,
+        ),
+        checkpoint_done=done,
+        log=context.log.info,
+        on_checkpoint=checkpoint_logger(context, products, keys[-1], root),
+    )
+    if outcome.result is not None and outcome.result.critical:
+        # Stop the run (CRITICAL): the checkpoints above let a re-execution skip what finished.
+        raise dg.Failure(description=outcome.result.critical, metadata=outcome_metadata(outcome, settings.dry_run))
+    add_partition_metadata(context, per_day_counts(outcome, products))
+    return dg.MaterializeResult(
+        metadata=outcome_metadata(outcome, settings.dry_run),
+        check_results=[failed_writes_result(outcome.failures)],
+    )

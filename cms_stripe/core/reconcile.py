@@ -1,0 +1,155 @@
+"""CMS against Stripe: which rows match, which are missing, drifted or duplicated, which Stripe
+products are orphans. Pure: the caller reads Stripe (List with ids=[…], never Search, which lags)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.identity import derived_product_id
+from cms_stripe.core.mapping import META_CMS_ID, META_HASH, target_for, validate_product
+
+MATCHED = "matched"
+MISSING = "missing"
+DRIFT = "drift"
+DUPLICATE = "duplicate"
+QUARANTINED = "quarantined"
+ORPHAN = "orphan"
+OUTCOMES = (MATCHED, MISSING, DRIFT, DUPLICATE, QUARANTINED, ORPHAN)
+
+
+@dataclass(frozen=True)
+class ReconcileRow:
+    cms_id: str | None
+    product_id: str | None
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class ReconciliationReport:
+    scope: str
+    rows: list[ReconcileRow] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(OUTCOMES, 0)
+        for row in self.rows:
+            out[row.outcome] += 1
+        return out
+
+    def problems(self) -> list[ReconcileRow]:
+        return [r for r in self.rows if r.outcome in (MISSING, DRIFT, DUPLICATE, ORPHAN)]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"scope": self.scope, "counts": self.counts(), "rows": [asdict(r) for r in self.rows]}, indent=2
+        )
+
+    def to_markdown(self, limit: int = 50) -> str:
+        counts = self.counts()
+        lines = [
+            f"**Reconciliation ({self.scope})**",
+            "",
+            "| outcome | count |",
+            "|---|---|",
+            *[f"| {k} | {v} |" for k, v in counts.items()],
+        ]
+        problems = self.problems()
+        if problems:
+            lines += ["", "| cms id | Stripe product | outcome | detail |", "|---|---|---|---|"]
+            lines += [
+                f"| {r.cms_id or ''} | {r.product_id or ''} | {r.outcome} | {r.detail} |" for r in problems[:limit]
+            ]
+            if len(problems) > limit:
+                lines.append(f"| … | | | {len(problems) - limit} more in the JSON report |")
+        return "\n".join(lines)
+
+
+def _default_price(product: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    price = product.get("default_price")
+    return price if isinstance(price, Mapping) else None
+
+
+def candidate_product_ids(products: Iterable[CmsProduct]) -> list[str]:
+    """Every Stripe id a CMS row could be behind: its adopted id and the derived one (to see duplicates)."""
+    ids: dict[str, None] = {}
+    for p in products:
+        if p.stripe_product_id and p.stripe_product_id.strip():
+            ids[p.stripe_product_id.strip()] = None
+        ids[derived_product_id(p.id)] = None
+    return list(ids)
+
+
+def _compare(p: CmsProduct, stripe_product: Mapping[str, Any] | None) -> tuple[str, str]:
+    target = target_for(p)
+    if not target.active:
+        if stripe_product is not None and stripe_product.get("active"):
+            return DRIFT, "should be archived (not published in the CMS) but is active in Stripe"
+        return MATCHED, "archived" if stripe_product is not None else "not in Stripe (not published)"
+    if stripe_product is None:
+        return MISSING, "no Stripe product"
+    if not stripe_product.get("active"):
+        return DRIFT, "archived in Stripe but published in the CMS"
+    differences = []
+    metadata = stripe_product.get("metadata") or {}
+    if metadata.get(META_HASH) != target.content_hash:
+        differences.append("content hash")
+    if target.price is not None and not target.price.matches(_default_price(stripe_product)):
+        differences.append("default price")
+    diff = target.product_diff(stripe_product)
+    differences += sorted(k for k in diff if k != "metadata")
+    if "metadata" in diff:
+        differences.append("metadata")
+    if differences:
+        return DRIFT, "differs in " + ", ".join(dict.fromkeys(differences))
+    return MATCHED, ""
+
+
+def reconcile(
+    products: Sequence[CmsProduct],
+    stripe_products: Iterable[Mapping[str, Any]],
+    *,
+    scope: str,
+    orphans: bool = False,
+) -> ReconciliationReport:
+    """Compare CMS rows with the Stripe products listed for them (by `candidate_product_ids`).
+
+    With `orphans=True` the Stripe list is the whole account, and every active product carrying a
+    `cms_id` the CMS does not have is reported (archived ones are already out of sale).
+    """
+    by_id: dict[str, Mapping[str, Any]] = {}
+    by_cms_id: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for sp in stripe_products:
+        by_id[sp["id"]] = sp
+        cms_id = (sp.get("metadata") or {}).get(META_CMS_ID)
+        if cms_id:
+            by_cms_id[cms_id].append(sp)
+
+    report = ReconciliationReport(scope=scope)
+    cms_ids = set()
+    for p in products:
+        cms_ids.add(p.id)
+        issues = validate_product(p)
+        if issues:
+            report.rows.append(ReconcileRow(p.id, None, QUARANTINED, "; ".join(i.message for i in issues)))
+            continue
+        target = target_for(p)
+        live = [sp for sp in by_cms_id.get(p.id, []) if sp.get("active")]
+        if len(live) > 1:
+            ids = ", ".join(sorted(sp["id"] for sp in live))
+            report.rows.append(ReconcileRow(p.id, target.product_id, DUPLICATE, f"{len(live)} active products: {ids}"))
+            continue
+        outcome, detail = _compare(p, by_id.get(target.product_id))
+        report.rows.append(ReconcileRow(p.id, target.product_id, outcome, detail))
+
+    if orphans:
+        for cms_id, sps in sorted(by_cms_id.items()):
+            if cms_id not in cms_ids:
+                for sp in sps:
+                    if sp.get("active"):
+                        report.rows.append(ReconcileRow(cms_id, sp["id"], ORPHAN, "active in Stripe; CMS row is gone"))
+    return report

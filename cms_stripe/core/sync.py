@@ -1,0 +1,227 @@
+"""One sync of a set of CMS rows: skip what is done, read Stripe, plan, save the plan, apply with
+checkpoints, write back. Used by the Dagster assets and the selective job alike; no Dagster here.
+
+Exactly-once rests on three things: deterministic Stripe identities and idempotency keys (core),
+write-back of each finished product at every checkpoint (a crash loses at most one checkpoint
+interval of write-backs, and the next run finds those products in sync with Stripe and plans no-ops
+for them), and checkpoints recorded by the caller so a re-executed run skips finished products
+without even reading them from Stripe.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cms_stripe.core.catalog import SYNC_FAILED, SYNC_SYNCED, CmsProduct, SyncUpdate, content_hash
+from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
+from cms_stripe.core.plan import Plan, build_plan
+from cms_stripe.core.progress import ProgressTracker
+from cms_stripe.core.state import read_state
+
+
+class WriteBack(Protocol):
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    run_id: str
+    label: str
+    dry_run: bool = True
+    skip_existing: bool = True
+    checkpoint_interval: int = 100
+    reports_dir: str = "reports"
+    max_concurrency: int | None = None
+
+
+@dataclass
+class SyncOutcome:
+    plan: Plan
+    planned_rows: int
+    skipped_existing: int = 0
+    resumed: int = 0
+    result: ApplyResult | None = None
+    plan_path: str | None = None
+    summary_path: str | None = None
+    written_back: int = 0
+    duration_s: float = 0.0
+    stripe_stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        if self.result is None:
+            return {}
+        return self.result.counts()
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        if self.result is None:
+            return []
+        out = [(r.cms_id, f"[{r.severity.value if r.severity else '?'}] {r.error}") for r in self.result.failed]
+        if self.result.critical:
+            out += [(r.cms_id, "not attempted: run stopped") for r in self.result.results if r.outcome == "skipped"]
+        return out
+
+    @property
+    def succeeded(self) -> int:
+        return self.result.succeeded if self.result else 0
+
+    @property
+    def stripe_calls(self) -> int:
+        return int(sum((self.stripe_stats.get("calls") or {}).values()))
+
+    @property
+    def stripe_writes(self) -> int:
+        calls = self.stripe_stats.get("calls") or {}
+        return int(sum(v for k, v in calls.items() if not k.startswith("GET")))
+
+    @property
+    def rate_limited(self) -> int:
+        return int(sum((self.stripe_stats.get("rate_limited") or {}).values()))
+
+
+def is_done(product: CmsProduct) -> bool:
+    """Synced earlier with exactly this content: nothing to ask Stripe (MIGRATION_SKIP_EXISTING)."""
+    return bool(
+        product.sync_status == SYNC_SYNCED
+        and product.stripe_product_id
+        and product.sync_hash is not None
+        and product.sync_hash == content_hash(product)
+    )
+
+
+def save_plan(plan: Plan, reports_dir: str, label: str, run_id: str) -> tuple[str, str]:
+    root = pathlib.Path(reports_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stem = f"plan-{label}-{run_id[:8]}"
+    json_path, md_path = root / f"{stem}.json", root / f"{stem}.md"
+    json_path.write_text(plan.to_json(indent=2))
+    md_path.write_text(plan.summary_markdown(limit=500) + "\n")
+    return str(json_path), str(md_path)
+
+
+def _stats(gateway: Gateway) -> dict[str, Any]:
+    stats = gateway.stats
+    return dict(stats.snapshot()) if hasattr(stats, "snapshot") else dict(stats)
+
+
+def run_sync(
+    products: Sequence[CmsProduct],
+    gateway: Gateway,
+    cms: WriteBack,
+    options: SyncOptions,
+    *,
+    checkpoint_done: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+    on_checkpoint: Callable[[list[tuple[str, str]]], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SyncOutcome:
+    """`checkpoint_done`: cms id → content hash finished by an earlier attempt of this run.
+    `on_checkpoint` receives the (cms id, content hash) pairs finished since the previous checkpoint,
+    after their write-back is committed."""
+    started = time.monotonic()
+    done_before = checkpoint_done or {}
+    todo: list[CmsProduct] = []
+    resumed = skipped = 0
+    for p in products:
+        if done_before.get(p.id) == content_hash(p):
+            resumed += 1
+        elif options.skip_existing and is_done(p):
+            skipped += 1
+        else:
+            todo.append(p)
+    if resumed or skipped:
+        log(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
+
+    state = read_state(gateway, todo)
+    plan = build_plan(todo, state, now=now())
+    plan_path, summary_path = save_plan(plan, options.reports_dir, options.label, options.run_id)
+    counts = plan.counts()
+    log("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
+    outcome = SyncOutcome(
+        plan=plan,
+        planned_rows=len(todo),
+        skipped_existing=skipped,
+        resumed=resumed,
+        plan_path=plan_path,
+        summary_path=summary_path,
+    )
+    by_id = {p.id: p for p in todo}
+
+    if options.dry_run:
+        log("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
+        outcome.duration_s = time.monotonic() - started
+        outcome.stripe_stats = _stats(gateway)
+        return outcome
+
+    if plan.quarantined:
+        outcome.written_back += cms.write_back(plan.quarantine_updates(now()), run_id=options.run_id)
+
+    lock = threading.Lock()
+    buffer: list[ProductResult] = []
+    tracker = ProgressTracker(total=len(plan.operations), emit=log, every=options.checkpoint_interval)
+
+    def flush(results: list[ProductResult]) -> None:
+        updates = [_keep_ids(u, by_id.get(u.id)) for u in ApplyResult(results, {}, 0.0).to_sync_updates(now())]
+        updates = [u for u in updates if _changes_row(u, by_id.get(u.id))]
+        if updates:
+            outcome.written_back += cms.write_back(updates, run_id=options.run_id)
+        if on_checkpoint is not None:
+            on_checkpoint([(r.cms_id, r.content_hash) for r in results if r.ok])
+
+    def on_result(result: ProductResult) -> None:
+        batch: list[ProductResult] | None = None
+        with lock:
+            buffer.append(result)
+            if len(buffer) >= options.checkpoint_interval:
+                batch, buffer[:] = list(buffer), []
+        if batch:
+            # Serialised so checkpoints are recorded in order and write-backs never interleave.
+            with flush_lock:
+                flush(batch)
+        tracker.record(result.ok)
+
+    flush_lock = threading.Lock()
+    result = apply_plan(plan, gateway, max_concurrency=options.max_concurrency, on_result=on_result)
+    with flush_lock:
+        rest = [r for r in buffer if r.outcome != "skipped"]
+        buffer.clear()
+        if rest:
+            flush(rest)
+    outcome.result = result
+    outcome.duration_s = time.monotonic() - started
+    outcome.stripe_stats = result.stats
+    log(tracker.line())
+    return outcome
+
+
+def _keep_ids(update: SyncUpdate, product: CmsProduct | None) -> SyncUpdate:
+    """A failed write must not erase the Stripe ids the row already had (an adopted product)."""
+    if product is None or update.sync_status != SYNC_FAILED:
+        return update
+    return replace(
+        update,
+        stripe_product_id=update.stripe_product_id or product.stripe_product_id,
+        stripe_price_id=update.stripe_price_id or product.stripe_price_id,
+        sync_hash=product.sync_hash,
+    )
+
+
+def _changes_row(update: SyncUpdate, product: CmsProduct | None) -> bool:
+    """Skip write-backs that would store what the row already holds (each UPDATE fires Supabase's
+    updated_at trigger, which would make the change sensor look at the row again)."""
+    if product is None:
+        return True
+    return not (
+        product.sync_status == update.sync_status
+        and product.sync_hash == update.sync_hash
+        and product.stripe_product_id == update.stripe_product_id
+        and product.stripe_price_id == update.stripe_price_id
+        and product.sync_error == update.sync_error
+    )

@@ -1,0 +1,81 @@
+"""Selective strategy: sync a list of CMS ids whatever their `updated_at`, as an unpartitioned op job
+built from the same core as the assets (MIGRATION_PRODUCT_IDS, or the op config)."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from cms_stripe.checks import failed_writes_result
+from cms_stripe.cms.source import CatalogSource
+from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.core import reconcile as rc
+from cms_stripe.core.sync import SyncOptions, run_sync
+from cms_stripe.resources.settings import SyncSettingsResource
+from cms_stripe.resources.stripe import StripeResource
+
+
+class SelectiveConfig(dg.Config):
+    product_ids: list[str] = [i.strip() for i in os.environ.get("MIGRATION_PRODUCT_IDS", "").split(",") if i.strip()]
+
+
+@dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
+def sync_selected_products(
+    context: dg.OpExecutionContext,
+    config: SelectiveConfig,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: dg.ResourceParam[CatalogSource],
+) -> list[str]:
+    """Read the listed rows, validate, plan and (unless dry-run) apply them."""
+    if not config.product_ids:
+        raise dg.Failure("no product ids: set MIGRATION_PRODUCT_IDS or the op config product_ids")
+    if not settings.dry_run and stripe.is_live and not settings.allow_live:
+        raise dg.Failure("STRIPE_SECRET_KEY is a live key: set MIGRATION_ALLOW_LIVE=true to write")
+    products = catalog.read_ids(config.product_ids)
+    missing = sorted(set(config.product_ids) - {p.id for p in products})
+    if missing:
+        context.log.warning(f"{len(missing)} ids are not in the CMS: {', '.join(missing[:20])}")
+    outcome = run_sync(
+        products,
+        stripe.gateway,
+        catalog,
+        SyncOptions(
+            run_id=context.run_id,
+            label="selective",
+            dry_run=settings.dry_run,
+            skip_existing=settings.skip_existing,
+            checkpoint_interval=settings.checkpoint_interval,
+            reports_dir=settings.reports_dir,
+            max_concurrency=stripe.max_concurrency,
+        ),
+        log=context.log.info,
+    )
+    check = failed_writes_result(outcome.failures)
+    if outcome.result is not None and outcome.result.critical:
+        raise dg.Failure(description=outcome.result.critical)
+    if not check.passed:
+        raise dg.Failure(description=f"{len(outcome.failures)} Stripe writes failed", metadata=check.metadata)
+    return [p.id for p in products]
+
+
+@dg.op(tags={"kind": "stripe"})
+def reconcile_selected_products(
+    context: dg.OpExecutionContext,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: dg.ResourceParam[CatalogSource],
+    cms_ids: list[str],
+) -> None:
+    products = catalog.read_ids(cms_ids)
+    report = rc.reconcile(products, stripe.list_products(rc.candidate_product_ids(products)), scope="selective")
+    counts = report.counts()
+    context.log.info("reconciliation (selective): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if not settings.dry_run and (counts[rc.DUPLICATE] or counts[rc.MISSING] or counts[rc.DRIFT]):
+        raise dg.Failure(description="reconciliation found problems", metadata={"report": report.to_markdown()})
+
+
+@dg.graph
+def selective_sync_graph() -> None:
+    reconcile_selected_products(sync_selected_products())
