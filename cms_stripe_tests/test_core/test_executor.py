@@ -1,0 +1,161 @@
+"""Applying plans against the emulator with the real stripe-python client: every operation kind,
+multi-currency and recurring prices, adopted products, "already exists", Stripe faults and Stripe down.
+
+The incidents these pin down: a duplicate product, a wrong or still-live old price, a lost write.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT
+from cms_stripe.core.errors import RESUME_HINT
+from cms_stripe.core.executor import apply_plan
+from cms_stripe.core.plan import build_plan
+from cms_stripe.core.state import read_state
+from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
+from cms_stripe_tests.test_core.conftest import assert_stripe_matches, changed, make_gateway, row, sync
+
+
+def catalog() -> list:
+    return [
+        row("usd-once"),
+        row("usd-monthly", price=Decimal("9.00"), recurring_interval="month"),
+        row("eur-quarterly", price=Decimal("25"), currency="EUR", recurring_interval="month", recurring_interval_count=3),
+        row("jpy-once", price=Decimal("1500"), currency="jpy"),
+        row("jpy-yearly", price=Decimal("12000"), currency="JPY", recurring_interval="year"),
+        row("kwd-once", price=Decimal("4.750"), currency="kwd", statement_descriptor="KW SHOP"),
+        row("bhd-weekly", price=Decimal("1.5"), currency="bhd", recurring_interval="week", recurring_interval_count=2),
+        row("draft-never", status=STATUS_DRAFT),
+    ]
+
+
+def test_every_operation_kind(emulator, gateway) -> None:
+    rows = catalog()
+    plan, result = sync(gateway, rows)
+    assert plan.counts()["create"] == 7 and plan.counts()["noop"] == 1
+    assert result.counts() == {"created": 7, "noop": 1}, [r.error for r in result.results]
+    assert {r.lane for r in result.results if r.kind == "create"} == {"A", "B"}
+    assert_stripe_matches(emulator.objects(), rows)
+    updates = {u.id: u for u in result.to_sync_updates()}
+    assert updates["jpy-once"].stripe_product_id == "prod_cms_jpy-once" and updates["jpy-once"].stripe_price_id
+    assert updates["draft-never"].sync_status == "archived" and updates["draft-never"].stripe_product_id is None
+
+    # An unchanged catalog: no writes, one list call per 100 products.
+    before = emulator.inspect()["requests_total"]
+    plan, result = sync(gateway, rows)
+    assert plan.writes == [] and emulator.inspect()["requests_total"] - before == 1
+
+    rows2 = [
+        changed(rows[0], title="Renamed", metadata={"sku": "X"}),  # update
+        changed(rows[1], price=Decimal("11.00")),  # reprice
+        changed(rows[2], recurring_interval_count=6),  # reprice (recurring is immutable)
+        changed(rows[3], price=Decimal("1600"), description="new"),  # reprice + update
+        changed(rows[4], status=STATUS_ARCHIVED),  # archive
+        changed(rows[5], deleted_at=__import__("datetime").datetime(2026, 1, 1)),  # archive (soft delete)
+        rows[6],
+        rows[7],
+    ]
+    plan, result = sync(gateway, rows2)
+    assert plan.counts() == {"create": 0, "update": 1, "reprice": 3, "archive": 2, "reactivate": 0,
+                             "noop": 2, "quarantined": 0}
+    assert all(r.ok for r in result.results), [r.error for r in result.results]
+    assert_stripe_matches(emulator.objects(), rows2)
+
+    rows3 = [changed(r, status="published", deleted_at=None) if r.id in ("jpy-yearly", "kwd-once") else r
+             for r in rows2]
+    rows3[4] = changed(rows3[4], price=Decimal("13000"))  # reactivate with a new price
+    plan, result = sync(gateway, rows3)
+    assert plan.counts()["reactivate"] == 2
+    assert result.counts()["reactivated"] == 2
+    assert_stripe_matches(emulator.objects(), rows3)
+    # And back to the very first price (A -> B -> A): a new price, not a replayed idempotent answer.
+    rows4 = [changed(r, price=Decimal("9.00")) if r.id == "usd-monthly" else r for r in rows3]
+    sync(gateway, rows4)
+    assert_stripe_matches(emulator.objects(), rows4)
+    assert sync(gateway, rows4)[0].writes == []
+
+
+def test_existing_stripe_product_id_is_synced_into_that_product(emulator, gateway) -> None:
+    legacy = gateway.create_product(
+        {"id": "prod_Legacy1", "name": "Old name", "metadata": {"legacy_ref": "x"},
+         "default_price_data": {"currency": "usd", "unit_amount": 1999}},
+        "test-legacy-1",
+    )
+    other = gateway.create_product(
+        {"id": "prod_Legacy2", "name": "Other", "default_price_data": {"currency": "gbp", "unit_amount": 500}},
+        "test-legacy-2",
+    )
+    rows = [row("a", stripe_product_id="prod_Legacy1"), row("b", stripe_product_id="prod_Legacy2")]
+    plan, result = sync(gateway, rows)
+    assert [op.kind for op in plan.operations] == ["update", "reprice"]
+    assert all(r.ok for r in result.results)
+    objs = emulator.objects()
+    assert sorted(p["id"] for p in objs["products"]) == ["prod_Legacy1", "prod_Legacy2"]
+    assert result.results[0].price_id == legacy["default_price"]  # same amount: price kept, lookup key added
+    assert result.results[1].price_id != other["default_price"]
+    assert_stripe_matches(objs, rows)
+
+
+def test_already_exists_is_verified_not_duplicated(emulator, gateway) -> None:
+    rows = [row(f"r{i}", price=Decimal(i + 1)) for i in range(6)]
+    stale_plan = build_plan(rows, {})  # planned before anything existed
+    sync(gateway, rows[:3])  # ...then another run created half of them, one with older content
+    sync(gateway, [changed(rows[3], title="older")])
+    result = apply_plan(stale_plan, gateway)
+    assert all(r.ok for r in result.results), [r.error for r in result.results]
+    assert result.counts() == {"created": 6}
+    assert_stripe_matches(emulator.objects(), rows)
+
+
+def test_faults_every_product_synced_exactly_once() -> None:
+    faults = FaultConfig(rate_429=0.3, error_500_before=0.05, error_500_after=0.05,
+                         drop_before=0.025, drop_after=0.025, seed=7)
+    config = EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=2, jitter_ms=2, faults=faults)
+    with EmulatorServer(config) as emu:
+        gw = make_gateway(emu.url, backoff_base_s=0.05, backoff_max_s=1.0, max_attempts=10)
+        rows = [row(f"f{i:03d}", price=Decimal(10 + i), currency=("usd", "jpy", "kwd", "eur")[i % 4],
+                    recurring_interval=(None, "month")[i % 2]) for i in range(80)]
+        _plan, result = sync(gw, rows)
+        assert all(r.ok for r in result.results), [(r.cms_id, r.error) for r in result.results if not r.ok]
+        rows2 = [changed(r, price=r.price + 1) if i % 3 == 0 else changed(r, title=r.title + "!") for i, r in enumerate(rows)]
+        _plan, result2 = sync(gw, rows2)
+        assert all(r.ok for r in result2.results), [(r.cms_id, r.error) for r in result2.results if not r.ok]
+        info = emu.inspect()
+        print("\nfault run:", info["faults"], "429s:", info["rate_limited"], "gateway:", gw.stats.snapshot())
+        emu.configure(faults=FaultConfig())
+        assert_stripe_matches(emu.objects(), rows2)
+        assert sync(gw, rows2)[0].writes == []
+
+
+def test_stripe_down_stops_with_critical_and_resume_hint() -> None:
+    with EmulatorServer(EmulatorConfig()) as emu:
+        url = emu.url
+        gw = make_gateway(url, backoff_base_s=0.01, backoff_max_s=0.05, breaker_fail_max=10)
+        rows = [row(f"d{i}") for i in range(50)]
+        state = read_state(gw, rows)
+    plan = build_plan(rows, state)  # the emulator is stopped from here on
+    progress: list[tuple[int, int, int, int]] = []
+    started = time.monotonic()
+    result = apply_plan(plan, gw, progress=lambda *a: progress.append(a))
+    assert time.monotonic() - started < 30
+    assert result.critical is not None and RESUME_HINT in result.critical
+    assert result.stopped
+    calls = result.stats["total_calls"]
+    assert calls <= 10 + 2 * 16, calls  # bounded: breaker threshold + in-flight attempts, then fail fast
+    assert result.counts().get("skipped", 0) > 0
+    assert progress and progress[-1][1] == 50
+
+
+def test_should_stop_lets_in_flight_finish(emulator, gateway) -> None:
+    rows = [row(f"s{i}") for i in range(40)]
+    plan = build_plan(rows, read_state(gateway, rows))
+    stop = threading.Event()
+    result = apply_plan(plan, gateway, should_stop=stop.is_set, progress=lambda d, *_: d >= 5 and stop.set())
+    done = [r for r in result.results if r.ok]
+    assert 5 <= len(done) < 40 and result.critical is None
+    # Resuming is just planning again.
+    _plan, again = sync(gateway, rows)
+    assert_stripe_matches(emulator.objects(), rows)
