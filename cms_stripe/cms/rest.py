@@ -1,0 +1,422 @@
+"""The Supabase REST catalog backend, through supabase-py (PostgREST).
+
+Reads are keyset-paginated with an `or=(updated_at.gt.U,and(updated_at.eq.U,id.gt.I))` filter so
+rows sharing one `updated_at` are neither skipped nor repeated. Prices are selected as `price::text`
+because PostgREST renders numeric as a JSON number, which would put money through a float.
+
+Write-back is a batched upsert on the id column (PostgREST has no bulk UPDATE with per-row values)
+of rows read just before, so only existing rows are sent and only the sync columns are set. Backups
+live in a local JSON file per run under `backup_dir` (PostgREST cannot create a table for them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import httpx
+from postgrest.exceptions import APIError
+from postgrest.types import ReturnMethod
+
+from cms_stripe.cms._util import chunks, dedupe, retrying
+from cms_stripe.cms.errors import CmsConfigError
+from cms_stripe.cms.mapping import ColumnMapping
+from cms_stripe.cms.schema import from_db_timestamp
+from cms_stripe.cms.source import (
+    DEFAULT_BACKUP_DIR,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_WRITE_BATCH_SIZE,
+    BackupRow,
+    ChangedDays,
+    require_aware,
+    validate_run_id,
+    validate_updates,
+)
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate, content_hash
+
+T = TypeVar("T")
+
+# Kept well under the URL limits of Supabase's gateway: ids travel in the query string.
+DEFAULT_REST_ID_CHUNK_SIZE = 200
+
+# PostgREST connection/pool errors, statement timeout, admin shutdown, serialization/deadlock, and
+# gateway statuses (postgrest-py uses the HTTP status as code when the body is not PostgREST JSON).
+_TRANSIENT_CODES = frozenset(
+    {"PGRST000", "PGRST001", "PGRST002", "PGRST003", "57014", "57P01", "08006", "08003", "40001", "40P01"}
+    | {"500", "502", "503", "504", "520", "522", "524"}
+)
+_MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01", "PGRST200"})
+_MISSING_COLUMN_CODES = frozenset({"42703", "PGRST204"})
+
+
+def is_transient_rest_error(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, APIError) and str(exc.code or "") in _TRANSIENT_CODES
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _tree_value(value: str) -> str:
+    """A value inside an or=(...) logic tree: always double-quoted, so commas, dots and parens are data."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _safe_name(run_id: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
+    if cleaned != run_id:
+        cleaned += "-" + hashlib.sha256(run_id.encode()).hexdigest()[:12]
+    return cleaned
+
+
+class RestCatalogSource:
+    """CatalogSource over Supabase's REST API (PostgREST) via supabase-py."""
+
+    def __init__(
+        self,
+        url: str,
+        service_role_key: str,
+        *,
+        mapping: ColumnMapping | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
+        id_chunk_size: int = DEFAULT_REST_ID_CHUNK_SIZE,
+        backup_dir: str | Path = DEFAULT_BACKUP_DIR,
+        write_mode: Literal["upsert", "patch"] = "upsert",
+        timeout: float = 30.0,
+        retry_attempts: int = 5,
+        retry_wait: float = 0.5,
+        retry_max_wait: float = 10.0,
+    ) -> None:
+        if not re.match(r"^https?://", url or ""):
+            raise CmsConfigError("SUPABASE_URL must be an http(s) URL, e.g. https://<project>.supabase.co")
+        if not (service_role_key or "").strip():
+            raise CmsConfigError("SUPABASE_SERVICE_ROLE_KEY is empty")
+        if min(page_size, write_batch_size, id_chunk_size) < 1:
+            raise CmsConfigError("page_size, write_batch_size and id_chunk_size must be positive")
+        if write_mode not in ("upsert", "patch"):
+            raise CmsConfigError(f"write_mode must be 'upsert' or 'patch', got {write_mode!r}")
+        from supabase import create_client
+        from supabase.lib.client_options import SyncClientOptions
+
+        # Our own retry (bounded, jittered, covering writes too) replaces postgrest-py's GET-only one.
+        self._http = httpx.Client(timeout=timeout, follow_redirects=True)
+        options = SyncClientOptions(httpx_client=self._http, postgrest_client_retry=False)
+        try:
+            self.client = create_client(url.rstrip("/"), service_role_key, options=options)
+        except Exception as exc:  # supabase raises its own exception type for a malformed URL or key
+            raise CmsConfigError(f"cannot create the Supabase client: {exc}") from exc
+        self.mapping = mapping or ColumnMapping()
+        self.page_size = page_size
+        self.write_batch_size = write_batch_size
+        self.id_chunk_size = id_chunk_size
+        self.backup_dir = Path(backup_dir)
+        self.write_mode = write_mode
+        self._retry_args = {"attempts": retry_attempts, "wait": retry_wait, "max_wait": retry_max_wait}
+        self._checked = False
+        m = self.mapping
+        self._id = m.column("id")
+        self._u = m.column("updated_at")
+        self._select = ",".join(
+            f"{alias}:{col}::text" if alias == "f_price" else f"{alias}:{col}" for col, alias in m.select_aliases()
+        )
+        self._sync_select = ",".join([f"f_id:{self._id}"] + [f"f_{c}:{m.column(c)}" for c in SYNC_COLUMNS])
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _table(self) -> Any:
+        return self.client.table(self.mapping.table)
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        for attempt in retrying(is_transient_rest_error, **self._retry_args):  # type: ignore[arg-type]
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _rows(self, build: Callable[[], Any]) -> list[dict[str, Any]]:
+        data = self._retry(lambda: build().execute()).data
+        if not isinstance(data, list):
+            raise RuntimeError(f"unexpected PostgREST response: {data!r:.200}")
+        return data
+
+    def _ensure_checked(self) -> None:
+        if not self._checked:
+            self.check()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- check --------------------------------------------------------------------------------
+
+    def _probe(self, columns: str) -> str | None:
+        """None if `select=columns` works, else the PostgREST error code."""
+        try:
+            self._retry(lambda: self._table().select(columns).limit(0).execute())
+        except APIError as exc:
+            code = str(exc.code or "")
+            if code == "401" or "Invalid API key" in str(exc.message):
+                raise CmsConfigError("Supabase rejected SUPABASE_SERVICE_ROLE_KEY (401)") from exc
+            if code in _MISSING_TABLE_CODES | _MISSING_COLUMN_CODES:
+                return code
+            raise
+        return None
+
+    def check(self) -> None:
+        """One probe when the schema fits; on a mismatch one probe per column, to name every missing one."""
+        needed = list(self.mapping.required_columns())
+        try:
+            code = self._probe(",".join(needed))
+            if code is None:
+                self._checked = True
+                return
+            if code in _MISSING_TABLE_CODES or self._probe(self._id) in _MISSING_TABLE_CODES:
+                message = self.mapping.missing_message(False, [])
+            else:
+                present = [c for c in needed if self._probe(c) is None]
+                message = self.mapping.missing_message(True, present)
+        except httpx.TransportError as exc:
+            raise CmsConfigError(f"cannot reach Supabase REST API: {exc}") from exc
+        if message is None:  # pragma: no cover - a column probe disagreed with the combined probe
+            raise CmsConfigError(f"CMS schema check failed on table {self.mapping.table!r} (PostgREST {code})")
+        raise CmsConfigError(message)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _keyset(
+        self, apply: Callable[[Any], Any], page_size: int, select: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Raw rows ordered by (updated_at, id); nulls sort last, so a null updated_at ends the walk."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be positive, got {page_size}")
+        u, i = self._u, self._id
+        cursor: tuple[str, str] | None = None
+        while True:
+
+            def build(cursor: tuple[str, str] | None = cursor) -> Any:
+                query = apply(self._table().select(select or self._select))
+                if cursor is not None:
+                    cu, ci = _tree_value(cursor[0]), _tree_value(cursor[1])
+                    query = query.or_(f"{u}.gt.{cu},and({u}.eq.{cu},{i}.gt.{ci})")
+                return query.order(u).order(i).limit(page_size)
+
+            rows = self._rows(build)
+            yield from rows
+            if len(rows) < page_size:
+                return
+            last_updated = from_db_timestamp(rows[-1]["f_updated_at"])
+            if last_updated is None:
+                return
+            cursor = (_ts(last_updated), str(rows[-1]["f_id"]))
+
+    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
+        require_aware(start, "start")
+        require_aware(end, "end")
+        self._ensure_checked()
+        lo, hi = _ts(start), _ts(end)
+        for row in self._keyset(lambda q: q.gte(self._u, lo).lt(self._u, hi), page_size or self.page_size):
+            yield self.mapping.product_from_row(row)
+
+    def read_all(self) -> Iterator[CmsProduct]:
+        self._ensure_checked()
+        last: str | None = None
+        while True:
+
+            def build(last: str | None = last) -> Any:
+                query = self._table().select(self._select)
+                if last is not None:
+                    query = query.gt(self._id, last)
+                return query.order(self._id).limit(self.page_size)
+
+            rows = self._rows(build)
+            for row in rows:
+                yield self.mapping.product_from_row(row)
+            if len(rows) < self.page_size:
+                return
+            last = str(rows[-1]["f_id"])
+
+    def _fetch_ids(self, ids: Sequence[str], select: str) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in chunks(list(ids), self.id_chunk_size):
+
+            def build(chunk: Sequence[str] = chunk) -> Any:
+                return self._table().select(select).in_(self._id, list(chunk))
+
+            rows = self._rows(build)
+            for row in rows:
+                found[str(row["f_id"])] = row
+        return found
+
+    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
+        wanted = dedupe(ids)
+        if not wanted:
+            return []
+        self._ensure_checked()
+        found = self._fetch_ids(wanted, self._select)
+        return [self.mapping.product_from_row(found[i]) for i in wanted if i in found]
+
+    def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
+        self._ensure_checked()
+        since = None
+        if cursor is not None:
+            require_aware(cursor, "cursor")
+            since = _ts(cursor - lookback)
+        days: set[date] = set()
+        newest = cursor
+        changed = scanned = 0
+        for row in self._keyset(lambda q: q.gt(self._u, since) if since else q, self.page_size):
+            product = self.mapping.product_from_row(row)
+            updated = product.updated_at
+            if updated is None:
+                continue
+            scanned += 1
+            if newest is None or updated > newest:
+                newest = updated
+            if product.sync_hash != content_hash(product):
+                changed += 1
+                days.add(updated.date())
+        return ChangedDays(tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned)
+
+    # -- backup file --------------------------------------------------------------------------
+
+    def _backup_path(self, run_id: str) -> Path:
+        return self.backup_dir / self.mapping.table / f"{_safe_name(run_id)}.json"
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_backup(self, path: Path, run_id: str) -> dict[str, dict[str, Any]]:
+        if not path.exists():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("run_id") != run_id or data.get("table") != self.mapping.table:
+            raise RuntimeError(f"backup file {path} belongs to another run or table")
+        rows: dict[str, dict[str, Any]] = data["rows"]
+        return rows
+
+    def _add_to_backup(self, run_id: str, current: dict[str, dict[str, Any]]) -> None:
+        """First backup of a row in a run wins, so re-running a write keeps the pre-run values."""
+        path = self._backup_path(run_id)
+        with self._locked(path):
+            rows = self._read_backup(path, run_id)
+            added = False
+            for product_id, row in current.items():
+                if product_id not in rows:
+                    rows[product_id] = {c: row.get(f"f_{c}") for c in SYNC_COLUMNS}
+                    added = True
+            if not added:
+                return
+            payload = {"run_id": run_id, "table": self.mapping.table, "rows": rows}
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+
+    # -- write-back, restore ------------------------------------------------------------------
+
+    def _payload(self, product_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        m = self.mapping
+        return {self._id: product_id, **{m.column(c): values[c] for c in SYNC_COLUMNS}}
+
+    def _send(self, payloads: list[dict[str, Any]]) -> None:
+        if not payloads:
+            return
+        if self.write_mode == "upsert":
+            self._retry(
+                lambda: self._table().upsert(payloads, on_conflict=self._id, returning=ReturnMethod.minimal).execute()
+            )
+            return
+        for payload in payloads:
+            body = {k: v for k, v in payload.items() if k != self._id}
+
+            def patch(body: dict[str, Any] = body, pid: Any = payload[self._id]) -> Any:
+                return self._table().update(body, returning=ReturnMethod.minimal).eq(self._id, pid).execute()
+
+            self._retry(patch)
+
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
+        """Safe to re-run: the backup keeps a row's first previous values per run, the write is absolute."""
+        validate_run_id(run_id)
+        todo = validate_updates(updates)
+        if not todo:
+            return 0
+        self._ensure_checked()
+        written = 0
+        for batch in chunks(todo, self.write_batch_size):
+            # Reading first tells us which rows exist (an upsert must never create a product) and
+            # gives the values to back up before anything is written.
+            current = self._fetch_ids([u.id for u in batch], self._sync_select)
+            self._add_to_backup(run_id, current)
+            payloads = [
+                self._payload(
+                    u.id,
+                    {
+                        "stripe_product_id": u.stripe_product_id,
+                        "stripe_price_id": u.stripe_price_id,
+                        "sync_status": u.sync_status,
+                        "sync_error": u.sync_error,
+                        "synced_at": _ts(u.synced_at) if u.synced_at else None,
+                        "sync_hash": u.sync_hash,
+                    },
+                )
+                for u in batch
+                if u.id in current
+            ]
+            self._send(payloads)
+            written += len(payloads)
+        return written
+
+    def _backup_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
+        validate_run_id(run_id)
+        path = self._backup_path(run_id)
+        with self._locked(path):
+            return self._read_backup(path, run_id)
+
+    def backup_for_run(self, run_id: str) -> list[BackupRow]:
+        rows = self._backup_rows(run_id)
+        return [
+            BackupRow(
+                run_id=run_id,
+                id=product_id,
+                stripe_product_id=v["stripe_product_id"],
+                stripe_price_id=v["stripe_price_id"],
+                sync_status=v["sync_status"],
+                sync_error=v["sync_error"],
+                synced_at=from_db_timestamp(v["synced_at"]),
+                sync_hash=v["sync_hash"],
+            )
+            for product_id, v in sorted(rows.items())
+        ]
+
+    def restore_backup(self, run_id: str) -> int:
+        """Rollback in batches; running it twice restores the same values. Rows deleted since are skipped."""
+        rows = self._backup_rows(run_id)
+        if not rows:
+            return 0
+        self._ensure_checked()
+        restored = 0
+        for batch in chunks(sorted(rows), self.write_batch_size):
+            existing = self._fetch_ids(batch, f"f_id:{self._id}")
+            payloads = [self._payload(i, rows[i]) for i in batch if i in existing]
+            self._send(payloads)
+            restored += len(payloads)
+        return restored
