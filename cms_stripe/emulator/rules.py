@@ -19,7 +19,6 @@ ID_MAX = 255
 UNIT_AMOUNT_MAX = 99_999_999
 
 
-
 def _codes(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -119,8 +118,7 @@ def check_currency(value: str, param: str) -> str:
     if cur not in CURRENCIES:
         raise ApiError(
             400,
-            f"Invalid currency: {value}. Stripe currently supports these currencies: "
-            + ", ".join(sorted(CURRENCIES)),
+            f"Invalid currency: {value}. Stripe currently supports these currencies: " + ", ".join(sorted(CURRENCIES)),
             param=param,
         )
     return cur
@@ -175,9 +173,7 @@ def check_recurring(rec: dict[str, Any], param: str) -> dict[str, Any]:
         )
     usage_type = rec.get("usage_type", "licensed")
     if usage_type not in ("licensed", "metered"):
-        raise invalid(
-            f"Invalid {param}[usage_type]: must be one of licensed or metered", param=f"{param}[usage_type]"
-        )
+        raise invalid(f"Invalid {param}[usage_type]: must be one of licensed or metered", param=f"{param}[usage_type]")
     trial = rec.get("trial_period_days")
     if trial is not None and trial < 0:
         raise invalid("This value must be greater than or equal to 0.", param=f"{param}[trial_period_days]")

@@ -46,7 +46,7 @@ def compile_query(query: str, fields: frozenset[str]) -> Predicate:
         m = _CLAUSE_RE.match(text, pos)
         if m is None:
             raise invalid(
-                f"We were unable to parse your search query. Error at position {pos}: {text[pos:pos + 20]!r}",
+                f"We were unable to parse your search query. Error at position {pos}: {text[pos : pos + 20]!r}",
                 param="query",
             )
         clauses.append(_clause(m, fields))

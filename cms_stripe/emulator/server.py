@@ -369,12 +369,11 @@ class Emulator:
             if req.method == "POST" and entry["idempotency_key"]:
                 ikey = entry["idempotency_key"]
                 if len(ikey) > 255:
-                    return _error(ApiError(400, "Idempotency keys can be at most 255 characters long.",
-                                           param="Idempotency-Key"))
+                    return _error(
+                        ApiError(400, "Idempotency keys can be at most 255 characters long.", param="Idempotency-Key")
+                    )
                 idem = (api_key, ikey)
-                fingerprint = hashlib.sha256(
-                    repr((req.method, req.path, sorted(pairs))).encode()
-                ).hexdigest()
+                fingerprint = hashlib.sha256(repr((req.method, req.path, sorted(pairs))).encode()).hexdigest()
                 record = self.store.idem_get(*idem)
                 if record is not None:
                     idem = None  # a replay neither holds nor releases the in-flight marker
@@ -420,8 +419,7 @@ class Emulator:
         return _error(
             ApiError(
                 429,
-                "Request rate limit exceeded. Learn more about rate limits here "
-                "https://stripe.com/docs/rate-limits.",
+                "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
                 code="rate_limit",
                 headers={"Stripe-Rate-Limited-Reason": reason},
             )
@@ -647,8 +645,11 @@ class EmulatorServer:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 except asyncio.LimitOverrunError:
-                    writer.write(_json(431, {"error": {"type": "invalid_request_error",
-                                                       "message": "Request headers too large"}}).encode(False))
+                    writer.write(
+                        _json(
+                            431, {"error": {"type": "invalid_request_error", "message": "Request headers too large"}}
+                        ).encode(False)
+                    )
                     return
                 lines = head.decode("latin-1").split("\r\n")
                 try:

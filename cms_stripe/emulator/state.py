@@ -236,9 +236,11 @@ class Store:
         expand = self.expansions(p, frozenset({"default_price"}))
         pid = self._check_new_product_id(p["id"], "id") if "id" in p else None
         fields = self._product_fields(p, "", None)
-        price_fields = self._price_amount_fields(p["default_price_data"], "default_price_data") if (
-            "default_price_data" in p
-        ) else None
+        price_fields = (
+            self._price_amount_fields(p["default_price_data"], "default_price_data")
+            if ("default_price_data" in p)
+            else None
+        )
 
         def commit() -> Json:
             prod = self._new_product(pid, fields, livemode)
@@ -319,8 +321,7 @@ class Store:
         out: Json = {"currency": currency}
         if "unit_amount" in p and "unit_amount_decimal" in p:
             raise invalid(
-                f"You may only specify one of these parameters: {name('unit_amount')}, "
-                f"{name('unit_amount_decimal')}.",
+                f"You may only specify one of these parameters: {name('unit_amount')}, {name('unit_amount_decimal')}.",
                 param=name("unit_amount"),
             )
         if "unit_amount" in p:
@@ -383,9 +384,7 @@ class Store:
     def _check_lookup_key(self, key: str, transfer: bool, own_id: str | None) -> str | None:
         """Return the id of the price the key must be taken from (on transfer), or None."""
         if len(key) > rules.LOOKUP_KEY_MAX:
-            raise invalid(
-                f"The lookup key may have at most {rules.LOOKUP_KEY_MAX} characters.", param="lookup_key"
-            )
+            raise invalid(f"The lookup key may have at most {rules.LOOKUP_KEY_MAX} characters.", param="lookup_key")
         holder = self.lookup_keys.get(key)
         if holder is None or holder == own_id:
             return None
@@ -410,9 +409,7 @@ class Store:
         if ("product" in p) == ("product_data" in p):
             if "product" in p:
                 raise invalid("You may only specify one of these parameters: product, product_data.", param="product")
-            raise invalid(
-                "You must specify either `product` or `product_data` when creating a price.", param="product"
-            )
+            raise invalid("You must specify either `product` or `product_data` when creating a price.", param="product")
         f = self._price_amount_fields(p, "")
         if "active" in p:
             f["active"] = p["active"]

@@ -44,7 +44,8 @@ def test_drop_before_write(emulator, client: stripe.StripeClient) -> None:
 def test_drop_after_write_then_retry_with_same_key_gets_the_success(emulator, client: stripe.StripeClient) -> None:
     emulator.configure(faults=FaultConfig(drop_after=1.0))
     stripe_error(
-        lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "d1"}), stripe.APIConnectionError
+        lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "d1"}),
+        stripe.APIConnectionError,
     )
     assert emulator.inspect()["objects"]["products"] == 1
     # Still faulty, but a replay returns the stored result before any fault can apply.

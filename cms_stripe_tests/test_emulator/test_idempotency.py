@@ -29,7 +29,8 @@ def test_same_key_same_params_replays_without_reapplying(emulator, client: strip
 def test_same_key_different_params_is_idempotency_error(client: stripe.StripeClient) -> None:
     client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k"})
     err = stripe_error(
-        lambda: client.v1.products.create(params={"name": "y"}, options={"idempotency_key": "k"}), stripe.IdempotencyError
+        lambda: client.v1.products.create(params={"name": "y"}, options={"idempotency_key": "k"}),
+        stripe.IdempotencyError,
     )
     assert err.http_status == 400
     # The key is also bound to its endpoint.
@@ -84,10 +85,14 @@ def test_validation_400_is_not_stored(client: stripe.StripeClient) -> None:
 
 def test_500_is_stored_and_replayed(emulator, client: stripe.StripeClient) -> None:
     emulator.configure(faults=FaultConfig(error_500_after=1.0))
-    err = stripe_error(lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k5"}), stripe.APIError)
+    err = stripe_error(
+        lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k5"}), stripe.APIError
+    )
     assert err.http_status == 500
     emulator.configure(faults=FaultConfig())
-    again = stripe_error(lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k5"}), stripe.APIError)
+    again = stripe_error(
+        lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k5"}), stripe.APIError
+    )
     assert again.http_status == 500
     assert again.headers.get("Idempotent-Replayed") == "true"
     info = emulator.inspect()
@@ -97,7 +102,10 @@ def test_500_is_stored_and_replayed(emulator, client: stripe.StripeClient) -> No
 
 def test_429_is_not_stored(emulator, client: stripe.StripeClient) -> None:
     emulator.configure(faults=FaultConfig(lock_timeout_429=1.0))
-    err = stripe_error(lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k4"}), stripe.RateLimitError)
+    err = stripe_error(
+        lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "k4"}),
+        stripe.RateLimitError,
+    )
     # stripe-python does not copy `code` onto RateLimitError; it is in the error body.
     assert err.json_body["error"]["code"] == "lock_timeout"
     emulator.configure(faults=FaultConfig())
@@ -111,7 +119,9 @@ def test_client_retries_reuse_the_key_safely(emulator) -> None:
     # stripe-python retries a 500 with the same key; Stripe stores the 500, so every retry replays it.
     emulator.configure(faults=FaultConfig(error_500_before=1.0))
     client = new_client(emulator.url, max_network_retries=2)
-    stripe_error(lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "r"}), stripe.APIError)
+    stripe_error(
+        lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "r"}), stripe.APIError
+    )
     info = emulator.inspect()
     assert info["requests"]["POST /v1/products"] == 3
     assert info["idempotent_replays"] == 2

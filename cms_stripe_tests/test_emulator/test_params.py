@@ -59,7 +59,8 @@ def test_product_update_rejects_create_only_params(client: stripe.StripeClient) 
     assert (err.code, err.param) == ("parameter_unknown", "type")
     err = stripe_error(
         lambda: client.v1.products.update(
-            product.id, params={"default_price_data": {"currency": "usd", "unit_amount": 1}}  # type: ignore[typeddict-unknown-key]
+            product.id,
+            params={"default_price_data": {"currency": "usd", "unit_amount": 1}},  # type: ignore[typeddict-unknown-key]
         )
     )
     assert (err.code, err.param) == ("parameter_unknown", "default_price_data")
@@ -71,7 +72,9 @@ def test_required_params(client: stripe.StripeClient) -> None:
     err = stripe_error(lambda: client.v1.prices.create(params={"product_data": {"name": "x"}, "unit_amount": 5}))  # type: ignore[typeddict-item]
     assert (err.code, err.param) == ("parameter_missing", "currency")
     err = stripe_error(
-        lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 5, "recurring": {"interval_count": 2}})  # type: ignore[typeddict-item]
+        lambda: client.v1.prices.create(
+            params={"currency": "usd", "unit_amount": 5, "recurring": {"interval_count": 2}}
+        )  # type: ignore[typeddict-item]
     )
     assert (err.code, err.param) == ("parameter_missing", "recurring[interval]")
 

@@ -22,7 +22,9 @@ def test_price_with_product_data_creates_the_product(client: stripe.StripeClient
     assert product.metadata.to_dict() == {"cms_id": "9"}
     # product_data[id] is a product id like any other: a duplicate is rejected and creates no price.
     err = stripe_error(
-        lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 1, "product_data": {"id": "cms_9", "name": "x"}})
+        lambda: client.v1.prices.create(
+            params={"currency": "usd", "unit_amount": 1, "product_data": {"id": "cms_9", "name": "x"}}
+        )
     )
     assert (err.code, err.param) == ("resource_already_exists", "product_data[id]")
     assert len(client.v1.prices.list().data) == 1
@@ -31,7 +33,9 @@ def test_price_with_product_data_creates_the_product(client: stripe.StripeClient
 def test_price_needs_exactly_one_of_product_and_product_data(client: stripe.StripeClient) -> None:
     err = stripe_error(lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 1}))
     assert err.param == "product"
-    err = stripe_error(lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 1, "product": "prod_missing"}))
+    err = stripe_error(
+        lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 1, "product": "prod_missing"})
+    )
     assert (err.http_status, err.code, err.param) == (400, "resource_missing", "product")
 
 
@@ -48,7 +52,11 @@ def test_recurring_price_shape(client: stripe.StripeClient) -> None:
     )
     assert price.type == "recurring"
     assert price.recurring is not None
-    assert (price.recurring.interval, price.recurring.interval_count, price.recurring.usage_type) == ("year", 1, "licensed")
+    assert (price.recurring.interval, price.recurring.interval_count, price.recurring.usage_type) == (
+        "year",
+        1,
+        "licensed",
+    )
     err = stripe_error(
         lambda: client.v1.prices.create(
             params={"product": product.id, "currency": "usd", "unit_amount": 1, "recurring": {"interval": "fortnight"}}
@@ -57,7 +65,12 @@ def test_recurring_price_shape(client: stripe.StripeClient) -> None:
     assert err.param == "recurring[interval]"
     err = stripe_error(
         lambda: client.v1.prices.create(
-            params={"product": product.id, "currency": "usd", "unit_amount": 1, "recurring": {"interval": "month", "interval_count": 37}}
+            params={
+                "product": product.id,
+                "currency": "usd",
+                "unit_amount": 1,
+                "recurring": {"interval": "month", "interval_count": 37},
+            }
         )
     )
     assert err.param == "recurring[interval_count]"
@@ -80,9 +93,13 @@ def test_list_filters(client: stripe.StripeClient) -> None:
 
 def test_lookup_key_is_unique_per_account(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "x"})
-    first = client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 1, "lookup_key": "std"})
+    first = client.v1.prices.create(
+        params={"product": product.id, "currency": "usd", "unit_amount": 1, "lookup_key": "std"}
+    )
     err = stripe_error(
-        lambda: client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 2, "lookup_key": "std"})
+        lambda: client.v1.prices.create(
+            params={"product": product.id, "currency": "usd", "unit_amount": 2, "lookup_key": "std"}
+        )
     )
     assert err.param == "lookup_key"
     other = client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 2})
@@ -96,9 +113,17 @@ def test_lookup_key_is_unique_per_account(client: stripe.StripeClient) -> None:
 
 def test_transfer_lookup_key_moves_it_atomically(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "x"})
-    old = client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 100, "lookup_key": "std"})
+    old = client.v1.prices.create(
+        params={"product": product.id, "currency": "usd", "unit_amount": 100, "lookup_key": "std"}
+    )
     new = client.v1.prices.create(
-        params={"product": product.id, "currency": "usd", "unit_amount": 120, "lookup_key": "std", "transfer_lookup_key": True}
+        params={
+            "product": product.id,
+            "currency": "usd",
+            "unit_amount": 120,
+            "lookup_key": "std",
+            "transfer_lookup_key": True,
+        }
     )
     assert new.lookup_key == "std"
     assert client.v1.prices.retrieve(old.id).lookup_key is None
@@ -111,7 +136,9 @@ def test_transfer_lookup_key_moves_it_atomically(client: stripe.StripeClient) ->
 
 def test_price_update_allowed_fields(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "x"})
-    price = client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 1, "metadata": {"a": "1"}})
+    price = client.v1.prices.create(
+        params={"product": product.id, "currency": "usd", "unit_amount": 1, "metadata": {"a": "1"}}
+    )
     updated = client.v1.prices.update(
         price.id, params={"nickname": "n", "metadata": {"b": "2"}, "tax_behavior": "exclusive", "active": False}
     )

@@ -40,7 +40,9 @@ def test_default_price_data_creates_the_default_price(client: stripe.StripeClien
 
 
 def test_switch_default_price(client: stripe.StripeClient) -> None:
-    product = client.v1.products.create(params={"name": "x", "default_price_data": {"currency": "usd", "unit_amount": 100}})
+    product = client.v1.products.create(
+        params={"name": "x", "default_price_data": {"currency": "usd", "unit_amount": 100}}
+    )
     new = client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": 120})
     updated = client.v1.products.update(product.id, params={"default_price": new.id})
     assert updated.default_price == new.id

@@ -19,7 +19,10 @@ def test_metadata_limits(client: stripe.StripeClient) -> None:
     assert err.param == f"metadata[{'k' * 41}]"
     err = stripe_error(lambda: client.v1.products.create(params={"name": "x", "metadata": {"k": "v" * 501}}))
     assert err.param == "metadata[k]"
-    assert client.v1.products.create(params={"name": "x", "metadata": {"k" * 40: "v" * 500}}).metadata["k" * 40] == "v" * 500
+    assert (
+        client.v1.products.create(params={"name": "x", "metadata": {"k" * 40: "v" * 500}}).metadata["k" * 40]
+        == "v" * 500
+    )
 
 
 def test_metadata_merges_and_empty_value_deletes(client: stripe.StripeClient) -> None:
@@ -34,7 +37,9 @@ def test_metadata_merges_and_empty_value_deletes(client: stripe.StripeClient) ->
 
 def test_empty_metadata_clears_all_keys(emulator) -> None:
     auth = {"Authorization": "Bearer sk_test_x"}
-    pid = requests.post(f"{emulator.url}/v1/products", data={"name": "x", "metadata[a]": "1"}, headers=auth, timeout=5).json()["id"]
+    pid = requests.post(
+        f"{emulator.url}/v1/products", data={"name": "x", "metadata[a]": "1"}, headers=auth, timeout=5
+    ).json()["id"]
     r = requests.post(f"{emulator.url}/v1/products/{pid}", data={"metadata": ""}, headers=auth, timeout=5)
     assert r.status_code == 200
     assert r.json()["metadata"] == {}
@@ -51,7 +56,9 @@ def test_images_at_most_eight(client: stripe.StripeClient) -> None:
 
 def test_name_is_required_and_not_blank(client: stripe.StripeClient) -> None:
     assert stripe_error(lambda: client.v1.products.create(params={"name": ""})).code == "parameter_invalid_empty"
-    err = stripe_error(lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 1, "product_data": {"name": ""}}))
+    err = stripe_error(
+        lambda: client.v1.prices.create(params={"currency": "usd", "unit_amount": 1, "product_data": {"name": ""}})
+    )
     assert err.param == "product_data[name]"
 
 
@@ -80,13 +87,19 @@ def test_statement_descriptor_rules(client: stripe.StripeClient, descriptor: str
 
 def test_currency_codes(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "x"})
-    err = stripe_error(lambda: client.v1.prices.create(params={"product": product.id, "currency": "xyz", "unit_amount": 1}))
+    err = stripe_error(
+        lambda: client.v1.prices.create(params={"product": product.id, "currency": "xyz", "unit_amount": 1})
+    )
     assert err.param == "currency"
     err = stripe_error(
-        lambda: client.v1.products.create(params={"name": "y", "default_price_data": {"currency": "usdollar", "unit_amount": 1}})
+        lambda: client.v1.products.create(
+            params={"name": "y", "default_price_data": {"currency": "usdollar", "unit_amount": 1}}
+        )
     )
     assert err.param == "default_price_data[currency]"
-    assert client.v1.prices.create(params={"product": product.id, "currency": "JPY", "unit_amount": 500}).currency == "jpy"
+    assert (
+        client.v1.prices.create(params={"product": product.id, "currency": "JPY", "unit_amount": 500}).currency == "jpy"
+    )
 
 
 def test_integer_amounts(emulator, client: stripe.StripeClient) -> None:
@@ -102,7 +115,9 @@ def test_integer_amounts(emulator, client: stripe.StripeClient) -> None:
         assert r.status_code == 400
         assert r.json()["error"]["code"] == "parameter_invalid_integer"
         assert r.json()["error"]["param"] == "unit_amount"
-    err = stripe_error(lambda: client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": -1}))
+    err = stripe_error(
+        lambda: client.v1.prices.create(params={"product": product.id, "currency": "usd", "unit_amount": -1})
+    )
     assert err.param == "unit_amount"
     err = stripe_error(lambda: client.v1.prices.create(params={"product": product.id, "currency": "usd"}))
     assert (err.code, err.param) == ("parameter_missing", "unit_amount")
@@ -117,9 +132,16 @@ def test_integer_amounts(emulator, client: stripe.StripeClient) -> None:
 def test_three_decimal_currencies_end_in_zero(client: stripe.StripeClient) -> None:
     product = client.v1.products.create(params={"name": "x"})
     for cur in ("bhd", "jod", "kwd", "omr", "tnd"):
-        err = stripe_error(lambda cur=cur: client.v1.prices.create(params={"product": product.id, "currency": cur, "unit_amount": 1005}))
+        err = stripe_error(
+            lambda cur=cur: client.v1.prices.create(
+                params={"product": product.id, "currency": cur, "unit_amount": 1005}
+            )
+        )
         assert err.param == "unit_amount"
-        assert client.v1.prices.create(params={"product": product.id, "currency": cur, "unit_amount": 1010}).unit_amount == 1010
+        assert (
+            client.v1.prices.create(params={"product": product.id, "currency": cur, "unit_amount": 1010}).unit_amount
+            == 1010
+        )
 
 
 def test_unmodelled_features_fail_loudly(client: stripe.StripeClient) -> None:
