@@ -1,0 +1,92 @@
+"""Reconciliation outcomes from CMS rows and Stripe product objects (as List returns them)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from cms_stripe.core import reconcile as rc
+from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.mapping import target_for
+
+
+def stripe_object(p: CmsProduct, **overrides: Any) -> dict[str, Any]:
+    """What Stripe holds after a correct sync of `p`."""
+    t = target_for(p)
+    assert t.price is not None
+    price = {
+        "id": f"price_{p.id}",
+        "object": "price",
+        "active": True,
+        "currency": t.price.currency,
+        "unit_amount": t.price.unit_amount,
+        "recurring": None,
+        "tax_behavior": "unspecified",
+        "lookup_key": t.lookup_key,
+    }
+    obj = {
+        "id": t.product_id,
+        "object": "product",
+        "active": True,
+        "metadata": dict(t.metadata),
+        "default_price": price,
+    }
+    obj.update({k: v for k, v in t.fields.items()})
+    obj["images"] = list(t.fields.get("images") or [])
+    obj.update(overrides)
+    return obj
+
+
+def product(cms_id: str, **fields: Any) -> CmsProduct:
+    base: dict[str, Any] = {"title": f"Item {cms_id}", "price": Decimal("19.99"), "currency": "usd"}
+    base.update(fields)
+    return CmsProduct(id=cms_id, **base)
+
+
+def test_matched_missing_drift_quarantined():
+    ok, gone, edited, bad, draft = (
+        product("a"),
+        product("b"),
+        product("c"),
+        product("d", title=None),
+        product("e", status="draft"),
+    )
+    listed = [stripe_object(ok), stripe_object(edited, name="Edited in the Dashboard")]
+    report = rc.reconcile([ok, gone, edited, bad, draft], listed, scope="test")
+    outcome = {r.cms_id: r.outcome for r in report.rows}
+    assert outcome == {"a": rc.MATCHED, "b": rc.MISSING, "c": rc.DRIFT, "d": rc.QUARANTINED, "e": rc.MATCHED}
+    drift = next(r for r in report.rows if r.cms_id == "c")
+    assert "name" in drift.detail
+    assert report.counts()[rc.DRIFT] == 1
+    assert "| c |" in report.to_markdown()
+
+
+def test_wrong_price_and_wrong_active_state_are_drift():
+    p, archived = product("a", price=Decimal("25.00")), product("b", status="archived")
+    listed = [stripe_object(product("a")), stripe_object(product("b"))]
+    report = rc.reconcile([p, archived], listed, scope="test")
+    details = {r.cms_id: r.detail for r in report.rows if r.outcome == rc.DRIFT}
+    assert "default price" in details["a"] and "content hash" in details["a"]
+    assert "should be archived" in details["b"]
+
+
+def test_duplicate_when_an_earlier_tool_product_and_ours_are_both_live():
+    p = product("a", stripe_product_id="prod_legacy123")
+    ours = stripe_object(product("a"))  # derived id prod_cms_a
+    legacy = stripe_object(p)
+    assert {ours["id"], legacy["id"]} == {"prod_cms_a", "prod_legacy123"}
+    assert set(rc.candidate_product_ids([p])) == {"prod_cms_a", "prod_legacy123"}
+    report = rc.reconcile([p], [ours, legacy], scope="test")
+    assert [r.outcome for r in report.rows] == [rc.DUPLICATE]
+
+
+def test_orphans_only_for_the_whole_catalog_and_only_active():
+    kept = product("a")
+    orphan_live = stripe_object(product("zz"))
+    orphan_archived = stripe_object(product("yy"), active=False)
+    listed = [stripe_object(kept), orphan_live, orphan_archived]
+    partition = rc.reconcile([kept], listed, scope="partition")
+    assert rc.ORPHAN not in {r.outcome for r in partition.rows}
+    catalog = rc.reconcile([kept], listed, scope="catalog", orphans=True)
+    orphans = [r for r in catalog.rows if r.outcome == rc.ORPHAN]
+    assert [(r.cms_id, r.product_id) for r in orphans] == [("zz", "prod_cms_zz")]
