@@ -532,8 +532,13 @@ def apply_plan(
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     lanes: bool = True,
+    on_result: Callable[[ProductResult], None] | None = None,
 ) -> ApplyResult:
-    """Apply every operation of `plan`; never raises for a product, returns a CRITICAL stop in `critical`."""
+    """Apply every operation of `plan`; never raises for a product, returns a CRITICAL stop in `critical`.
+
+    `progress(done, total, success, failed)` and `on_result(ProductResult)` are called as each product
+    finishes (from worker threads, one at a time per product; skipped products are not reported).
+    """
     started = time.monotonic()
     ops = list(plan.operations)
     total = len(ops)
@@ -553,6 +558,12 @@ def apply_plan(
             else:
                 failed += 1
             counts = (done, total, success, failed)
+        if on_result is not None:
+            # Checkpoint / write-back hook: an exception here is the caller's bug and stops nothing.
+            try:
+                on_result(result)
+            except Exception:
+                log.exception("on_result callback failed")
         if progress is not None:
             try:
                 progress(*counts)

@@ -80,7 +80,7 @@ def test_sigkill_at_every_step_then_replan_converges(crash_emulator: EmulatorSer
     seen: list[tuple[int, int]] = []
     for k in kill_points:
         prepare(emu)
-        rc, requests = run_driver(emu.url, emu, k)
+        rc, _requests = run_driver(emu.url, emu, k)
         seen.append((k, rc))
         gw = make_gateway(emu.url)
         _plan, result = sync(gw, catalog(1))

@@ -23,7 +23,9 @@ def catalog() -> list:
     return [
         row("usd-once"),
         row("usd-monthly", price=Decimal("9.00"), recurring_interval="month"),
-        row("eur-quarterly", price=Decimal("25"), currency="EUR", recurring_interval="month", recurring_interval_count=3),
+        row(
+            "eur-quarterly", price=Decimal("25"), currency="EUR", recurring_interval="month", recurring_interval_count=3
+        ),
         row("jpy-once", price=Decimal("1500"), currency="jpy"),
         row("jpy-yearly", price=Decimal("12000"), currency="JPY", recurring_interval="year"),
         row("kwd-once", price=Decimal("4.750"), currency="kwd", statement_descriptor="KW SHOP"),
@@ -59,13 +61,21 @@ def test_every_operation_kind(emulator, gateway) -> None:
         rows[7],
     ]
     plan, result = sync(gateway, rows2)
-    assert plan.counts() == {"create": 0, "update": 1, "reprice": 3, "archive": 2, "reactivate": 0,
-                             "noop": 2, "quarantined": 0}
+    assert plan.counts() == {
+        "create": 0,
+        "update": 1,
+        "reprice": 3,
+        "archive": 2,
+        "reactivate": 0,
+        "noop": 2,
+        "quarantined": 0,
+    }
     assert all(r.ok for r in result.results), [r.error for r in result.results]
     assert_stripe_matches(emulator.objects(), rows2)
 
-    rows3 = [changed(r, status="published", deleted_at=None) if r.id in ("jpy-yearly", "kwd-once") else r
-             for r in rows2]
+    rows3 = [
+        changed(r, status="published", deleted_at=None) if r.id in ("jpy-yearly", "kwd-once") else r for r in rows2
+    ]
     rows3[4] = changed(rows3[4], price=Decimal("13000"))  # reactivate with a new price
     plan, result = sync(gateway, rows3)
     assert plan.counts()["reactivate"] == 2
@@ -80,8 +90,12 @@ def test_every_operation_kind(emulator, gateway) -> None:
 
 def test_existing_stripe_product_id_is_synced_into_that_product(emulator, gateway) -> None:
     legacy = gateway.create_product(
-        {"id": "prod_Legacy1", "name": "Old name", "metadata": {"legacy_ref": "x"},
-         "default_price_data": {"currency": "usd", "unit_amount": 1999}},
+        {
+            "id": "prod_Legacy1",
+            "name": "Old name",
+            "metadata": {"legacy_ref": "x"},
+            "default_price_data": {"currency": "usd", "unit_amount": 1999},
+        },
         "test-legacy-1",
     )
     other = gateway.create_product(
@@ -111,16 +125,26 @@ def test_already_exists_is_verified_not_duplicated(emulator, gateway) -> None:
 
 
 def test_faults_every_product_synced_exactly_once() -> None:
-    faults = FaultConfig(rate_429=0.3, error_500_before=0.05, error_500_after=0.05,
-                         drop_before=0.025, drop_after=0.025, seed=7)
+    faults = FaultConfig(
+        rate_429=0.3, error_500_before=0.05, error_500_after=0.05, drop_before=0.025, drop_after=0.025, seed=7
+    )
     config = EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=2, jitter_ms=2, faults=faults)
     with EmulatorServer(config) as emu:
         gw = make_gateway(emu.url, backoff_base_s=0.05, backoff_max_s=1.0, max_attempts=10)
-        rows = [row(f"f{i:03d}", price=Decimal(10 + i), currency=("usd", "jpy", "kwd", "eur")[i % 4],
-                    recurring_interval=(None, "month")[i % 2]) for i in range(80)]
+        rows = [
+            row(
+                f"f{i:03d}",
+                price=Decimal(10 + i),
+                currency=("usd", "jpy", "kwd", "eur")[i % 4],
+                recurring_interval=(None, "month")[i % 2],
+            )
+            for i in range(80)
+        ]
         _plan, result = sync(gw, rows)
         assert all(r.ok for r in result.results), [(r.cms_id, r.error) for r in result.results if not r.ok]
-        rows2 = [changed(r, price=r.price + 1) if i % 3 == 0 else changed(r, title=r.title + "!") for i, r in enumerate(rows)]
+        rows2 = [
+            changed(r, price=r.price + 1) if i % 3 == 0 else changed(r, title=r.title + "!") for i, r in enumerate(rows)
+        ]
         _plan, result2 = sync(gw, rows2)
         assert all(r.ok for r in result2.results), [(r.cms_id, r.error) for r in result2.results if not r.ok]
         info = emu.inspect()
@@ -153,9 +177,17 @@ def test_should_stop_lets_in_flight_finish(emulator, gateway) -> None:
     rows = [row(f"s{i}") for i in range(40)]
     plan = build_plan(rows, read_state(gateway, rows))
     stop = threading.Event()
-    result = apply_plan(plan, gateway, should_stop=stop.is_set, progress=lambda d, *_: d >= 5 and stop.set())
+    reported: list = []
+    result = apply_plan(
+        plan,
+        gateway,
+        should_stop=stop.is_set,
+        progress=lambda d, *_: d >= 5 and stop.set(),
+        on_result=reported.append,
+    )
     done = [r for r in result.results if r.ok]
     assert 5 <= len(done) < 40 and result.critical is None
+    assert sorted(r.cms_id for r in reported) == sorted(r.cms_id for r in done)
     # Resuming is just planning again.
-    _plan, again = sync(gateway, rows)
+    sync(gateway, rows)
     assert_stripe_matches(emulator.objects(), rows)

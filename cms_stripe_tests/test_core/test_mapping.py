@@ -134,11 +134,12 @@ def test_edge_valid_rows_are_accepted_by_stripe(emulator, gateway) -> None:
         row("edge2", price=Decimal("0"), recurring_interval="year", recurring_interval_count=3),
         row("edge3", price=Decimal("999999.99"), recurring_interval="day", recurring_interval_count=1095),
         row("edge4", price=Decimal("99999.990"), currency="kwd", statement_descriptor="a1234"),
-        row("edge5", price=Decimal("99999999"), currency="jpy", recurring_interval="week", recurring_interval_count=156),
+        row(
+            "edge5", price=Decimal("99999999"), currency="jpy", recurring_interval="week", recurring_interval_count=156
+        ),
         row("Edge/6 with spaces", description="", images=(), url=None, shippable=None, metadata={}),
     ]
     assert all(validate_product(r) == [] for r in rows)
     _plan, result = sync(gateway, rows)
     assert [r.outcome for r in result.results] == ["created"] * len(rows), [r.error for r in result.results]
     assert_stripe_matches(emulator.objects(), rows)
-

@@ -92,8 +92,15 @@ def test_reprice_reuses_half_done_new_price() -> None:
     st = stripe_state(target_for(p))
     new = CmsProduct(**{**p.__dict__, "price": Decimal("24.99")})
     t2 = target_for(new)
-    lp = {"id": "price_2", "active": True, "product": t2.product_id, "lookup_key": t2.lookup_key,
-          "tax_behavior": "unspecified", "recurring": None, **t2.price.params()}  # type: ignore[union-attr]
+    lp = {
+        "id": "price_2",
+        "active": True,
+        "product": t2.product_id,
+        "lookup_key": t2.lookup_key,
+        "tax_behavior": "unspecified",
+        "recurring": None,
+        **t2.price.params(),
+    }  # type: ignore[union-attr]
     st2 = ProductState(st.product_id, st.product, st.default_price, lp)
     op = plan_one(new, st2).operations[0]
     assert op.kind == "reprice" and not op.new_price and op.reuse_price_id == "price_2"
@@ -167,5 +174,12 @@ def test_json_round_trip_and_summary() -> None:
     assert again.operations == plan.operations and again.quarantined == plan.quarantined
     md = plan.summary_markdown()
     assert "| reprice | 1 |" in md and "| create | 1 |" in md and "| b |" in md
-    assert plan.counts() == {"create": 1, "update": 0, "reprice": 1, "archive": 0, "reactivate": 0,
-                             "noop": 0, "quarantined": 1}
+    assert plan.counts() == {
+        "create": 1,
+        "update": 0,
+        "reprice": 1,
+        "archive": 0,
+        "reactivate": 0,
+        "noop": 0,
+        "quarantined": 1,
+    }

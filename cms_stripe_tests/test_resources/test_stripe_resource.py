@@ -1,0 +1,71 @@
+"""StripeResource: wired from EnvVar, builds its gateway at execution, plans and applies, never shows the key."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.executor import SyncAborted
+from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+from cms_stripe.resources.stripe import StripeResource
+
+KEY = "sk_live_" + "9" * 24
+ROWS = [
+    CmsProduct(id="r1", title="One", price=Decimal("10"), currency="usd"),
+    CmsProduct(id="r2", title="Two", price=Decimal("700"), currency="jpy", recurring_interval="month"),
+    CmsProduct(id="bad", title="", price=Decimal("1"), currency="usd"),
+]
+
+
+@pytest.fixture()
+def emu():
+    with EmulatorServer(EmulatorConfig()) as server:
+        yield server
+
+
+def test_materialize_with_envvar_key(emu, monkeypatch) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+    monkeypatch.setenv("STRIPE_API_BASE", emu.url)
+    seen: dict = {}
+
+    @dg.asset
+    def synced(stripe: StripeResource) -> dg.MaterializeResult:
+        plan = stripe.plan(ROWS)
+        result = stripe.apply(plan, progress=lambda *a: seen.setdefault("progress", a))
+        seen.update(plan=plan.counts(), result=result.counts(), stats=stripe.call_stats())
+        return dg.MaterializeResult(metadata={"created": result.counts().get("created", 0)})
+
+    resource = StripeResource(api_key=dg.EnvVar("STRIPE_SECRET_KEY"), api_base=dg.EnvVar("STRIPE_API_BASE"))
+    assert dg.materialize([synced], resources={"stripe": resource}).success
+    assert seen["plan"]["create"] == 2 and seen["plan"]["quarantined"] == 1
+    assert seen["result"] == {"created": 2}
+    assert seen["progress"][1] == 2
+    assert len(emu.objects()["products"]) == 2
+
+
+def test_key_is_never_shown(emu) -> None:
+    resource = StripeResource(api_key=KEY, api_base=emu.url)
+    assert KEY not in repr(resource) and KEY not in str(resource)
+    assert KEY not in repr(resource.gateway)
+
+
+def test_config_caps_limits(emu, monkeypatch) -> None:
+    monkeypatch.setenv("STRIPE_MAX_RPS", "40")
+    resource = StripeResource(api_key=KEY, api_base=emu.url, max_rps=60, endpoint_rps=10, max_concurrency=3)
+    limits = resource.gateway.limits
+    assert (limits.global_rps, limits.endpoint_rps, limits.max_concurrency, limits.live) == (40, 10, 3, True)
+    test_mode = StripeResource(api_key="sk_test_" + "1" * 24, api_base=emu.url).build_gateway(env={})
+    assert test_mode.limits.global_rps == 25
+
+
+def test_critical_stop_raises_with_resume_hint() -> None:
+    with EmulatorServer(EmulatorConfig()) as server:
+        resource = StripeResource(api_key=KEY, api_base=server.url)
+        plan = resource.plan(ROWS[:2])
+    with pytest.raises(SyncAborted) as info:
+        resource.apply(plan)
+    assert "re-run" in str(info.value) and info.value.result.stopped
+    assert KEY not in str(info.value)
