@@ -90,3 +90,13 @@ def test_configure_over_http(emulator) -> None:
     assert emulator.inspect()["config"]["faults"]["rate_429"] == 0.5
     bad = requests.post(f"{emulator.url}/_emulator/config", json={"nope": 1}, timeout=5)
     assert bad.status_code == 400
+
+
+def test_state_file_survives_a_sigterm_restart_of_the_cli(tmp_path) -> None:
+    from cms_stripe.emulator.bench import emulator_process
+
+    state = str(tmp_path / "cli-state.json")
+    with emulator_process("--state-file", state) as url:
+        new_client(url).v1.products.create(params={"name": "kept", "id": "cms_kept"})
+    with emulator_process("--state-file", state) as url:
+        assert new_client(url).v1.products.retrieve("cms_kept").name == "kept"
