@@ -85,8 +85,6 @@ class BackupRow:
 class CatalogSource(Protocol):
     """Reads CMS products and writes the sync columns back; every backend behaves the same."""
 
-    mapping: ColumnMapping
-
     def check(self) -> None:
         """Verify the table and every mapped column exist; raise one CmsConfigError naming all that is missing."""
         ...

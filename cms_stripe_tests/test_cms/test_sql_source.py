@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from cms_stripe.cms.mapping import ColumnMapping
+from cms_stripe.cms.schema import drop_schema
 from cms_stripe.cms.source import CatalogSource, CmsConfigError
 from cms_stripe.cms.sql import SqlCatalogSource, is_transient_db_error
 from cms_stripe.core.catalog import SYNC_COLUMNS, SyncUpdate, content_hash, needs_sync
@@ -252,31 +254,31 @@ def test_write_back_validates_before_writing(writable):
     assert writable.backup_for_run("r") == []
 
 
-def test_dropped_connection_is_retried(backend, caplog):
-    if backend[0] != "postgres":
-        pytest.skip("connection drops are a server-side event")
+def test_dropped_connection_is_retried(pg_database, caplog):
+    setup = sa.create_engine(pg_database)
+    fresh_table(setup, CATALOG[:10], "retry_products")
     # No pre-ping: the dead pooled connection must be caught by our retry, not by the pool.
     engine = sa.create_engine(
-        backend[1], pool_pre_ping=False, pool_size=1, connect_args={"application_name": "cms-retry-test"}
+        pg_database, pool_pre_ping=False, pool_size=1, connect_args={"application_name": "cms-retry-test"}
     )
-    src = SqlCatalogSource(engine, retry_wait=0.01, retry_max_wait=0.05)
+    src = SqlCatalogSource(engine, mapping=ColumnMapping(table="retry_products"), retry_wait=0.01, retry_max_wait=0.05)
     try:
         assert len(src.read_ids([CATALOG[0].id])) == 1
-        admin = sa.create_engine(backend[1])
-        with admin.begin() as conn:
+        with setup.begin() as conn:
             killed = conn.execute(
                 sa.text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE application_name = 'cms-retry-test'"
                 )
             ).scalar_one()
-        admin.dispose()
         assert killed == 1
         with caplog.at_level(logging.WARNING, logger="cms_stripe.cms"):
             assert [p.id for p in src.read_ids([CATALOG[0].id])] == [CATALOG[0].id]
         assert any("Retrying" in r.getMessage() for r in caplog.records)
     finally:
         engine.dispose()
+        drop_schema(setup, "retry_products")
+        setup.dispose()
 
 
 def test_transient_error_classification():
