@@ -34,7 +34,7 @@ from .state import Store
 from .stats import Stats
 
 STRIPE_VERSION = "2025-09-30.clover"
-REQUEST_LOG_MAX = 200_000
+REQUEST_LOG_MAX = 100_000
 _FAULT_ORDER = ("rate_429", "lock_timeout_429", "error_500_before", "drop_before", "error_500_after", "drop_after")
 _READ_FAULTS = frozenset({"rate_429", "error_500_before", "drop_before"})
 
