@@ -440,7 +440,7 @@ class StripeGateway:
     def _attempt(
         self, endpoint: str, fn: Callable[[], Any], write: bool, idempotency_key: str | None
     ) -> dict[str, Any]:
-        self._check_open(endpoint)
+        self._check_open(endpoint, idempotency_key)
         with self._slots if self._slots is not None else contextlib.nullcontext():
             self.limiter.acquire(endpoint)
             self.stats.record_attempt(endpoint)
@@ -468,16 +468,18 @@ class StripeGateway:
                 self._breaker_event(None, endpoint)  # Stripe is healthy; another writer holds the object
                 raise _Retry(exc, kind="lock")
             self.limiter.penalize(endpoint, reason)
-            self._breaker_event(exc, endpoint)
+            self._breaker_event(exc, endpoint, idempotency_key)
             raise _Retry(exc, kind="rate", retry_after=_retry_after(exc))
         if connection:
-            self._breaker_event(exc, endpoint)
+            self._breaker_event(exc, endpoint, idempotency_key)
             raise _Retry(exc, kind="connection")
         if is_conflict(exc):
             self._breaker_event(None, endpoint)
             raise _Retry(exc, kind="conflict")
         if is_server_error(exc) or (isinstance(exc, stripe.APIError) and exc.http_status is None):
-            self._breaker_event(exc, endpoint)
+            # A write that trips the breaker surfaces as CircuitOpenError (CRITICAL) rather than as
+            # ambiguous: the run stops, and the resumed run re-reads Stripe before writing anyway.
+            self._breaker_event(exc, endpoint, idempotency_key)
             if write:
                 self.stats.record_ambiguous()
                 raise AmbiguousWriteError(
@@ -520,7 +522,7 @@ class StripeGateway:
 
     # -- circuit breaker -------------------------------------------------------------------------
 
-    def _breaker_event(self, exc: BaseException | None, endpoint: str) -> None:
+    def _breaker_event(self, exc: BaseException | None, endpoint: str, idempotency_key: str | None = None) -> None:
         """Tell the breaker how an attempt went, after the fact.
 
         pybreaker holds its lock for the whole guarded call, which would serialise every request;
@@ -535,7 +537,7 @@ class StripeGateway:
                 self._breaker.call(_raise, exc)
         except pybreaker.CircuitBreakerError:
             if exc is not None:
-                raise self._open_error(endpoint) from exc
+                raise self._open_error(endpoint, idempotency_key) from exc
         except stripe.StripeError:
             pass
 
@@ -546,22 +548,23 @@ class StripeGateway:
         self.stats.record_circuit_opened()
         log.error("Stripe circuit breaker opened after %d consecutive failures (%s)", failures, self._last_failure)
 
-    def _check_open(self, endpoint: str) -> None:
+    def _check_open(self, endpoint: str, idempotency_key: str | None = None) -> None:
         if self._breaker.current_state != pybreaker.STATE_OPEN:
             return
         with self._state_lock:
             opened_at = self._opened_at
         if opened_at is None or self._clock() - opened_at < self._breaker_reset_s:
-            raise self._open_error(endpoint)
+            raise self._open_error(endpoint, idempotency_key)
         # Past the reset timeout: let this attempt through as pybreaker's half-open trial.
 
-    def _open_error(self, endpoint: str) -> CircuitOpenError:
+    def _open_error(self, endpoint: str, idempotency_key: str | None = None) -> CircuitOpenError:
         failures = self._open_failures or self._breaker.fail_counter
         last = f" Last error: {self._last_failure}." if self._last_failure else ""
         return CircuitOpenError(
             f"Stripe unreachable: circuit open after {failures} consecutive failures; {RESUME_HINT}.{last}",
             code="circuit_open",
             endpoint=endpoint,
+            idempotency_key=idempotency_key,
         )
 
     def _exhausted(self, endpoint: str, key: str | None, exhausted: _Retry) -> StripeSyncError:
@@ -571,7 +574,7 @@ class StripeGateway:
             # this request. Open the breaker now rather than let every worker find out alone.
             if self._breaker.current_state != pybreaker.STATE_OPEN:
                 self._breaker.open()  # the listener records it
-            return self._open_error(endpoint)
+            return self._open_error(endpoint, key)
         return RetriesExhaustedError(
             f"Stripe call still failing after {self.max_attempts} attempts ({exhausted.kind}): {cause}",
             code=error_code(cause) or exhausted.kind,
