@@ -52,7 +52,10 @@ CREATE TABLE IF NOT EXISTS {table} (
     sync_hash text,
     backed_up_at timestamptz NOT NULL,
     PRIMARY KEY (source_table, run_id, product_id)
-)""",
+);
+-- Supabase exposes public tables through its REST API: with RLS on and no policy, only the owner
+-- and the service role can read what the sync columns held.
+ALTER TABLE {table} ENABLE ROW LEVEL SECURITY""",
     "sqlite": """
 CREATE TABLE IF NOT EXISTS {table} (
     source_table TEXT NOT NULL,
@@ -223,9 +226,7 @@ class SqlCatalogSource:
 
         return self._retry(run)
 
-    def _keyset(
-        self, where: list[str], params: dict[str, Any], page_size: int
-    ) -> Iterator[tuple[sa.Row[Any], CmsProduct]]:
+    def _keyset(self, where: list[str], params: dict[str, Any], page_size: int) -> Iterator[CmsProduct]:
         """Pages ordered by (updated_at, id); the cursor is the raw DB value so ties compare exactly."""
         if page_size < 1:
             raise ValueError(f"page_size must be positive, got {page_size}")
@@ -243,7 +244,7 @@ class SqlCatalogSource:
             )
             rows = self._fetch(sql, page_params)
             for row in rows:
-                yield row, self.mapping.product_from_row(row._mapping)
+                yield self.mapping.product_from_row(row._mapping)
             if len(rows) < page_size:
                 return
             last = rows[-1]._mapping
@@ -254,10 +255,7 @@ class SqlCatalogSource:
         require_aware(end, "end")
         self._ensure_checked()
         where = [f"{self._u} >= :start", f"{self._u} < :end"]
-        for _, product in self._keyset(
-            where, {"start": self._ts(start), "end": self._ts(end)}, page_size or self.page_size
-        ):
-            yield product
+        yield from self._keyset(where, {"start": self._ts(start), "end": self._ts(end)}, page_size or self.page_size)
 
     def read_all(self) -> Iterator[CmsProduct]:
         self._ensure_checked()
@@ -305,7 +303,7 @@ class SqlCatalogSource:
         days: set[date] = set()
         newest = cursor
         changed = scanned = 0
-        for _, product in self._keyset(where, params, self.page_size):
+        for product in self._keyset(where, params, self.page_size):
             scanned += 1
             updated = product.updated_at
             if updated is not None and (newest is None or updated > newest):
@@ -323,7 +321,8 @@ class SqlCatalogSource:
 
         def create() -> None:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql(_BACKUP_DDL[self.dialect].format(table=self._bt))
+                for statement in _BACKUP_DDL[self.dialect].format(table=self._bt).split(";"):
+                    conn.exec_driver_sql(statement)
 
         self._retry(create)
         self._backup_ready = True

@@ -9,6 +9,7 @@ nothing although the trigger moved updated_at; a hostile id list reads and harms
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -279,6 +280,47 @@ def test_dropped_connection_is_retried(pg_database, caplog):
         engine.dispose()
         drop_schema(setup, "retry_products")
         setup.dispose()
+
+
+def test_lock_timeout_is_retried_until_the_lock_is_released(pg_database, caplog):
+    setup = sa.create_engine(pg_database)
+    fresh_table(setup, CATALOG[:10], "locked_products")
+    engine = sa.create_engine(pg_database, connect_args={"options": "-c lock_timeout=100"})
+    src = SqlCatalogSource(engine, mapping=ColumnMapping(table="locked_products"), retry_wait=0.1, retry_max_wait=0.2)
+    src.check()
+    holder = setup.connect()
+    tx = holder.begin()
+    holder.exec_driver_sql("LOCK TABLE locked_products IN ACCESS EXCLUSIVE MODE")
+    timer = threading.Timer(0.6, tx.commit)
+    try:
+        timer.start()
+        with caplog.at_level(logging.WARNING, logger="cms_stripe.cms"):
+            assert len(src.read_ids([CATALOG[0].id])) == 1
+        assert any("lock timeout" in r.getMessage() for r in caplog.records)
+    finally:
+        timer.join()
+        holder.close()
+        engine.dispose()
+        drop_schema(setup, "locked_products")
+        setup.dispose()
+
+
+def test_backup_table_has_row_level_security_on_postgres(pg_database):
+    engine = sa.create_engine(pg_database)
+    fresh_table(engine, CATALOG[:5], "rls_products")
+    src = SqlCatalogSource(engine, mapping=ColumnMapping(table="rls_products"), backup_table="rls_backups")
+    try:
+        assert src.write_back([SyncUpdate(id=CATALOG[0].id, sync_status="synced")], run_id="rls") == 1
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(
+                "SELECT relrowsecurity FROM pg_class WHERE relname = 'rls_backups'"
+            ).scalar_one()
+        assert [b.id for b in src.backup_for_run("rls")] == [CATALOG[0].id]  # the owner still reads it
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS rls_backups")
+        drop_schema(engine, "rls_products")
+        engine.dispose()
 
 
 def test_transient_error_classification():
