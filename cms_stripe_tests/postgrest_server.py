@@ -267,6 +267,8 @@ class _Handler(BaseHTTPRequestHandler):
         select = self._select_list(q, extra.get("select", "*"))
         order = self._order(q, extra.get("order"))
         limit = self._nonneg(extra, "limit")
+        if self.server.max_rows is not None:
+            limit = min(limit, self.server.max_rows) if limit is not None else self.server.max_rows
         offset = self._nonneg(extra, "offset")
         sql = f'SELECT {select} FROM "{q.table}" AS _src'
         if q.where:
@@ -411,6 +413,7 @@ class _Server(ThreadingHTTPServer):
         self.engine = engine
         self.key = key
         self.requests: list[RecordedRequest] = []
+        self.max_rows: int | None = None  # PostgREST's db-max-rows: silently caps every GET
         self._faults: list[RestError] = []
         self._lock = threading.Lock()
 
@@ -460,6 +463,10 @@ class PostgrestTestServer:
     @property
     def requests(self) -> list[RecordedRequest]:
         return self._server.requests
+
+    def set_max_rows(self, max_rows: int | None) -> None:
+        """Cap GET results like PostgREST's `db-max-rows` (Supabase's default is 1,000)."""
+        self._server.max_rows = max_rows
 
     def fail_next(self, count: int, status: int = 503, code: str = "PGRST001") -> None:
         """Answer the next `count` requests with an error, as a gateway or a saturated pool would."""

@@ -212,7 +212,9 @@ class RestCatalogSource:
 
             rows = self._rows(build)
             yield from rows
-            if len(rows) < page_size:
+            # Only an empty page ends the walk: PostgREST caps pages at its max-rows (1,000 on
+            # Supabase) without saying so, so a short page does not mean the last one.
+            if not rows:
                 return
             last_updated = from_db_timestamp(rows[-1]["f_updated_at"])
             if last_updated is None:
@@ -241,7 +243,7 @@ class RestCatalogSource:
             rows = self._rows(build)
             for row in rows:
                 yield self.mapping.product_from_row(row)
-            if len(rows) < self.page_size:
+            if not rows:  # a short page may be PostgREST's max-rows cap, not the end
                 return
             last = str(rows[-1]["f_id"])
 

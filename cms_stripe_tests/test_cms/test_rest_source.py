@@ -114,6 +114,19 @@ def test_read_window_day_partition(source):
     assert all(p == BY_ID[p.id] for p in got)
 
 
+def test_max_rows_cap_does_not_truncate_reads(source, server):
+    # Supabase caps every response at db-max-rows (1,000) whatever limit we ask for.
+    server.set_max_rows(100)
+    try:
+        start, end = datetime(2026, 1, 3, tzinfo=UTC), datetime(2026, 1, 4, tzinfo=UTC)
+        got = [p.id for p in source.read_window(start, end, page_size=1000)]
+        assert got == [p.id for p in ordered(p for p in CATALOG if start <= p.updated_at < end)]
+        assert len(got) > 900
+        assert len(list(source.read_all())) == len(CATALOG)
+    finally:
+        server.set_max_rows(None)
+
+
 def test_read_ids_chunked(source, server):
     ids = [p.id for p in CATALOG[::4]]  # 2,500 ids: 13 requests of at most 200
     source.check()
