@@ -16,6 +16,8 @@ Supported (public schema only):
   PATCH /rest/v1/<table>?<filters>   (update with at least one filter)
   Prefer: return=minimal|representation, resolution=merge-duplicates
 Errors use PostgREST's shapes: 404 PGRST205 (unknown table), 400 42703 (unknown column), 401.
+Test hooks: `set_max_rows(n)` caps every GET like PostgREST's db-max-rows (Supabase: 1,000);
+`fail_next(n, status, code)` answers the next n requests with an error; `requests` records them all.
 """
 
 from __future__ import annotations
