@@ -1,7 +1,6 @@
 """Jobs: the partitioned sync (incremental and full strategies), the whole-catalog reconciliation,
 and the unpartitioned selective sync."""
 
-from __future__ import annotations
 
 import dagster as dg
 

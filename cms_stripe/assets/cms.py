@@ -1,6 +1,5 @@
 """The CMS rows of a day (or a range of days) of `updated_at`."""
 
-from __future__ import annotations
 
 import dagster as dg
 

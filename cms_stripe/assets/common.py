@@ -1,6 +1,5 @@
 """Small helpers shared by the assets: policies, partition windows, per-partition metadata."""
 
-from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping

@@ -1,6 +1,5 @@
 """Reconciliation: CMS against Stripe, per partition and for the whole catalog (orphans too)."""
 
-from __future__ import annotations
 
 import pathlib
 from collections.abc import Sequence

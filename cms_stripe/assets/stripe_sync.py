@@ -1,6 +1,5 @@
 """Stripe products: plan and apply the partition's rows with the engine, checkpointing as it goes."""
 
-from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence

@@ -1,6 +1,5 @@
 """Validation: the pandera contract plus every Stripe rule, with a per-row quarantine."""
 
-from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime

@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from cms_stripe.cms.schema import DEFAULT_TABLE, create_schema, to_sqlite_timestamp
+from cms_stripe.cms.schema import DEFAULT_TABLE, create_schema
+from cms_stripe.cms.sql import insert_products
 from cms_stripe.core.catalog import (
     STATUS_ARCHIVED,
     STATUS_DRAFT,
@@ -158,87 +158,6 @@ def _make_invalid(fields: dict[str, Any], kind: str) -> dict[str, Any]:
     else:  # pragma: no cover - INVALID_KINDS is closed
         raise ValueError(kind)
     return f
-
-
-def _products_table(engine: sa.engine.Engine, table: str) -> sa.Table:
-    pg = engine.dialect.name == "postgresql"
-    text: sa.types.TypeEngine[Any] = sa.Text()
-    ts: sa.types.TypeEngine[Any] = sa.DateTime(timezone=True) if pg else sa.Text()
-    price: sa.types.TypeEngine[Any] = sa.Numeric(14, 4) if pg else sa.Text()
-    json_type: sa.types.TypeEngine[Any] = postgresql.JSONB() if pg else sa.JSON()
-    return sa.Table(
-        table,
-        sa.MetaData(),
-        sa.Column("id", text, primary_key=True),
-        sa.Column("title", text),
-        sa.Column("description", text),
-        sa.Column("price", price),
-        sa.Column("currency", text),
-        sa.Column("recurring_interval", text),
-        sa.Column("recurring_interval_count", sa.Integer()),
-        sa.Column("images", json_type),
-        sa.Column("metadata", json_type),
-        sa.Column("status", text),
-        sa.Column("tax_code", text),
-        sa.Column("unit_label", text),
-        sa.Column("statement_descriptor", text),
-        sa.Column("url", text),
-        sa.Column("shippable", sa.Boolean()),
-        sa.Column("created_at", ts),
-        sa.Column("updated_at", ts),
-        sa.Column("deleted_at", ts),
-        sa.Column("stripe_product_id", text),
-        sa.Column("stripe_price_id", text),
-        sa.Column("sync_status", text),
-        sa.Column("sync_error", text),
-        sa.Column("synced_at", ts),
-        sa.Column("sync_hash", text),
-    )
-
-
-def _row(product: CmsProduct, sqlite: bool) -> dict[str, Any]:
-    def ts(value: datetime | None) -> Any:
-        return to_sqlite_timestamp(value) if sqlite else value
-
-    return {
-        "id": product.id,
-        "title": product.title,
-        "description": product.description,
-        "price": (str(product.price) if sqlite and product.price is not None else product.price),
-        "currency": product.currency,
-        "recurring_interval": product.recurring_interval,
-        "recurring_interval_count": product.recurring_interval_count,
-        "images": list(product.images),
-        "metadata": dict(product.metadata),
-        "status": product.status,
-        "tax_code": product.tax_code,
-        "unit_label": product.unit_label,
-        "statement_descriptor": product.statement_descriptor,
-        "url": product.url,
-        "shippable": product.shippable,
-        "created_at": ts(product.created_at),
-        "updated_at": ts(product.updated_at),
-        "deleted_at": ts(product.deleted_at),
-        "stripe_product_id": product.stripe_product_id,
-        "stripe_price_id": product.stripe_price_id,
-        "sync_status": product.sync_status,
-        "sync_error": product.sync_error,
-        "synced_at": ts(product.synced_at),
-        "sync_hash": product.sync_hash,
-    }
-
-
-def insert_products(
-    engine: sa.engine.Engine, products: Sequence[CmsProduct], table: str = DEFAULT_TABLE, *, chunk: int = 2_000
-) -> int:
-    """Insert rows of the default schema (the table must exist). Plain INSERTs: the updated_at trigger
-    fires on UPDATE only, so the generated timestamps are kept."""
-    products_table = _products_table(engine, table)
-    sqlite = engine.dialect.name == "sqlite"
-    with engine.begin() as conn:
-        for start in range(0, len(products), chunk):
-            conn.execute(products_table.insert(), [_row(p, sqlite) for p in products[start : start + chunk]])
-    return len(products)
 
 
 def write_catalog(engine: sa.engine.Engine, products: Sequence[CmsProduct], table: str = DEFAULT_TABLE) -> int:
