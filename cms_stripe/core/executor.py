@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import threading
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ from cms_stripe.core.errors import (
     RESUME_HINT,
     AlreadyExistsError,
     AmbiguousWriteError,
+    RetriesExhaustedError,
     Severity,
     StripeSyncError,
     classify,
@@ -64,7 +66,9 @@ _OUTCOME = {
 # Re-plans of one product within a run (after "already exists", a proven-absent ambiguous write, ...).
 MAX_ROUNDS = 4
 # New key generations for one write after Stripe stored a 5xx under the previous key.
-MAX_GENERATIONS = 3
+MAX_GENERATIONS = 5
+# Pause before re-planning a product whose write kept failing transiently (doubles per round).
+REPLAN_BACKOFF_S = 0.2
 MIN_INFLIGHT = 4
 DEFAULT_MAX_INFLIGHT = 64
 # Latency assumed before the first response is seen.
@@ -470,6 +474,19 @@ class _Applier:
                 else:
                     self.converge(ctx)
                 return self._result(original, ctx, _OUTCOME[original.kind])  # type: ignore[arg-type]
+            except (AmbiguousWriteError, RetriesExhaustedError) as exc:
+                # Stripe is answering but this product's write kept failing: re-read and try again
+                # (fresh keys where the state moved) before giving the product up for this run.
+                if _round == MAX_ROUNDS - 1 or self.stop.is_set():
+                    return self._failure(original, ctx, exc)
+                time.sleep(REPLAN_BACKOFF_S * (2**_round) * (0.5 + random.random()))
+                try:
+                    decided = plan_product(op.target, refresh_state(self.gw, op.target))
+                except Exception as exc2:
+                    return self._failure(original, ctx, exc2)
+                if isinstance(decided, RowIssue):
+                    return self._failure(original, ctx, StripeSyncError(decided.message))
+                op = decided
             except _Replan:
                 log.info("re-planning %s after Stripe answered unexpectedly", op.product_id)
                 try:

@@ -138,7 +138,7 @@ def test_faults_every_product_synced_exactly_once() -> None:
                 currency=("usd", "jpy", "kwd", "eur")[i % 4],
                 recurring_interval=(None, "month")[i % 2],
             )
-            for i in range(80)
+            for i in range(40)
         ]
         _plan, result = sync(gw, rows)
         assert all(r.ok for r in result.results), [(r.cms_id, r.error) for r in result.results if not r.ok]
