@@ -22,7 +22,8 @@ def test_2000_creations_without_429() -> None:
     config = EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=0, jitter_ms=0)
     with EmulatorServer(config) as emu:
         gw = make_gateway(emu.url)
-        rows = [row(f"bulk-{i:05d}", price=Decimal(1 + i % 500), currency=("usd", "jpy", "eur")[i % 3]) for i in range(N)]
+        currencies = ("usd", "jpy", "eur")
+        rows = [row(f"bulk-{i:05d}", price=Decimal(1 + i % 500), currency=currencies[i % 3]) for i in range(N)]
         plan = build_plan(rows, read_state(gw, rows))
         assert plan.counts()["create"] == N
         result = apply_plan(plan, gw)
