@@ -1,0 +1,512 @@
+"""The orchestrator: emulator processes, a throw-away PostgreSQL database, one child process per scenario.
+
+    python -m cms_stripe_tests.benchmarks            # full: 10,000 products, 1,000,000 planning rows (~15 min)
+    python -m cms_stripe_tests.benchmarks --quick    # routine: ~2,000 products, 100,000 rows (< 2 min)
+
+A readable table goes to stderr; one JSON object is the last line of stdout (or `--json FILE`).
+Nothing here asserts timings: the figures are reported next to their targets, gaps included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from cms_stripe.cms.demo import default_anchor, write_catalog
+from cms_stripe.emulator.bench import emulator_process
+from cms_stripe_tests.benchmarks.common import (
+    LIVE_KEY,
+    TEST_KEY,
+    bench_catalog,
+    child_env,
+    inspect_emulator,
+    run_child,
+    traffic,
+)
+
+SCENARIO_KEYS = (
+    "creates_live",
+    "noop_rerun",
+    "changed_1pct",
+    "creates_live_e2e",
+    "creates_test",
+    "plan_rows",
+    "emulator_capacity",
+)
+# Ceilings and targets (issue 7).
+LIVE_CEILING_PPS = 50.0  # two create lanes (two calls each) over four 25/s endpoints = 100 calls/s
+LIVE_TARGET_PPS = 42.0
+TEST_CEILING_RPS = 25.0
+TEST_TARGET_PPS = 21.0
+PLAN_TARGET_S = 60.0
+PLAN_TARGET_MB = 2048.0
+OLD_TOOL_PPS = (1.0, 5.0)
+LIVE_EMULATOR = ("--latency-ms", "150", "--jitter-ms", "50", "--global-rps", "100", "--endpoint-rps", "25")
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m cms_stripe_tests.benchmarks", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="routine run: ~2,000 products, 100,000 planning rows")
+    ap.add_argument("--products", type=int, default=None, help="new products for live-mode creates (default 10,000)")
+    ap.add_argument("--e2e-products", type=int, default=None, help="products for the end-to-end run")
+    ap.add_argument("--test-products", type=int, default=None, help="products for the test-mode creates")
+    ap.add_argument("--plan-rows", type=int, default=None, help="rows to validate + plan (default 1,000,000)")
+    ap.add_argument("--capacity-seconds", type=float, default=None, help="emulator capacity load duration")
+    ap.add_argument(
+        "--only", default="", help="comma-separated subset of: " + ", ".join(SCENARIO_KEYS) + " (default: all)"
+    )
+    ap.add_argument(
+        "--e2e-via",
+        choices=("auto", "cli", "sync"),
+        default="auto",
+        help="end to end through `cms-stripe migrate` (cli), core.sync.run_sync on the SQL catalog without "
+        "Dagster (sync), or the CLI with run_sync as fallback (auto)",
+    )
+    ap.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get("CMS_STRIPE_BENCH_PG_URL")
+        or os.environ.get("CMS_STRIPE_TEST_PG_URL")
+        or DEFAULT_PG_ADMIN_URL,
+        help="PostgreSQL server where a throw-away database is created (and dropped)",
+    )
+    ap.add_argument("--json", dest="json_path", default=None, help="also write the JSON object to this file")
+    ap.add_argument("--verbose", action="store_true", help="show the scenario processes' logs")
+    return ap
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.anchor = default_anchor()
+        self.results: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self._seq = 0
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def child(self, name: str, params: dict[str, Any], timeout_s: float = 3600.0) -> tuple[dict[str, Any], Any]:
+        self._seq += 1
+        params = {"anchor": self.anchor.isoformat(), **params}
+        run = run_child(
+            [sys.executable, "-m", "cms_stripe_tests.benchmarks.scenarios", name, json.dumps(params)],
+            env=child_env(),
+            timeout_s=timeout_s,
+            stderr_path=str(self.workdir / f"{self._seq:02d}-{name}.log"),
+            echo_stderr=self.args.verbose,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"scenario process {name} failed (exit {run.returncode}):\n{run.stderr_tail}")
+        return run.last_json(), run
+
+    # -- scenarios --------------------------------------------------------------------------
+
+    def creates_live(self, n: int) -> None:
+        """1 (engine), 3 and 4 share one emulator: create, then re-run unchanged, then 1 % changed."""
+        with emulator_process(*LIVE_EMULATOR) as url:
+            base = {"n": n, "seed": 7, "id_prefix": "bench-", "key": LIVE_KEY, "api_base": url}
+            self.say(f"creates, live-mode limits, engine alone: {n} products")
+            before = inspect_emulator(url)
+            out, run = self.child("engine_creates", base)
+            after = inspect_emulator(url)
+            self.results["creates_live"] = self._creates_figures(
+                out, run, traffic(before, after), after, ceiling_pps=LIVE_CEILING_PPS, target_pps=LIVE_TARGET_PPS
+            )
+            if self.wanted("noop_rerun"):
+                self.say("no-op rerun of the same catalog")
+                before = after
+                out, run = self.child("engine_rerun", base)
+                after = inspect_emulator(url)
+                t = traffic(before, after)
+                reads_goal = n // 100 + 1
+                self.results["noop_rerun"] = {
+                    "products": n,
+                    "plan": out["plan"],
+                    "stripe_reads": t["reads"],
+                    "stripe_writes": t["writes"],
+                    "reads_goal_max": reads_goal,
+                    "wall_s": out["total_s"],
+                    "process_wall_s": round(run.wall_s, 3),
+                    "peak_rss_mb": run.peak_rss_mb,
+                    "requests": t["requests"],
+                    "meets_target": t["writes"] == 0 and t["reads"] <= reads_goal,
+                }
+            if self.wanted("changed_1pct"):
+                self.say("1 % of the catalog changed (half field edits, half price changes)")
+                before = after
+                out, run = self.child("engine_changed", base)
+                after = inspect_emulator(url)
+                t = traffic(before, after)
+                changed = out["changed"]
+                self.results["changed_1pct"] = {
+                    "products": n,
+                    "changed": changed,
+                    "field_edits": out["changed_fields"],
+                    "price_changes": out["changed_prices"],
+                    "plan": out["plan"],
+                    "outcomes": out["outcomes"],
+                    "stripe_writes": t["writes"],
+                    "stripe_reads": t["reads"],
+                    "writes_per_changed_product": round(t["writes"] / changed, 2) if changed else None,
+                    "pacing_429s": t["pacing_429s"],
+                    "wall_s": out["total_s"],
+                    "process_wall_s": round(run.wall_s, 3),
+                    "peak_rss_mb": run.peak_rss_mb,
+                    "requests": t["requests"],
+                }
+
+    def _creates_figures(
+        self,
+        out: dict[str, Any],
+        run: Any,
+        t: dict[str, Any],
+        after: dict[str, Any],
+        *,
+        ceiling_pps: float,
+        target_pps: float,
+        ceiling_rps: float | None = None,
+    ) -> dict[str, Any]:
+        created = t["products_created"]
+        apply_s = out["apply_s"]
+        pps = created / apply_s if apply_s else 0.0
+        pps_total = created / out["total_s"] if out["total_s"] else 0.0
+        total_requests = sum(t["requests"].values())
+        fig: dict[str, Any] = {
+            "products": out["rows"],
+            "products_created": created,
+            "outcomes": out["outcomes"],
+            "failed_examples": out["failed_examples"],
+            "apply_s": apply_s,
+            "read_plan_apply_s": out["total_s"],
+            "products_per_s": round(pps, 2),
+            "products_per_s_incl_read_and_plan": round(pps_total, 2),
+            "ceiling_products_per_s": ceiling_pps,
+            "ratio_to_ceiling": round(pps / ceiling_pps, 3),
+            "target_products_per_s": target_pps,
+            "pacing_429s": t["pacing_429s"],
+            "rate_limited": t["rate_limited"],
+            "calls_per_product": round(total_requests / created, 3) if created else None,
+            "requests_per_s": round(total_requests / out["total_s"], 2) if out["total_s"] else None,
+            "peak_rss_mb": run.peak_rss_mb,
+            "peak_rps": after.get("peak_rps"),
+            "peak_admitted_rps": after.get("peak_admitted_rps"),
+            "lanes": out["lanes"],
+            "gateway_retries": out["gateway"].get("retries"),
+            "requests": t["requests"],
+        }
+        if ceiling_rps is not None:
+            fig["ceiling_requests_per_s"] = ceiling_rps
+            fig["requests_ratio_to_ceiling"] = round((fig["requests_per_s"] or 0) / ceiling_rps, 3)
+        fig["meets_target"] = pps >= target_pps and t["pacing_429s"] == 0 and created == out["rows"]
+        return fig
+
+    def creates_test(self, n: int) -> None:
+        with emulator_process(*LIVE_EMULATOR, "--test-mode-limits") as url:
+            self.say(f"creates, test-mode limits (25/s global): {n} products")
+            base = {"n": n, "seed": 13, "id_prefix": "test-", "key": TEST_KEY, "api_base": url}
+            before = inspect_emulator(url)
+            out, run = self.child("engine_creates", base)
+            after = inspect_emulator(url)
+            fig = self._creates_figures(
+                out,
+                run,
+                traffic(before, after),
+                after,
+                ceiling_pps=TEST_CEILING_RPS,
+                target_pps=TEST_TARGET_PPS,
+                ceiling_rps=TEST_CEILING_RPS,
+            )
+            calls = fig["calls_per_product"] or 2.0
+            fig["products_per_s_ceiling_at_measured_calls_per_product"] = round(TEST_CEILING_RPS / calls, 2)
+            self.results["creates_test"] = fig
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        admin = sa.create_engine(self.args.pg_admin_url, isolation_level="AUTOCOMMIT")
+        name = f"cms_stripe_bench_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = sa.engine.make_url(self.args.pg_admin_url).set(database=name).render_as_string(hide_password=False)
+        try:
+            yield url
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+    def _load_catalog(self, url: str, n: int) -> None:
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP TABLE IF EXISTS products CASCADE")
+                conn.exec_driver_sql("DROP TABLE IF EXISTS cms_stripe_backups CASCADE")
+            write_catalog(engine, bench_catalog(n, seed=11, anchor=self.anchor, id_prefix="e2e-"))
+        finally:
+            engine.dispose()
+
+    def _synced_rows(self, url: str) -> int:
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql("SELECT count(*) FROM products WHERE sync_status = 'synced'").scalar())
+        finally:
+            engine.dispose()
+
+    def _migrate(self, db_url: str, api_url: str, tag: str) -> Any:
+        home = self.workdir / "dagster_home"
+        home.mkdir(exist_ok=True)
+        env = child_env(
+            {
+                "CMS_DATABASE_URL": db_url,
+                "STRIPE_SECRET_KEY": LIVE_KEY,
+                "STRIPE_API_BASE": api_url,
+                "MIGRATION_DRY_RUN": "false",
+                "MIGRATION_STRATEGY": "full",
+                "MIGRATION_ALLOW_LIVE": "true",
+                "DAGSTER_HOME": str(home),
+                "MIGRATION_REPORTS_DIR": str(self.workdir / "reports"),
+                "MIGRATION_PARTITION_START": (self.anchor - timedelta(days=92)).date().isoformat(),
+            }
+        )
+        self._seq += 1
+        # cwd = the work directory so no developer .env is read.
+        return run_child(
+            [sys.executable, "-m", "cms_stripe", "migrate", "--confirm-live"],
+            env=env,
+            cwd=str(self.workdir),
+            stderr_path=str(self.workdir / f"{self._seq:02d}-migrate-{tag}.log"),
+            echo_stderr=self.args.verbose,
+        )
+
+    def creates_live_e2e(self, n: int) -> None:
+        with self.database() as db_url:
+            via = self.args.e2e_via
+            if via in ("auto", "cli"):
+                fig = self._e2e_cli(db_url, n)
+                if fig.get("error") and via == "auto":
+                    self.notes.append(f"end to end through `cms-stripe migrate` failed: {fig['error'][:300]}")
+                    self.results["creates_live_e2e_cli_failure"] = fig
+                    via = "sync"
+                else:
+                    self.results["creates_live_e2e"] = fig
+            if via == "sync":
+                self.results["creates_live_e2e"] = self._e2e_sync(db_url, n)
+
+    def _e2e_cli(self, db_url: str, n: int) -> dict[str, Any]:
+        self._load_catalog(db_url, n)
+        with emulator_process(*LIVE_EMULATOR) as url:
+            self.say(f"creates, live-mode limits, end to end through `cms-stripe migrate`: {n} products")
+            before = inspect_emulator(url)
+            run = self._migrate(db_url, url, "creates")
+            after = inspect_emulator(url)
+            t = traffic(before, after)
+            synced = self._synced_rows(db_url)
+            created = t["products_created"]
+            fig: dict[str, Any] = {
+                "via": "cms-stripe migrate (Dagster sync job, in-process executor, PostgreSQL CMS)",
+                "products": n,
+                "products_created": created,
+                "cms_rows_synced": synced,
+                "wall_s": round(run.wall_s, 3),
+                "products_per_s": round(created / run.wall_s, 2) if run.wall_s else 0.0,
+                "ceiling_products_per_s": LIVE_CEILING_PPS,
+                "ratio_to_ceiling": round(created / run.wall_s / LIVE_CEILING_PPS, 3) if run.wall_s else 0.0,
+                "target_products_per_s": LIVE_TARGET_PPS,
+                "pacing_429s": t["pacing_429s"],
+                "rate_limited": t["rate_limited"],
+                "calls_per_product": round(sum(t["requests"].values()) / created, 3) if created else None,
+                "peak_rss_mb": run.peak_rss_mb,
+                "peak_rps": after.get("peak_rps"),
+                "peak_admitted_rps": after.get("peak_admitted_rps"),
+                "exit_code": run.returncode,
+                "requests": t["requests"],
+            }
+            if run.returncode != 0 or created < n or synced < n:
+                fig["error"] = (
+                    f"exit {run.returncode}, {created}/{n} created, {synced}/{n} rows written back; "
+                    f"stdout tail: {run.stdout[-1500:]} stderr tail: {run.stderr_tail[-1500:]}"
+                )
+                fig["meets_target"] = False
+                return fig
+            fig["meets_target"] = fig["products_per_s"] >= LIVE_TARGET_PPS and t["pacing_429s"] == 0
+            if self.wanted("noop_rerun"):
+                self.say("no-op rerun end to end through `cms-stripe migrate`")
+                before = after
+                rerun = self._migrate(db_url, url, "rerun")
+                t2 = traffic(before, inspect_emulator(url))
+                fig["noop_rerun"] = {
+                    "exit_code": rerun.returncode,
+                    "stripe_reads": t2["reads"],
+                    "stripe_writes": t2["writes"],
+                    "wall_s": round(rerun.wall_s, 3),
+                    "requests": t2["requests"],
+                }
+            return fig
+
+    def _e2e_sync(self, db_url: str, n: int) -> dict[str, Any]:
+        self._load_catalog(db_url, n)
+        with emulator_process(*LIVE_EMULATOR) as url:
+            self.say(f"creates, live-mode limits, engine + CMS write-back (not through Dagster): {n} products")
+            params = {"database_url": db_url, "key": LIVE_KEY, "api_base": url}
+            before = inspect_emulator(url)
+            out, run = self.child("sync_e2e", params)
+            after = inspect_emulator(url)
+            t = traffic(before, after)
+            created = t["products_created"]
+            synced = self._synced_rows(db_url)
+            pps = created / run.wall_s if run.wall_s else 0.0
+            return {
+                "via": "engine + CMS write-back (not through Dagster): core.sync.run_sync on SqlCatalogSource",
+                "products": n,
+                "products_created": created,
+                "cms_rows_synced": synced,
+                "outcomes": out["outcomes"],
+                "wall_s": round(run.wall_s, 3),
+                "products_per_s": round(pps, 2),
+                "ceiling_products_per_s": LIVE_CEILING_PPS,
+                "ratio_to_ceiling": round(pps / LIVE_CEILING_PPS, 3),
+                "target_products_per_s": LIVE_TARGET_PPS,
+                "pacing_429s": t["pacing_429s"],
+                "rate_limited": t["rate_limited"],
+                "calls_per_product": round(sum(t["requests"].values()) / created, 3) if created else None,
+                "peak_rss_mb": run.peak_rss_mb,
+                "peak_rps": after.get("peak_rps"),
+                "requests": t["requests"],
+                "meets_target": pps >= LIVE_TARGET_PPS and t["pacing_429s"] == 0 and synced >= n,
+            }
+
+    def plan_rows(self, n: int) -> None:
+        self.say(f"validate + plan {n:,} rows (no Stripe)")
+        out, run = self.child("plan_rows", {"n": n, "seed": 7})
+        self.results["plan_rows"] = {
+            **out,
+            "process_wall_s": round(run.wall_s, 3),
+            "peak_rss_mb": run.peak_rss_mb,
+            "target_s": PLAN_TARGET_S,
+            "target_rss_mb": PLAN_TARGET_MB,
+            "meets_target": out["validate_plan_s"] <= PLAN_TARGET_S and run.peak_rss_mb <= PLAN_TARGET_MB,
+        }
+
+    def emulator_capacity(self, seconds: float) -> None:
+        self.say(f"emulator capacity at zero latency, rate limits off ({seconds:g} s of load)")
+        out, run = self.child("emulator_capacity", {"seconds": seconds, "connections": 32})
+        out["load_generator_peak_rss_mb"] = run.peak_rss_mb
+        out["needed_requests_per_s"] = 100
+        self.results["emulator_capacity"] = out
+
+    # -- all --------------------------------------------------------------------------------
+
+    def wanted(self, key: str) -> bool:
+        only = [s.strip() for s in self.args.only.split(",") if s.strip()]
+        return not only or key in only
+
+
+def sizes(args: argparse.Namespace) -> dict[str, Any]:
+    products = args.products or (2_000 if args.quick else 10_000)
+    return {
+        "products": products,
+        "e2e_products": args.e2e_products or (min(products, 500) if args.quick else products),
+        "test_products": args.test_products or (min(products, 200) if args.quick else min(products, 2_000)),
+        "plan_rows": args.plan_rows or (100_000 if args.quick else 1_000_000),
+        "capacity_seconds": args.capacity_seconds or (2.0 if args.quick else 5.0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for key in [s.strip() for s in args.only.split(",") if s.strip()]:
+        if key not in SCENARIO_KEYS:
+            build_parser().error(f"unknown scenario {key!r}")
+    size = sizes(args)
+    workdir = Path(tempfile.mkdtemp(prefix="cms-stripe-bench-"))
+    bench = Bench(args, workdir)
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        if any(bench.wanted(k) for k in ("creates_live", "noop_rerun", "changed_1pct")):
+            bench.creates_live(size["products"])
+        if bench.wanted("creates_live_e2e"):
+            bench.creates_live_e2e(size["e2e_products"])
+        if bench.wanted("creates_test"):
+            bench.creates_test(size["test_products"])
+        if bench.wanted("plan_rows"):
+            bench.plan_rows(size["plan_rows"])
+        if bench.wanted("emulator_capacity"):
+            bench.emulator_capacity(size["capacity_seconds"])
+    except Exception as exc:  # report what was measured before the failure
+        error = f"{type(exc).__name__}: {exc}"
+        bench.say(f"FAILED: {error}")
+    finally:
+        keep = error is not None or args.verbose
+        if keep:
+            bench.say(f"scenario logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report = build_report(args, size, bench, time.monotonic() - started, error)
+    from cms_stripe_tests.benchmarks.table import render_table
+
+    print(render_table(report), file=sys.stderr, flush=True)
+    text = json.dumps(report, default=str)
+    if args.json_path:
+        Path(args.json_path).write_text(text + "\n")
+    print(text, flush=True)
+    return 1 if error else 0
+
+
+def build_report(
+    args: argparse.Namespace, size: dict[str, Any], bench: Bench, elapsed: float, error: str | None
+) -> dict[str, Any]:
+    notes = list(bench.notes)
+    if args.quick:
+        notes.append(
+            f"quick mode: {size['products']} live-mode creates, {size['e2e_products']} end to end, "
+            f"{size['test_products']} test-mode creates, {size['plan_rows']:,} planning rows"
+        )
+    elif size["test_products"] < size["products"]:
+        notes.append(
+            f"test-mode creates measured on {size['test_products']} products (steady state; at 25 requests/s "
+            f"{size['products']} would take {math.ceil(size['products'] * 2 / 25 / 60)} minutes)"
+        )
+    return {
+        "benchmark": "cms-stripe",
+        "mode": "quick" if args.quick else "full",
+        "sizes": size,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "emulator": {"global_rps": 100, "endpoint_rps": 25, "latency_ms": 150, "jitter_ms": 50},
+        "targets": {
+            "creates_live_e2e_products_per_s": LIVE_TARGET_PPS,
+            "creates_live_pacing_429s": 0,
+            "creates_test_products_per_s": TEST_TARGET_PPS,
+            "noop_rerun_writes": 0,
+            "plan_1m_rows_s": PLAN_TARGET_S,
+            "plan_1m_rows_rss_mb": PLAN_TARGET_MB,
+            "old_tool_products_per_s": list(OLD_TOOL_PPS),
+        },
+        "scenarios": bench.results,
+        "notes": notes,
+        "elapsed_s": round(elapsed, 1),
+        "error": error,
+    }

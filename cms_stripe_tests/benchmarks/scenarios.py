@@ -1,0 +1,184 @@
+"""Scenario bodies, each run in its own process: `python -m cms_stripe_tests.benchmarks.scenarios NAME JSON`.
+
+Each prints one JSON object as its last stdout line. Stripe traffic is counted by the orchestrator
+from the emulator's own counters; what is reported here is what only the engine knows (timings,
+outcomes, the gateway's view).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from cms_stripe_tests.benchmarks.common import bench_catalog, changed_catalog
+
+
+def _rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _catalog(p: dict[str, Any]) -> list[Any]:
+    return bench_catalog(p["n"], seed=p["seed"], anchor=datetime.fromisoformat(p["anchor"]), id_prefix=p["id_prefix"])
+
+
+def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
+    """Read Stripe state, plan, apply: the engine's part of a sync, without CMS or Dagster."""
+    from cms_stripe.core.executor import apply_plan
+    from cms_stripe.core.gateway import StripeGateway
+    from cms_stripe.core.plan import build_plan
+    from cms_stripe.core.state import read_state
+
+    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={})
+    t0 = time.monotonic()
+    state = read_state(gateway, products)
+    t1 = time.monotonic()
+    plan = build_plan(products, state)
+    t2 = time.monotonic()
+    result = apply_plan(plan, gateway)
+    t3 = time.monotonic()
+    failed = result.failed
+    return {
+        "rows": len(products),
+        "plan": plan.counts(),
+        "outcomes": result.counts(),
+        "failed_examples": [f"{r.cms_id}: {r.error_class}: {r.error}" for r in failed[:5]],
+        "critical": result.critical,
+        "read_state_s": round(t1 - t0, 3),
+        "plan_s": round(t2 - t1, 3),
+        "apply_s": round(t3 - t2, 3),
+        "total_s": round(t3 - t0, 3),
+        "lanes": _lanes(result.results),
+        "gateway": result.stats,
+    }
+
+
+def _lanes(results: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in results:
+        if r.lane:
+            out[r.lane] = out.get(r.lane, 0) + 1
+    return out
+
+
+def engine_creates(p: dict[str, Any]) -> dict[str, Any]:
+    return _sync_once(_catalog(p), p)
+
+
+def engine_rerun(p: dict[str, Any]) -> dict[str, Any]:
+    return _sync_once(_catalog(p), p)
+
+
+def engine_changed(p: dict[str, Any]) -> dict[str, Any]:
+    products, changed = changed_catalog(_catalog(p), p.get("share", 0.01))
+    out = _sync_once(products, p)
+    out["changed"] = len(changed)
+    out["changed_fields"] = sum(1 for v in changed.values() if v == "field")
+    out["changed_prices"] = sum(1 for v in changed.values() if v == "price")
+    return out
+
+
+def plan_rows(p: dict[str, Any]) -> dict[str, Any]:
+    """Validate + plan n demo rows against an empty Stripe (all creates): no network, no latency."""
+    from cms_stripe.cms.demo import generate_catalog
+    from cms_stripe.core.mapping import validate_product
+    from cms_stripe.core.plan import build_plan
+
+    rss_start = _rss_mb()
+    t0 = time.monotonic()
+    products = generate_catalog(p["n"], p["seed"], anchor=datetime.fromisoformat(p["anchor"])).products
+    t1 = time.monotonic()
+    rss_generated = _rss_mb()
+    invalid = sum(1 for row in products if validate_product(row))
+    t2 = time.monotonic()
+    plan = build_plan(products, {})
+    t3 = time.monotonic()
+    return {
+        "rows": len(products),
+        "generate_s": round(t1 - t0, 3),
+        "validate_s": round(t2 - t1, 3),
+        "build_plan_s": round(t3 - t2, 3),
+        "validate_plan_s": round(t3 - t1, 3),
+        "invalid_rows": invalid,
+        "plan": plan.counts(),
+        "rss_start_mb": rss_start,
+        "rss_after_generate_mb": rss_generated,
+        "rss_peak_mb": _rss_mb(),
+    }
+
+
+def emulator_capacity(p: dict[str, Any]) -> dict[str, Any]:
+    """The emulator's own benchmark: a lean asyncio client against a separate emulator process."""
+    from cms_stripe.emulator.bench import emulator_process, run_load
+
+    with emulator_process("--no-rate-limits") as url:
+        result = run_load(url, p.get("seconds", 3.0), p.get("connections", 32))
+    return {
+        "requests": result.requests,
+        "errors": result.errors,
+        "seconds": round(result.seconds, 3),
+        "requests_per_s": round(result.rps, 1),
+        "connections": p.get("connections", 32),
+    }
+
+
+def sync_e2e(p: dict[str, Any]) -> dict[str, Any]:
+    """Fallback end to end without Dagster: SQL catalog → run_sync (skip-existing, plan, apply, write-back)."""
+    import tempfile
+    import uuid
+
+    from cms_stripe.cms.sql import SqlCatalogSource
+    from cms_stripe.core.gateway import StripeGateway
+    from cms_stripe.core.sync import SyncOptions, run_sync
+
+    t0 = time.monotonic()
+    source = SqlCatalogSource(p["database_url"])
+    try:
+        products = list(source.read_all())
+        gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={})
+        with tempfile.TemporaryDirectory() as reports:
+            outcome = run_sync(
+                products,
+                gateway,
+                source,
+                SyncOptions(run_id=uuid.uuid4().hex, label="bench", dry_run=False, reports_dir=reports),
+                log=lambda _msg: None,
+            )
+    finally:
+        source.close()
+    return {
+        "rows": len(products),
+        "outcomes": outcome.counts,
+        "written_back": outcome.written_back,
+        "skipped_existing": outcome.skipped_existing,
+        "total_s": round(time.monotonic() - t0, 3),
+    }
+
+
+SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "engine_creates": engine_creates,
+    "engine_rerun": engine_rerun,
+    "engine_changed": engine_changed,
+    "plan_rows": plan_rows,
+    "emulator_capacity": emulator_capacity,
+    "sync_e2e": sync_e2e,
+}
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    name, params = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
+    out = SCENARIOS[name](params)
+    out["child_rss_mb"] = _rss_mb()
+    print(json.dumps(out, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,129 @@
+"""The human-readable table of a benchmark report (stderr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _ok(flag: Any) -> str:
+    if flag is None:
+        return ""
+    return "ok" if flag else "GAP"
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(scenario, figure, measured, target / ceiling, verdict)."""
+    s = report.get("scenarios", {})
+    out: list[tuple[str, str, str, str, str]] = []
+
+    def add(scenario: str, figure: str, measured: str, target: str = "", verdict: str = "") -> None:
+        out.append((scenario, figure, measured, target, verdict))
+
+    for key, title in (("creates_live", "1. creates, live, engine"), ("creates_live_e2e", "1. creates, live, e2e")):
+        c = s.get(key)
+        if not c:
+            continue
+        if key == "creates_live_e2e":
+            add(title, "via", c.get("via", "").split(" (")[0])
+        if c.get("error"):
+            add(title, "error", c["error"][:100], "", "FAIL")
+            continue
+        target = f"≥ {c['target_products_per_s']:g}/s" if key == "creates_live_e2e" else "(target is e2e)"
+        add(
+            title,
+            f"products/s ({c['products_created']:,} created)",
+            _num(c["products_per_s"]),
+            target,
+            _ok(c["meets_target"]) if key == "creates_live_e2e" else "",
+        )
+        add(title, "ratio to 50/s ceiling", _num(c["ratio_to_ceiling"], 3), "≥ 0.84")
+        add(title, "429s from our pacing", _num(c["pacing_429s"]), "0", _ok(c["pacing_429s"] == 0))
+        add(title, "calls per product", _num(c["calls_per_product"], 2), "2 (+ reads)")
+        add(title, "peak RSS (MB)", _num(c["peak_rss_mb"]))
+        peak = (c.get("peak_rps") or {}).get("global")
+        if peak is not None:
+            add(title, "peak requests in 1 s (emulator)", _num(peak), "≤ 100")
+        if key == "creates_live_e2e" and c.get("noop_rerun"):
+            r = c["noop_rerun"]
+            add("3. no-op rerun, e2e", "Stripe reads / writes", f"{r['stripe_reads']} / {r['stripe_writes']}", "- / 0")
+            add("3. no-op rerun, e2e", "wall time (s)", _num(r["wall_s"]))
+    if s.get("creates_live_e2e_cli_failure"):
+        add("1. creates, live, e2e", "cms-stripe migrate", "failed (see notes)", "", "FAIL")
+    c = s.get("creates_test")
+    if c:
+        add(
+            "2. creates, test",
+            f"products/s ({c['products_created']:,} created)",
+            _num(c["products_per_s"]),
+            f"≥ {c['target_products_per_s']:g}/s",
+            _ok(c["meets_target"]),
+        )
+        add("2. creates, test", "ratio to 25/s", _num(c["ratio_to_ceiling"], 3), "≥ 0.84")
+        add(
+            "2. creates, test",
+            "requests/s (ratio to 25/s)",
+            f"{_num(c['requests_per_s'])} ({_num(c['requests_ratio_to_ceiling'], 3)})",
+            "≤ 25",
+        )
+        add("2. creates, test", "429s from our pacing", _num(c["pacing_429s"]), "0", _ok(c["pacing_429s"] == 0))
+    n = s.get("noop_rerun")
+    if n:
+        add("3. no-op rerun, engine", "Stripe writes", _num(n["stripe_writes"]), "0", _ok(n["stripe_writes"] == 0))
+        add(
+            "3. no-op rerun, engine",
+            "Stripe reads",
+            _num(n["stripe_reads"]),
+            f"≤ {n['reads_goal_max']}",
+            _ok(n["stripe_reads"] <= n["reads_goal_max"]),
+        )
+        add("3. no-op rerun, engine", "wall time (s)", _num(n["wall_s"], 2))
+    ch = s.get("changed_1pct")
+    if ch:
+        add(
+            "4. 1 % changed",
+            "changed (fields / prices)",
+            f"{ch['changed']} ({ch['field_edits']} / {ch['price_changes']})",
+        )
+        add("4. 1 % changed", "writes per changed product", _num(ch["writes_per_changed_product"], 2))
+        add("4. 1 % changed", "wall time (s)", _num(ch["wall_s"], 2))
+    p = s.get("plan_rows")
+    if p:
+        title = f"5. validate + plan {p['rows']:,}"
+        add(title, "validate + plan (s)", _num(p["validate_plan_s"]), "≤ 60 s at 1M", _ok(p["meets_target"]))
+        add(title, "peak RSS (MB)", _num(p["peak_rss_mb"]), "≤ 2,048 at 1M")
+        add(title, "generating the rows (s)", _num(p["generate_s"]))
+    e = s.get("emulator_capacity")
+    if e:
+        add(
+            "6. emulator capacity",
+            "requests/s, zero latency",
+            _num(e["requests_per_s"], 0),
+            "≫ 100",
+            _ok(e["requests_per_s"] > 200),
+        )
+    return out
+
+
+def render_table(report: dict[str, Any]) -> str:
+    header = ("scenario", "figure", "measured", "target", "")
+    body = rows(report)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(5)]
+    lines = ["  ".join(col.ljust(widths[i]) for i, col in enumerate(r)).rstrip() for r in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    title = f"cms-stripe benchmark ({report.get('mode')}, {report.get('elapsed_s')} s)"
+    extra = [f"note: {n}" for n in report.get("notes", [])]
+    if report.get("error"):
+        extra.append(f"ERROR: {report['error']}")
+    return "\n".join([title, *lines, *extra])

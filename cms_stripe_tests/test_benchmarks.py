@@ -1,0 +1,125 @@
+"""Smoke test of the benchmark (issue 7) in a tiny mode: JSON shape and logical invariants only.
+
+No timing is asserted: throughput depends on the machine; the benchmark reports it, tests do not judge it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from cms_stripe_tests.benchmarks.common import changed_catalog
+from cms_stripe_tests.benchmarks.runner import SCENARIO_KEYS
+from cms_stripe_tests.benchmarks.table import render_table
+from cms_stripe_tests.conftest import PG_ADMIN_URL
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PRODUCTS = 60
+PLAN_ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cms_stripe_tests.benchmarks",
+            "--products",
+            str(PRODUCTS),
+            "--plan-rows",
+            str(PLAN_ROWS),
+            "--capacity-seconds",
+            "0.5",
+            "--pg-admin-url",
+            PG_ADMIN_URL,
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert json.loads(out.read_text()) == last
+    assert "scenario" in proc.stderr  # the readable table
+    return last
+
+
+@pytest.mark.slow
+def test_every_scenario_reports(report: dict) -> None:
+    assert report["error"] is None
+    assert set(SCENARIO_KEYS) <= set(report["scenarios"])
+    assert report["sizes"]["products"] == PRODUCTS
+    assert report["targets"]["old_tool_products_per_s"] == [1.0, 5.0]
+
+
+@pytest.mark.slow
+def test_creates_make_every_product(report: dict) -> None:
+    for key in ("creates_live", "creates_test", "creates_live_e2e"):
+        c = report["scenarios"][key]
+        assert c["products_created"] == c["products"], key
+        assert c["calls_per_product"] >= 2, key
+        for field in ("products_per_s", "ratio_to_ceiling", "pacing_429s", "peak_rss_mb"):
+            assert isinstance(c[field], int | float), (key, field)
+    e2e = report["scenarios"]["creates_live_e2e"]
+    assert e2e["cms_rows_synced"] == e2e["products"]
+
+
+@pytest.mark.slow
+def test_noop_rerun_writes_nothing(report: dict) -> None:
+    n = report["scenarios"]["noop_rerun"]
+    assert n["stripe_writes"] == 0
+    assert n["stripe_reads"] <= PRODUCTS // 100 + 1
+    assert n["plan"]["noop"] == PRODUCTS
+
+
+@pytest.mark.slow
+def test_changed_rows_are_the_only_writes(report: dict) -> None:
+    c = report["scenarios"]["changed_1pct"]
+    assert c["changed"] == 2 and c["field_edits"] == 1 and c["price_changes"] == 1
+    assert c["plan"]["update"] + c["plan"]["reprice"] == c["changed"]
+    assert c["plan"]["noop"] == PRODUCTS - c["changed"]
+    assert c["stripe_writes"] >= c["changed"]
+
+
+@pytest.mark.slow
+def test_planning_and_capacity(report: dict) -> None:
+    p = report["scenarios"]["plan_rows"]
+    assert p["rows"] == PLAN_ROWS
+    assert sum(p["plan"].values()) == PLAN_ROWS
+    assert p["plan"]["quarantined"] == p["invalid_rows"] > 0
+    assert p["peak_rss_mb"] > 0
+    assert report["scenarios"]["emulator_capacity"]["requests"] > 0
+
+
+def test_changed_catalog_alternates_fields_and_prices() -> None:
+    from datetime import UTC, datetime
+
+    from cms_stripe_tests.benchmarks.common import bench_catalog
+
+    rows = bench_catalog(1000, seed=3, anchor=datetime(2026, 1, 1, tzinfo=UTC), id_prefix="t-")
+    assert len(rows) == 1000 and len({r.id for r in rows}) == 1000
+    changed_rows, changed = changed_catalog(rows)
+    assert len(changed) == 10
+    assert sorted(changed.values()).count("price") == 5
+    before = {r.id: r for r in rows}
+    for r in changed_rows:
+        if changed.get(r.id) == "price":
+            assert r.price == before[r.id].price + 1
+        elif changed.get(r.id) == "field":
+            assert r.title != before[r.id].title
+        else:
+            assert r == before[r.id]
+
+
+def test_table_renders_a_partial_report() -> None:
+    text = render_table({"mode": "quick", "elapsed_s": 1.0, "scenarios": {}, "notes": ["n"], "error": "boom"})
+    assert "ERROR: boom" in text and "note: n" in text
