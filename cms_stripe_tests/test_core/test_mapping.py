@@ -143,3 +143,64 @@ def test_edge_valid_rows_are_accepted_by_stripe(emulator, gateway) -> None:
     _plan, result = sync(gateway, rows)
     assert [r.outcome for r in result.results] == ["created"] * len(rows), [r.error for r in result.results]
     assert_stripe_matches(emulator.objects(), rows)
+
+
+def test_whatever_validation_accepts_stripe_accepts(emulator, gateway) -> None:
+    """Random rows: every one validate_product passes is created without a 400 (no surprise at apply time)."""
+    from collections import Counter
+    from itertools import count
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ids = count()
+    text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+    rows_st = st.builds(
+        lambda title, desc, price, cur, interval, n, meta, desc_sd, unit, imgs: row(
+            f"h{next(ids)}",
+            title=title,
+            description=desc,
+            price=price,
+            currency=cur,
+            recurring_interval=interval,
+            recurring_interval_count=n if interval else None,
+            metadata=meta,
+            statement_descriptor=desc_sd,
+            unit_label=unit,
+            images=tuple(imgs),
+        ),
+        st.one_of(st.text(min_size=1, max_size=30).filter(lambda t: t.strip() != ""), st.none()),
+        st.one_of(st.none(), text),
+        st.builds(lambda n, d: Decimal(n) / d, st.integers(0, 10**7), st.sampled_from([1, 10, 100, 1000])),
+        st.sampled_from(["usd", "jpy", "kwd", "eur", "isk", "usd", "xyz"]),
+        st.sampled_from([None, None, "day", "week", "month", "year", "fortnight"]),
+        st.integers(min_value=1, max_value=40),
+        st.dictionaries(text, st.one_of(text, st.integers(), st.booleans()), max_size=5),
+        st.one_of(st.none(), st.none(), st.none(), text),
+        st.one_of(st.none(), st.none(), st.text(max_size=14)),
+        st.one_of(
+            *[st.lists(st.sampled_from(["https://x.example/a.png", "http://y.example/b"]), max_size=8)] * 4,
+            st.lists(st.sampled_from(["https://x.example/a.png", "nope", "ftp://x/y"]), max_size=9),
+        ),
+    )
+
+    accepted: list = []
+    reasons: Counter = Counter()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(rows_st, min_size=1, max_size=4))
+    def check(rows: list) -> None:
+        for r in rows:
+            reasons.update(i.code for i in validate_product(r))
+        valid = [r for r in rows if validate_product(r) == []]
+        if not valid:
+            return
+        _plan, result = sync(gateway, valid)
+        failures = [(r.cms_id, r.error) for r in result.results if not r.ok]
+        assert not failures, failures
+        accepted.extend(valid)
+
+    check()
+    print(f"\n{len(accepted)} random valid rows created without a 400; rejected for {dict(reasons)}")
+    assert accepted, "the strategy produced no valid rows"
+    assert_stripe_matches(emulator.objects(), accepted)
