@@ -191,3 +191,20 @@ def test_should_stop_lets_in_flight_finish(emulator, gateway) -> None:
     # Resuming is just planning again.
     sync(gateway, rows)
     assert_stripe_matches(emulator.objects(), rows)
+
+
+def test_half_done_lane_b_create_is_completed(emulator, gateway) -> None:
+    """A crash after `POST /v1/prices` with product_data (before the product update) leaves a bare product
+    carrying only cms_id and no default price; the next plan reuses that price instead of making another."""
+    from cms_stripe.core.mapping import target_for
+
+    rows = [row("lane-b", recurring_interval="month", tax_code="txcd_10000000", unit_label="seat")]
+    t = target_for(rows[0])
+    gateway.create_price(t.create_price_with_product_params(), "test-half-done-b")
+    plan, result = sync(gateway, rows)
+    op = plan.operations[0]
+    assert op.kind == "reprice" and op.reuse_price_id and not op.new_price
+    assert all(r.ok for r in result.results)
+    objs = emulator.objects()
+    assert len(objs["products"]) == 1 and len(objs["prices"]) == 1
+    assert_stripe_matches(objs, rows)
