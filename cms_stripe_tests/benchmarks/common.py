@@ -155,3 +155,13 @@ def run_child(
         with open(stderr_path) as f:
             tail = f.read()[-4000:]
     return ChildRun(proc.returncode, out, tail, wall, round(rss_kb / 1024, 1), killed.is_set())
+
+
+def write_phase_s(url: str) -> float | None:
+    """Seconds from the first write's arrival to the last write's answer, from the emulator's request log."""
+    with urllib.request.urlopen(f"{url}/_emulator/requests?since=0", timeout=60) as resp:  # noqa: S310
+        entries = json.load(resp)["requests"]
+    writes = [e for e in entries if e.get("method") == "POST"]
+    if not writes:
+        return None
+    return max(e["end"] for e in writes) - min(e["start"] for e in writes)

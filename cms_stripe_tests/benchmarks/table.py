@@ -38,7 +38,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         if key == "creates_live_e2e":
             add(title, "via", c.get("via", "").split(" (")[0])
         if c.get("error"):
-            add(title, "error", c["error"][:100], "", "FAIL")
+            add(title, "error", " ".join(c["error"].split())[:160], "", "FAIL")
             continue
         target = f"≥ {c['target_products_per_s']:g}/s" if key == "creates_live_e2e" else "(target is e2e)"
         add(
