@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -13,7 +13,13 @@ from pydantic import PrivateAttr
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
 from cms_stripe.core.gateway import StripeGateway
-from cms_stripe.core.limits import ENV_ENDPOINT_RPS, ENV_MAX_CONCURRENCY, ENV_MAX_RPS
+from cms_stripe.core.limits import (
+    ENV_ENDPOINT_RPS,
+    ENV_MAX_CONCURRENCY,
+    ENV_MAX_RPS,
+    EP_LIST_PRODUCTS,
+    is_live_key,
+)
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.state import ProductState, read_state
 
@@ -68,6 +74,11 @@ class StripeResource(dg.ConfigurableResource):
         self._gateway = self.build_gateway()
 
     @property
+    def is_live(self) -> bool:
+        """True for a live-mode key (the asset refuses live writes unless explicitly allowed)."""
+        return is_live_key(self.api_key)
+
+    @property
     def gateway(self) -> StripeGateway:
         if self._gateway is None:
             self._gateway = self.build_gateway()
@@ -100,5 +111,30 @@ class StripeResource(dg.ConfigurableResource):
             result.raise_for_critical()
         return result
 
+    def list_products(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The existing products among `ids` (100 per call, default price expanded)."""
+        return self.gateway.list_products(ids, expand_default_price=True)
+
+    def iter_all_products(self) -> Iterator[dict[str, Any]]:
+        """Every product of the account, 100 per page (for orphan detection in reconciliation)."""
+        gw = self.gateway
+        params = {"limit": 100, "expand": ["data.default_price"]}
+        # The gateway's pager keeps these reads paced, retried and behind the breaker.
+        yield from gw._paginate(EP_LIST_PRODUCTS, gw._client.v1.products.list, params)
+
     def call_stats(self) -> dict[str, Any]:
         return self.gateway.stats.snapshot()
+
+
+def stripe_resource_from_env(env: Mapping[str, str] | None = None) -> StripeResource:
+    """The resource as Definitions wires it: the key stays an EnvVar (resolved at launch, never shown).
+
+    Rate and concurrency caps (STRIPE_MAX_RPS, STRIPE_ENDPOINT_RPS, MIGRATION_MAX_CONCURRENCY) are read
+    by the limit model when the gateway is built, so they need no config field here.
+    """
+    source = os.environ if env is None else env
+    return StripeResource(
+        api_key=dg.EnvVar("STRIPE_SECRET_KEY"),
+        api_base=dg.EnvVar("STRIPE_API_BASE") if source.get("STRIPE_API_BASE") else None,
+        tax_behavior=source.get("STRIPE_TAX_BEHAVIOR") or None,
+    )

@@ -69,3 +69,22 @@ def test_critical_stop_raises_with_resume_hint() -> None:
         resource.apply(plan)
     assert "re-run" in str(info.value) and info.value.result.stopped
     assert KEY not in str(info.value)
+
+
+def test_reads_for_reconciliation(emu) -> None:
+    resource = StripeResource(api_key=KEY, api_base=emu.url)
+    resource.apply(resource.plan(ROWS[:2]))
+    assert resource.is_live and not StripeResource(api_key="sk_test_x").is_live
+    listed = resource.list_products(["prod_cms_r1", "prod_cms_r2", "prod_cms_nope"])
+    assert sorted(p["id"] for p in listed) == ["prod_cms_r1", "prod_cms_r2"]
+    assert all(isinstance(p["default_price"], dict) for p in listed)
+    assert sorted(p["id"] for p in resource.iter_all_products()) == ["prod_cms_r1", "prod_cms_r2"]
+
+
+def test_from_env_keeps_the_key_an_envvar(monkeypatch) -> None:
+    from cms_stripe.resources.stripe import stripe_resource_from_env
+
+    monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+    resource = stripe_resource_from_env(env={"STRIPE_API_BASE": "http://127.0.0.1:1"})
+    assert isinstance(resource.api_key, dg.EnvVar) and KEY not in repr(resource)
+    assert stripe_resource_from_env(env={}).api_base is None
