@@ -108,6 +108,8 @@ class ChildRun:
     wall_s: float
     peak_rss_mb: float
     timed_out: bool = False
+    started: float = 0.0  # time.monotonic() at launch and after exit
+    ended: float = 0.0
 
     def last_json(self) -> dict[str, Any]:
         for line in reversed(self.stdout.strip().splitlines()):
@@ -148,20 +150,29 @@ def run_child(
         finally:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - started
+    ended = time.monotonic()
+    wall = ended - started
     rss_kb = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)
     tail = ""
     if not echo_stderr:
         with open(stderr_path) as f:
             tail = f.read()[-4000:]
-    return ChildRun(proc.returncode, out, tail, wall, round(rss_kb / 1024, 1), killed.is_set())
+    return ChildRun(proc.returncode, out, tail, wall, round(rss_kb / 1024, 1), killed.is_set(), started, ended)
 
 
-def write_phase_s(url: str) -> float | None:
-    """Seconds from the first write's arrival to the last write's answer, from the emulator's request log."""
+def phases(url: str, started: float, ended: float) -> dict[str, float]:
+    """Where a process's wall time went, from the emulator's request log (same monotonic clock on one host):
+    start → first Stripe request → first write → last write answered → process exit."""
     with urllib.request.urlopen(f"{url}/_emulator/requests?since=0", timeout=60) as resp:  # noqa: S310
-        entries = json.load(resp)["requests"]
+        entries = [e for e in json.load(resp)["requests"] if started <= e["start"] <= ended]
     writes = [e for e in entries if e.get("method") == "POST"]
     if not writes:
-        return None
-    return max(e["end"] for e in writes) - min(e["start"] for e in writes)
+        return {}
+    first = min(e["start"] for e in entries)
+    w0, w1 = min(e["start"] for e in writes), max(e["end"] for e in writes)
+    return {
+        "until_first_stripe_request_s": round(first - started, 3),
+        "reads_before_first_write_s": round(w0 - first, 3),
+        "write_phase_s": round(w1 - w0, 3),
+        "after_last_write_s": round(ended - w1, 3),
+    }

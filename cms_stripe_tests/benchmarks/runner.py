@@ -35,9 +35,9 @@ from cms_stripe_tests.benchmarks.common import (
     bench_catalog,
     child_env,
     inspect_emulator,
+    phases,
     run_child,
     traffic,
-    write_phase_s,
 )
 
 SCENARIO_KEYS = (
@@ -351,7 +351,7 @@ class Bench:
                 fig["meets_target"] = False
                 return fig
             fig["meets_target"] = fig["products_per_s"] >= LIVE_TARGET_PPS and t["pacing_429s"] == 0
-            self._add_write_phase(fig, url, created, run.wall_s)
+            self._add_write_phase(fig, url, created, run)
             if self.wanted("noop_rerun") and not self.args.quick:
                 self.say("no-op rerun end to end through `cms-stripe migrate`")
                 before = after
@@ -367,13 +367,13 @@ class Bench:
             return fig
 
     @staticmethod
-    def _add_write_phase(fig: dict[str, Any], url: str, created: int, wall_s: float) -> None:
-        """Split the end-to-end wall time: Stripe write phase (emulator's clock) vs everything else."""
-        phase = write_phase_s(url)
-        if phase:
-            fig["write_phase_s"] = round(phase, 3)
-            fig["products_per_s_write_phase"] = round(created / phase, 2)
-            fig["outside_write_phase_s"] = round(wall_s - phase, 3)
+    def _add_write_phase(fig: dict[str, Any], url: str, created: int, run: Any) -> None:
+        """Split the end-to-end wall time: before Stripe, reads, Stripe write phase, after the last write."""
+        split = phases(url, run.started, run.ended)
+        if split:
+            fig["phases"] = split
+            fig["write_phase_s"] = split["write_phase_s"]
+            fig["products_per_s_write_phase"] = round(created / split["write_phase_s"], 2)
 
     def _e2e_sync(self, db_url: str, n: int) -> dict[str, Any]:
         self._load_catalog(db_url, n)
@@ -406,7 +406,7 @@ class Bench:
                 "requests": t["requests"],
                 "meets_target": pps >= LIVE_TARGET_PPS and t["pacing_429s"] == 0 and synced >= n,
             }
-            self._add_write_phase(fig, url, created, run.wall_s)
+            self._add_write_phase(fig, url, created, run)
             return fig
 
     def plan_rows(self, n: int) -> None:
