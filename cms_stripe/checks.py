@@ -6,7 +6,6 @@ data, and correct for single-run partition ranges), declared here so severities 
 - reconciliation drift: WARN (someone may have edited Stripe by hand); duplicates: ERROR.
 """
 
-
 from collections.abc import Sequence
 
 import dagster as dg

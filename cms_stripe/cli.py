@@ -1,30 +1,317 @@
-"""The `cms-stripe` command: the workflow of the tool it replaces (validate, dry-run, migrate,
-resume, rollback) on top of the same Dagster jobs the UI runs."""
+"""The `cms-stripe` command: the workflow of the tool it replaces (validate → dry-run → migrate →
+resume → rollback) running the same Dagster jobs the UI runs, in-process, on the configured instance
+(so every run shows up in the UI).
+
+Configuration comes from the environment and a `.env` file, with the variable names of the old tool
+(SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, STRIPE_SECRET_KEY, MIGRATION_*, STRIPE_MAX_RPS) plus
+CMS_DATABASE_URL and STRIPE_API_BASE. Secrets are never printed.
+
+Exit codes: 0 success; 1 a run failed or a check failed; 2 configuration error; 3 refused (live key).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import sqlalchemy as sa
 
 from cms_stripe import __version__
 
+if TYPE_CHECKING:
+    import dagster as dg
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+CLI_TAG = "cms_stripe/cli"
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+
+
+def _load_env(env_file: str | None) -> None:
+    from dotenv import load_dotenv
+
+    path = env_file or ".env"
+    if pathlib.Path(path).exists():
+        # The real environment wins over the file, as with the tool we replace.
+        load_dotenv(path, override=False)
+    os.environ.setdefault("DAGSTER_HOME", str(pathlib.Path(DEFAULT_DAGSTER_HOME).resolve()))
+    pathlib.Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
+    click.secho(message, fg="red", err=True)
+    sys.exit(code)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cms-stripe")
-def cli() -> None:
+@click.option("--env-file", default=None, help="Read settings from this file (default: ./.env if present).")
+@click.pass_context
+def cli(ctx: click.Context, env_file: str | None) -> None:
     """Sync a Supabase/Postgres product catalog into Stripe (dry-run unless told otherwise)."""
+    ctx.ensure_object(dict)
+    ctx.obj["env_file"] = env_file
+
+
+def _settings(ctx: click.Context) -> Any:
+    from cms_stripe.core.settings import Settings, SettingsError
+
+    _load_env(ctx.obj.get("env_file"))
+    try:
+        return Settings.from_env(os.environ)
+    except SettingsError as exc:
+        _fail(f"configuration error: {exc}")
+
+
+def _partition_range(settings: Any) -> tuple[str, str]:
+    """incremental: MIGRATION_START_DATE..MIGRATION_END_DATE (inclusive days); full: every partition."""
+    from cms_stripe.partitions import daily_partitions
+
+    keys = daily_partitions.get_partition_keys()
+    first, last = keys[0], keys[-1]
+    if settings.strategy == "full":
+        return first, last
+    start = settings.start_date.isoformat() if settings.start_date else first
+    end = settings.end_date.isoformat() if settings.end_date else last
+    start, end = max(start, first), min(end, last)
+    if start > end:
+        _fail(f"no partition between {start} and {end} (partitions run {first}..{last})")
+    return start, end
+
+
+def _instance() -> dg.DagsterInstance:
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
+    return {"resources": {"settings": {"config": {"dry_run": dry_run, "allow_live": settings.allow_live}}}}
+
+
+def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
+    if not dry_run and settings.live_key and not (confirm_live or settings.allow_live):
+        _fail(
+            "refusing to write with a live Stripe key: pass --confirm-live or set MIGRATION_ALLOW_LIVE=true "
+            "(run `cms-stripe dry-run` first)",
+            EXIT_REFUSED,
+        )
+
+
+def _report(result: Any) -> int:
+    """Print what the run did; exit code from run success and check results."""
+    failed_checks = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        shown = {k: v for k, v in meta.items() if isinstance(v, int | float | bool) and k not in ("checkpoint",)}
+        name = mat.asset_key.to_user_string()
+        label = f" [{mat.partition}]" if mat.partition else ""
+        click.echo(f"{name}{label}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        for key in ("plan_path", "report_path"):
+            if key in meta:
+                click.echo(f"  {key}: {meta[key]}")
+    click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+    if failed_checks:
+        click.secho("failed checks: " + ", ".join(failed_checks), fg="yellow")
+    if not result.success:
+        return EXIT_FAILED
+    return EXIT_FAILED if failed_checks else EXIT_OK
+
+
+def _execute_sync(
+    settings: Any, *, dry_run: bool, assets: list[str] | None = None, extra_tags: Mapping[str, str] = {}
+) -> Any:
+    import dagster as dg
+
+    from cms_stripe.definitions import defs
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+
+    instance = _instance()
+    tags = {CLI_TAG: "true", "cms_stripe/strategy": settings.strategy, **extra_tags}
+    run_config = _run_config(settings, dry_run)
+    if settings.strategy == "selective":
+        job = defs.resolve_job_def(SELECTIVE_SYNC_JOB)
+        run_config["ops"] = {"sync_selected_products": {"config": {"product_ids": list(settings.product_ids)}}}
+        click.echo(f"selective sync of {len(settings.product_ids)} CMS ids ({'dry run' if dry_run else 'APPLY'})")
+        return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
+    start, end = _partition_range(settings)
+    job = defs.resolve_job_def(SYNC_JOB)
+    click.echo(
+        f"{settings.strategy} sync of partitions {start}..{end} in one run ({'dry run' if dry_run else 'APPLY'})"
+    )
+    tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
+    selection = [dg.AssetKey(a) for a in assets] if assets else None
+    return job.execute_in_process(
+        run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
+    )
+
+
+@cli.command()
+@click.pass_context
+def validate(ctx: click.Context) -> None:
+    """Check configuration, CMS and Stripe connectivity, schema and mapping; summarise the data's validity."""
+    settings = _settings(ctx)
+    click.echo("configuration:")
+    for key, value in settings.describe().items():
+        click.echo(f"  {key} = {value}")
+    from cms_stripe.cms.errors import CmsConfigError
+    from cms_stripe.resources.cms import catalog_resource_from_env
+
+    try:
+        source = catalog_resource_from_env().source()
+        source.check()
+    except CmsConfigError as exc:
+        _fail(f"CMS: {exc}")
+    except Exception as exc:
+        _fail(f"CMS: cannot connect: {type(exc).__name__}: {exc}")
+    click.echo("CMS: reachable; table and mapped columns present")
+    if not settings.stripe_secret_key:
+        _fail("Stripe: STRIPE_SECRET_KEY is not set")
+    from cms_stripe.core.gateway import StripeGateway
+
+    try:
+        gateway = StripeGateway.from_settings(settings.stripe_secret_key, settings.stripe_api_base)
+        gateway.retrieve_product("prod_cms_stripe_connectivity_check")
+    except Exception as exc:
+        _fail(f"Stripe: {type(exc).__name__}: {exc}")
+    mode = "live" if settings.live_key else "test"
+    click.echo(f"Stripe: reachable ({mode} mode, limits {gateway.limits.global_rps:g}/s global)")
+    result = _execute_sync(settings, dry_run=True, assets=["raw_cms_products", "validated_products"])
+    sys.exit(_report(result))
+
+
+@cli.command("dry-run")
+@click.pass_context
+def dry_run(ctx: click.Context) -> None:
+    """Plan without writing: the plan (JSON and Markdown) is saved under reports/."""
+    settings = _settings(ctx)
+    result = _execute_sync(settings, dry_run=True, assets=["raw_cms_products", "validated_products", "stripe_products"])
+    sys.exit(_report(result))
+
+
+@cli.command()
+@click.option("--confirm-live", is_flag=True, help="Allow writing with a live Stripe key.")
+@click.pass_context
+def migrate(ctx: click.Context, confirm_live: bool) -> None:
+    """Apply: write to Stripe (MIGRATION_DRY_RUN=true still only plans), then reconcile."""
+    settings = _settings(ctx)
+    dry = settings.dry_run
+    _check_live(settings, dry, confirm_live)
+    if confirm_live:
+        os.environ["MIGRATION_ALLOW_LIVE"] = "true"
+        settings = _settings(ctx)
+    if dry:
+        click.secho(
+            "MIGRATION_DRY_RUN is true (the default): planning only; set MIGRATION_DRY_RUN=false to apply", fg="yellow"
+        )
+    result = _execute_sync(settings, dry_run=dry)
+    sys.exit(_report(result))
+
+
+def _latest_cli_run(instance: Any) -> Any:
+    import dagster as dg
+
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+
+    for job_name in (SYNC_JOB, SELECTIVE_SYNC_JOB):
+        records = instance.get_run_records(dg.RunsFilter(job_name=job_name, tags={CLI_TAG: "true"}), limit=1)
+        if records:
+            return records[0].dagster_run
+    return None
+
+
+@cli.command()
+@click.option("--run-id", default=None, help="The run to resume (default: the latest CLI run).")
+@click.option("--confirm-live", is_flag=True, help="Allow writing with a live Stripe key.")
+@click.pass_context
+def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
+    """Re-execute an interrupted or failed run from where it stopped (its checkpoints are honoured)."""
+    import dagster as dg
+
+    settings = _settings(ctx)
+    _check_live(settings, False, confirm_live)
+    instance = _instance()
+    run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
+    if run is None:
+        _fail("nothing to resume: no earlier cms-stripe run on this instance")
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        click.echo(f"run {run.run_id} finished successfully: nothing to resume")
+        sys.exit(EXIT_OK)
+    if run.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED):
+        # Its process died (a crash or a kill): record that, so it can be re-executed from failure.
+        instance.report_run_failed(run, "process ended without finishing; resumed by cms-stripe resume")
+        run = instance.get_run_by_id(run.run_id) or run
+    options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
+    click.echo(f"resuming run {run.run_id} from failure")
+    with dg.execute_job(
+        dg.reconstructable(sync_job_for_resume)
+        if run.job_name != "selective_sync"
+        else dg.reconstructable(selective_job_for_resume),
+        instance=instance,
+        reexecution_options=options,
+        run_config={**dict(run.run_config), "execution": {"config": {"in_process": {}}}},
+        tags={CLI_TAG: "true"},
+        raise_on_error=False,
+    ) as result:
+        sys.exit(_report(result))
+
+
+def sync_job_for_resume() -> Any:
+    from cms_stripe.definitions import defs
+    from cms_stripe.jobs import SYNC_JOB
+
+    return defs.resolve_job_def(SYNC_JOB)
+
+
+def selective_job_for_resume() -> Any:
+    from cms_stripe.definitions import defs
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB
+
+    return defs.resolve_job_def(SELECTIVE_SYNC_JOB)
+
+
+@cli.command()
+@click.option("--run-id", default=None, help="The run whose CMS write-back to undo (default: the latest CLI run).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def rollback(ctx: click.Context, run_id: str | None, yes: bool) -> None:
+    """Restore the CMS sync columns a run overwrote, from the backup taken before its first write-back.
+
+    Stripe is not touched: products cannot be deleted once they have prices, and archiving live
+    products is a decision for a human (the reconciliation report lists them)."""
+    _settings(ctx)
+    instance = _instance()
+    run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
+    if run is None:
+        _fail("nothing to roll back: no earlier cms-stripe run on this instance")
+    from cms_stripe.resources.cms import catalog_resource_from_env
+
+    source = catalog_resource_from_env().source()
+    rows = source.backup_for_run(run.run_id)
+    if not rows:
+        click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")
+        sys.exit(EXIT_OK)
+    if not yes:
+        click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
+    restored = source.restore_backup(run.run_id)
+    click.echo(f"restored {restored} CMS rows to their values before run {run.run_id}")
 
 
 @cli.command("demo-data")
 @click.option(
-    "--url", "url", required=True, help="SQLAlchemy URL of the CMS database (sqlite:///… or postgresql+psycopg://…)."
+    "--url", "url", required=True, help="SQLAlchemy URL of the CMS database (sqlite:///…, postgresql+psycopg://…)."
 )
 @click.option("--products", "n", default=1000, show_default=True, type=click.IntRange(1), help="How many products.")
-@click.option(
-    "--seed", default=7, show_default=True, type=int, help="Random seed; the same seed gives the same catalog."
-)
+@click.option("--seed", default=7, show_default=True, type=int, help="The same seed gives the same catalog.")
 @click.option("--table", default="products", show_default=True, help="Table to create and fill.")
 @click.option("--replace/--no-replace", default=False, help="Drop the table first.")
 def demo_data(url: str, n: int, seed: int, table: str, replace: bool) -> None:
@@ -43,33 +330,103 @@ def demo_data(url: str, n: int, seed: int, table: str, replace: bool) -> None:
     click.echo(f"wrote {written} products ({len(catalog.invalid)} deliberately invalid) to table {table!r}")
 
 
-@cli.command("demo")
-@click.option("--products", "n", default=1000, show_default=True, type=click.IntRange(1))
-@click.option("--dir", "workdir", default=".demo", show_default=True, help="Where the demo keeps its SQLite files.")
-def demo(n: int, workdir: str) -> None:
-    """Build the demo catalog in SQLite and run the full migration against the local emulator."""
-    import pathlib
-
+@contextmanager
+def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterator[dict[str, str]]:
     from cms_stripe.cms.demo import generate_catalog, write_catalog
     from cms_stripe.cms.schema import drop_schema
+    from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 
-    root = pathlib.Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(f"sqlite:///{root / 'cms.sqlite'}")
+    db = root / "cms.sqlite"
+    state = root / "stripe-emulator-state.json"
+    if fresh:
+        for path in (db, state):
+            path.unlink(missing_ok=True)
+    engine = sa.create_engine(f"sqlite:///{db}")
     try:
-        drop_schema(engine)
-        catalog = generate_catalog(n)
-        write_catalog(engine, catalog.products)
+        if not sa.inspect(engine).has_table("products"):
+            drop_schema(engine)
+            catalog = generate_catalog(products)
+            write_catalog(engine, catalog.products)
+            click.echo(f"demo catalog: {products} products ({len(catalog.invalid)} deliberately invalid) in {db}")
+        else:
+            click.echo(f"demo catalog: reusing {db} (pass --fresh to rebuild it and the emulator's state)")
     finally:
         engine.dispose()
-    click.echo(f"demo catalog: {n} products ({len(catalog.invalid)} deliberately invalid) in {root / 'cms.sqlite'}")
+    config = EmulatorConfig(latency_ms=20.0, jitter_ms=10.0, state_file=str(state))
+    with EmulatorServer(config) as emulator:
+        env = {
+            "CMS_DATABASE_URL": f"sqlite:///{db}",
+            "STRIPE_API_BASE": emulator.url,
+            # A test-mode key for the local emulator only; it authenticates nothing anywhere else.
+            "STRIPE_SECRET_KEY": "sk_test_cms_stripe_demo",
+            "MIGRATION_DRY_RUN": "false",
+            "MIGRATION_STRATEGY": "full",
+            "MIGRATION_REPORTS_DIR": str(root / "reports"),
+            "DAGSTER_HOME": str(root / "dagster_home"),
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@cli.command()
+@click.option("--products", "n", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--dir", "workdir", default=".demo", show_default=True, help="Where the demo keeps its files.")
+@click.option("--fresh", is_flag=True, help="Start over: new catalog, empty emulator.")
+@click.pass_context
+def demo(ctx: click.Context, n: int, workdir: str, fresh: bool) -> None:
+    """Demo catalog in SQLite → local Stripe emulator → full migration on a SQLite Dagster instance."""
+    root = pathlib.Path(workdir).resolve()
+    with _demo_environment(root, n, fresh) as env:
+        pathlib.Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        settings = _settings(ctx)
+        result = _execute_sync(settings, dry_run=False)
+        code = _report(result)
+        from cms_stripe.definitions import defs
+        from cms_stripe.jobs import CATALOG_RECONCILIATION_JOB
+
+        recon = defs.resolve_job_def(CATALOG_RECONCILIATION_JOB).execute_in_process(
+            instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
+        )
+        code = max(code, _report(recon))
+        summary = _catalog_summary(recon)
+    click.echo("")
+    click.echo("catalog reconciliation: " + json.dumps(summary))
+    click.echo("Open the Dagster UI on this result:")
+    click.echo(
+        f"  .venv/bin/python -m cms_stripe.emulator --port 12111 --state-file {root / 'stripe-emulator-state.json'} &"
+    )
+    click.echo(
+        f"  DAGSTER_HOME={env['DAGSTER_HOME']} CMS_DATABASE_URL={env['CMS_DATABASE_URL']} "
+        "STRIPE_API_BASE=http://127.0.0.1:12111 STRIPE_SECRET_KEY=sk_test_cms_stripe_demo "
+        ".venv/bin/dagster dev -w workspace.yaml"
+    )
+    sys.exit(code)
+
+
+def _catalog_summary(result: Any) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() == "catalog_reconciliation_report":
+            return {
+                k: getattr(v, "value", v)
+                for k, v in mat.metadata.items()
+                if k
+                in ("rows", "matched", "missing", "drift", "duplicates", "orphans", "quarantined", "stripe_products")
+            }
+    return {}
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:  # pragma: no cover - interactive only
-        sys.exit(130)
+    cli(standalone_mode=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

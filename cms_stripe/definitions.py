@@ -1,7 +1,45 @@
 """The one Definitions object of the code location; modules export plain lists, this file merges."""
 
-from __future__ import annotations
+from typing import Any
 
 import dagster as dg
 
-defs = dg.Definitions(assets=[], asset_checks=[], jobs=[], schedules=[], sensors=[], resources={})
+from cms_stripe.assets.cms import raw_cms_products
+from cms_stripe.assets.common import FRAMES_IO_MANAGER
+from cms_stripe.assets.reconciliation import catalog_reconciliation_report, reconciliation_report
+from cms_stripe.assets.stripe_sync import stripe_products
+from cms_stripe.assets.validation import validated_products
+from cms_stripe.io_managers import DailyFrameIOManager
+from cms_stripe.jobs import all_jobs
+from cms_stripe.resources.cms import catalog_resource_from_env
+from cms_stripe.resources.settings import SyncSettingsResource
+from cms_stripe.resources.stripe import stripe_resource_from_env
+from cms_stripe.schedules import all_schedules
+from cms_stripe.sensors import all_sensors
+
+all_assets = [
+    raw_cms_products,
+    validated_products,
+    stripe_products,
+    reconciliation_report,
+    catalog_reconciliation_report,
+]
+
+
+def build_resources() -> dict[str, Any]:
+    """Secrets stay EnvVars (resolved at launch, never shown in the UI); the rest is read at load."""
+    return {
+        "catalog": catalog_resource_from_env(),
+        "stripe": stripe_resource_from_env(),
+        "settings": SyncSettingsResource.from_env(),
+        FRAMES_IO_MANAGER: DailyFrameIOManager(),
+    }
+
+
+defs = dg.Definitions(
+    assets=all_assets,
+    jobs=all_jobs,
+    schedules=all_schedules,
+    sensors=all_sensors,
+    resources=build_resources(),
+)

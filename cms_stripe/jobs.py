@@ -1,6 +1,7 @@
 """Jobs: the partitioned sync (incremental and full strategies), the whole-catalog reconciliation,
 and the unpartitioned selective sync."""
 
+from typing import Any
 
 import dagster as dg
 
@@ -33,4 +34,8 @@ selective_sync_job = selective_sync_graph.to_job(
     description="Sync the CMS ids in MIGRATION_PRODUCT_IDS (or the run config) regardless of updated_at.",
 )
 
-all_jobs = [sync_job, catalog_reconciliation_job, selective_sync_job]
+all_jobs: list[Any] = [
+    sync_job,
+    catalog_reconciliation_job,
+    selective_sync_job,
+]

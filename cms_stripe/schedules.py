@@ -1,7 +1,6 @@
 """The schedule that keeps today's partition in sync. Off by default (the embedded demo must not write
 on its own); a deployment turns it on with CMS_STRIPE_AUTOMATION=on or in the UI."""
 
-
 import os
 from datetime import UTC
 

@@ -1,7 +1,6 @@
 """Selective strategy: sync a list of CMS ids whatever their `updated_at`, as an unpartitioned op job
 built from the same core as the assets (MIGRATION_PRODUCT_IDS, or the op config)."""
 
-
 import os
 
 import dagster as dg

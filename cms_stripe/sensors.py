@@ -1,6 +1,5 @@
 """The CMS-change sensor: one run per day whose rows changed content since the cursor."""
 
-
 import os
 from datetime import timedelta
 

@@ -1,6 +1,5 @@
 """The CMS rows of a day (or a range of days) of `updated_at`."""
 
-
 import dagster as dg
 
 from cms_stripe.assets.common import (
@@ -43,6 +42,7 @@ def raw_cms_products(
             }
             for day, rows in by_day.items()
         },
+        {ROWS: dg.MetadataValue.int(0), MAX_UPDATED_AT: ""},
     )
     newest = max((p.updated_at for p in products if p.updated_at), default=None)
     context.log.info(f"read {len(products)} CMS rows with updated_at in [{start.isoformat()}, {end.isoformat()})")

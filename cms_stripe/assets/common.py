@@ -1,6 +1,5 @@
 """Small helpers shared by the assets: policies, partition windows, per-partition metadata."""
 
-
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -41,11 +40,15 @@ def group_by_day(items: Iterable[T], key: Callable[[T], datetime | None]) -> dic
     return out
 
 
-def add_partition_metadata(context: dg.AssetExecutionContext, per_partition: Mapping[str, Mapping[str, Any]]) -> None:
-    """Metadata for each partition of a range run, so each day's materialization carries its own numbers."""
+def add_partition_metadata(
+    context: dg.AssetExecutionContext,
+    per_partition: Mapping[str, Mapping[str, Any]],
+    empty: Mapping[str, Any],
+) -> None:
+    """Each partition of a range run gets its own numbers (`empty` for a day without rows); they take
+    precedence over the run-level values of the MaterializeResult, which then describe the whole run."""
     keys = partition_keys(context)
     if len(keys) <= 1:
         return
     for pk in keys:
-        if pk in per_partition:
-            context.add_asset_metadata(dict(per_partition[pk]), partition_key=pk)
+        context.add_asset_metadata(dict(per_partition.get(pk, empty)), partition_key=pk)

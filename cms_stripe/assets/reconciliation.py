@@ -1,6 +1,5 @@
 """Reconciliation: CMS against Stripe, per partition and for the whole catalog (orphans too)."""
 
-
 import pathlib
 from collections.abc import Sequence
 from datetime import UTC, datetime

@@ -1,6 +1,5 @@
 """Stripe products: plan and apply the partition's rows with the engine, checkpointing as it goes."""
 
-
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -133,7 +132,7 @@ def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.Metada
     return meta
 
 
-def per_day_counts(outcome: SyncOutcome, products: Sequence[CmsProduct]) -> Mapping[str, Mapping[str, object]]:
+def per_day_counts(outcome: SyncOutcome, products: Sequence[CmsProduct]) -> dict[str, dict[str, dg.MetadataValue]]:
     day_by_id = {p.id: day_of(p.updated_at) for p in products}
     per_day: dict[str, Counter[str]] = defaultdict(Counter)
     newest: dict[str, str] = {}
@@ -146,13 +145,16 @@ def per_day_counts(outcome: SyncOutcome, products: Sequence[CmsProduct]) -> Mapp
             d = day_by_id.get(r.cms_id)
             if d:
                 per_day[d][r.outcome] += 1
-    return {
-        d: {
-            **{name: dg.MetadataValue.int(per_day[d].get(name, 0)) for name in OUTCOMES},
-            MAX_UPDATED_AT: dg.MetadataValue.text(newest[d]),
-        }
-        for d in newest
-    }
+    return {d: day_metadata(per_day[d], newest[d]) for d in newest}
+
+
+def day_metadata(counts: Mapping[str, int], newest: str) -> dict[str, dg.MetadataValue]:
+    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != "skipped")
+    ok = attempted - counts.get("failed", 0)
+    meta: dict[str, dg.MetadataValue] = {name: dg.MetadataValue.int(counts.get(name, 0)) for name in OUTCOMES}
+    meta[SUCCESS_RATE] = dg.MetadataValue.float(ok / attempted if attempted else 1.0)
+    meta[MAX_UPDATED_AT] = dg.MetadataValue.text(newest)
+    return meta
 
 
 @dg.asset(
@@ -203,7 +205,7 @@ def stripe_products(
     if outcome.result is not None and outcome.result.critical:
         # Stop the run (CRITICAL): the checkpoints above let a re-execution skip what finished.
         raise dg.Failure(description=outcome.result.critical, metadata=outcome_metadata(outcome, settings.dry_run))
-    add_partition_metadata(context, per_day_counts(outcome, products))
+    add_partition_metadata(context, per_day_counts(outcome, products), day_metadata({}, ""))
     return dg.MaterializeResult(
         metadata=outcome_metadata(outcome, settings.dry_run),
         check_results=[failed_writes_result(outcome.failures)],

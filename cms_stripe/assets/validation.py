@@ -1,6 +1,5 @@
 """Validation: the pandera contract plus every Stripe rule, with a per-row quarantine."""
 
-
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -121,14 +120,24 @@ def validated_products(
 
     by_day = group_by_day(products, lambda p: p.updated_at)
     bad_by_day = Counter(p.updated_at.strftime("%Y-%m-%d") for p, _ in quarantined if p.updated_at)
+    per_day = {}
+    for day, rows in by_day.items():
+        day_live = sum(1 for p in rows if p.should_be_active)
+        bad = bad_by_day.get(day, 0)
+        per_day[day] = {
+            ROWS: dg.MetadataValue.int(len(rows)),
+            VALID_ROWS: dg.MetadataValue.int(len(rows) - bad),
+            QUARANTINED_ROWS: dg.MetadataValue.int(bad),
+            VALIDATION_RATE: dg.MetadataValue.float((day_live - bad) / day_live if day_live else 1.0),
+        }
     add_partition_metadata(
         context,
+        per_day,
         {
-            day: {
-                ROWS: dg.MetadataValue.int(len(rows)),
-                QUARANTINED_ROWS: dg.MetadataValue.int(bad_by_day.get(day, 0)),
-            }
-            for day, rows in by_day.items()
+            ROWS: dg.MetadataValue.int(0),
+            VALID_ROWS: dg.MetadataValue.int(0),
+            QUARANTINED_ROWS: dg.MetadataValue.int(0),
+            VALIDATION_RATE: dg.MetadataValue.float(1.0),
         },
     )
     codes = Counter(i.code for _, issues in quarantined for i in issues)

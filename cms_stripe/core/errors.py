@@ -16,8 +16,7 @@ import stripe
 from pybreaker import CircuitBreakerError
 
 RESUME_HINT = (
-    "nothing is lost — re-run `cms-stripe migrate` (or re-execute the Dagster run) "
-    "to resume from the last checkpoint"
+    "nothing is lost — re-run `cms-stripe migrate` (or re-execute the Dagster run) to resume from the last checkpoint"
 )
 
 
@@ -176,9 +175,7 @@ def rate_limited_reason(exc: stripe.StripeError) -> str:
 
 
 def is_rate_limit(exc: BaseException) -> bool:
-    return isinstance(exc, stripe.RateLimitError) or (
-        isinstance(exc, stripe.StripeError) and exc.http_status == 429
-    )
+    return isinstance(exc, stripe.RateLimitError) or (isinstance(exc, stripe.StripeError) and exc.http_status == 429)
 
 
 def is_server_error(exc: BaseException) -> bool:

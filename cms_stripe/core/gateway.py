@@ -220,9 +220,7 @@ class StripeGateway:
         self._open_failures = 0
         self._last_failure: str = ""
         self._state_lock = threading.Lock()
-        self._slots = (
-            threading.BoundedSemaphore(limits.max_concurrency) if limits.max_concurrency else None
-        )
+        self._slots = threading.BoundedSemaphore(limits.max_concurrency) if limits.max_concurrency else None
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
         return f"StripeGateway(limits={self.limits!r})"
@@ -396,9 +394,7 @@ class StripeGateway:
             return self._list_products_chunk(chunk[:half], expand) + self._list_products_chunk(chunk[half:], expand)
         return data
 
-    def _paginate(
-        self, endpoint: str, list_fn: Callable[..., Any], params: dict[str, Any]
-    ) -> Iterator[dict[str, Any]]:
+    def _paginate(self, endpoint: str, list_fn: Callable[..., Any], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
             page_params = dict(params)

@@ -197,7 +197,8 @@ def run_sync(
     outcome.result = result
     outcome.duration_s = time.monotonic() - started
     outcome.stripe_stats = result.stats
-    log(tracker.line())
+    if tracker.done < tracker.total:  # stopped early: say where it stopped
+        log(tracker.line())
     return outcome
 
 
