@@ -10,6 +10,10 @@ Reprice order (each step leaves a state the next plan completes):
      a crash here: the marker makes the next plan finish the reprice;
   3. archive the old price (and any other live price of the product);
   4. clear the marker.
+
+Rows that are not live in the CMS (draft, archived, soft-deleted) archive their Stripe product when it
+exists and is active; they never create one (an inactive product nobody asked for is clutter, and a
+later publish creates it with its then-current content).
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ from cms_stripe.core.state import ProductState
 OperationKind = Literal["create", "update", "reprice", "archive", "reactivate", "noop"]
 KINDS: tuple[OperationKind, ...] = ("create", "update", "reprice", "archive", "reactivate", "noop")
 PLAN_VERSION = 1
+
+
+def _cell(text: str) -> str:
+    """CMS text inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 @dataclass(frozen=True)
@@ -186,12 +195,14 @@ class Plan:
         writes = self.writes
         if writes:
             lines += ["", "| CMS id | operation | Stripe product | reason |", "|---|---|---|---|"]
-            lines += [f"| {op.cms_id} | {op.kind} | {op.product_id} | {op.reason} |" for op in writes[:limit]]
+            lines += [
+                f"| {_cell(op.cms_id)} | {op.kind} | {op.product_id} | {_cell(op.reason)} |" for op in writes[:limit]
+            ]
             if len(writes) > limit:
                 lines.append(f"| … | {len(writes) - limit} more | | |")
         if self.quarantined:
             lines += ["", "| quarantined CMS id | reasons |", "|---|---|"]
-            lines += [f"| {q.cms_id} | {q.message} |" for q in self.quarantined[:limit]]
+            lines += [f"| {_cell(q.cms_id)} | {_cell(q.message)} |" for q in self.quarantined[:limit]]
             if len(self.quarantined) > limit:
                 lines.append(f"| … | {len(self.quarantined) - limit} more |")
         return "\n".join(lines)
