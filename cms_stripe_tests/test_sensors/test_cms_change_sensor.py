@@ -1,0 +1,200 @@
+"""The real `cms_change_sensor` against a real CMS table: one run per changed day with a run key that
+cannot repeat the same change, a SkipReason that says why, our own write-back is not a change, and a
+cursor that never moves backwards. (The pure decision is pinned down in test_core/test_changes.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from cms_stripe.cms.demo import default_anchor, generate_catalog, write_catalog
+from cms_stripe.cms.schema import drop_schema, to_sqlite_timestamp
+from cms_stripe.cms.sql import SqlCatalogSource
+from cms_stripe.core.catalog import SYNC_SYNCED, SyncUpdate, content_hash
+from cms_stripe.core.changes import parse_cursor
+from cms_stripe.resources.cms import SqlCatalogResource
+from cms_stripe.sensors import cms_change_sensor
+
+ANCHOR = default_anchor()  # today 00:00 UTC: the catalog's rows fall on the three days before today
+DAYS = 3
+
+
+def _day(days_ago: int) -> str:
+    return (ANCHOR - timedelta(days=days_ago)).strftime("%Y-%m-%d")
+
+
+@pytest.fixture()
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def evaluate(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+    # The catalog resource sets up and tears down (it owns an engine): open the context as a manager.
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"catalog": SqlCatalogResource(database_url=url)}
+    ) as ctx:
+        return cms_change_sensor(ctx)
+
+
+def requests_of(result) -> dict[str, str]:
+    """partition key → run key of the sensor's run requests."""
+    assert isinstance(result, dg.SensorResult)
+    return {r.partition_key: r.run_key for r in (result.run_requests or [])}
+
+
+def mark_all_synced(url: str) -> None:
+    """What a finished sync leaves behind: every row's sync_hash is its content hash."""
+    source = SqlCatalogSource(url)
+    try:
+        rows = list(source.read_all())
+        source.write_back(
+            [SyncUpdate(id=p.id, sync_status=SYNC_SYNCED, sync_hash=content_hash(p)) for p in rows], run_id="test-sync"
+        )
+    finally:
+        source.close()
+
+
+def edit_sqlite(url: str, cms_id: str, title: str, at: datetime) -> None:
+    """A CMS edit on SQLite (no trigger): new content and the updated_at the CMS would set."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE products SET title = :t, updated_at = :u WHERE id = :i"),
+            {"t": title, "u": to_sqlite_timestamp(at), "i": cms_id},
+        )
+    engine.dispose()
+
+
+@pytest.fixture()
+def catalog_url(sqlite_url: str):
+    """A three-day demo catalog in SQLite; yields (url, products)."""
+    products = generate_catalog(40, seed=3, anchor=ANCHOR, days=DAYS).products
+    engine = sa.create_engine(sqlite_url)
+    write_catalog(engine, products)
+    engine.dispose()
+    return sqlite_url, products
+
+
+def test_first_tick_requests_every_changed_day_once(instance, catalog_url):
+    url, products = catalog_url
+    result = evaluate(instance, url, None)
+    runs = requests_of(result)
+    expected_days = {p.updated_at.astimezone(UTC).strftime("%Y-%m-%d") for p in products}
+    assert set(runs) == expected_days == {_day(1), _day(2), _day(3)}
+    assert len(set(runs.values())) == len(runs), "one distinct run key per day"
+    assert all(r.tags["cms_stripe/trigger"] == "cms_change" for r in result.run_requests)
+    newest = max(p.updated_at for p in products)
+    assert parse_cursor(result.cursor) == newest
+
+    # Re-evaluating the same tick (a daemon restart) asks for exactly the same runs: Dagster drops
+    # requests whose run_key it has already seen, so the same change never launches twice.
+    again = evaluate(instance, url, None)
+    assert requests_of(again) == runs and again.cursor == result.cursor
+
+
+def test_nothing_changed_is_a_skip_that_says_why(instance, catalog_url):
+    url, _ = catalog_url
+    first = evaluate(instance, url, None)
+    mark_all_synced(url)  # SQLite: no trigger, updated_at untouched
+    result = evaluate(instance, url, first.cursor)
+    assert isinstance(result, dg.SensorResult)
+    assert not result.run_requests
+    assert result.skip_reason is not None and result.skip_reason.skip_message
+    assert "changed" in result.skip_reason.skip_message
+    assert result.cursor == first.cursor
+
+
+def test_one_edited_day_then_many(instance, catalog_url):
+    url, products = catalog_url
+    mark_all_synced(url)
+    cursor = evaluate(instance, url, None).cursor
+    assert isinstance(evaluate(instance, url, cursor), dg.SensorResult)
+
+    # One edit, on the newest day: one run for that day, cursor at the edit.
+    by_day = {p.updated_at.astimezone(UTC).strftime("%Y-%m-%d"): p for p in products}
+    edited_at = ANCHOR - timedelta(minutes=1)
+    edit_sqlite(url, by_day[_day(1)].id, "Edited title", edited_at)
+    one = evaluate(instance, url, cursor)
+    runs_one = requests_of(one)
+    assert list(runs_one) == [_day(1)]
+    assert parse_cursor(one.cursor) == edited_at
+
+    # A later edit of the same day is a new change: a new run key for the same partition.
+    later = ANCHOR - timedelta(seconds=20)
+    edit_sqlite(url, by_day[_day(1)].id, "Edited again", later)
+    again = requests_of(evaluate(instance, url, one.cursor))
+    assert list(again) == [_day(1)] and again[_day(1)] != runs_one[_day(1)]
+
+    # Edits on two other days (each keeping its day: a late import stamps the row's own time), seen
+    # from a cursor before those days: one run per day, distinct keys, and nothing for the clean day.
+    mark_all_synced(url)
+    for days_ago in (2, 3):
+        row = by_day[_day(days_ago)]
+        edit_sqlite(url, row.id, f"Edit {days_ago}", row.updated_at + timedelta(seconds=1))
+    before_edits = (ANCHOR - timedelta(days=DAYS + 1)).isoformat()
+    many = evaluate(instance, url, before_edits)
+    runs_many = requests_of(many)
+    assert set(runs_many) == {_day(2), _day(3)} and len(set(runs_many.values())) == 2
+    assert parse_cursor(many.cursor) == later, "the cursor is the newest updated_at seen, changed or not"
+
+
+def test_cursor_never_moves_backwards(instance, catalog_url):
+    url, products = catalog_url
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    result = evaluate(instance, url, future)
+    assert isinstance(result, dg.SensorResult) and not result.run_requests
+    assert result.skip_reason is not None
+    assert result.cursor == future
+
+    # An edit stamped before the cursor does not pull it back.
+    cursor = evaluate(instance, url, None).cursor
+    edit_sqlite(url, products[0].id, "Back-dated", parse_cursor(cursor) - timedelta(hours=1))
+    after = evaluate(instance, url, cursor)
+    assert parse_cursor(after.cursor) >= parse_cursor(cursor)
+
+
+def test_unreachable_cms_is_a_skip_not_a_crash(instance, tmp_path):
+    result = evaluate(instance, f"sqlite:///{tmp_path / 'missing' / 'cms.sqlite'}", None)
+    assert isinstance(result, dg.SkipReason)
+    assert "could not read the CMS" in (result.skip_message or "")
+
+
+@pytest.fixture()
+def pg_catalog(pg_engine: sa.engine.Engine, pg_database: str):
+    products = generate_catalog(30, seed=5, anchor=ANCHOR, days=DAYS).products
+    write_catalog(pg_engine, products)
+    try:
+        yield pg_database, products
+    finally:
+        with pg_engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS cms_stripe_backups")
+        drop_schema(pg_engine)
+
+
+def test_write_back_alone_is_not_a_change_on_postgres(instance, pg_catalog):
+    """Supabase's trigger bumps updated_at on our own write-back: the sensor must not chase it."""
+    url, products = pg_catalog
+    first = evaluate(instance, url, None)
+    assert len(requests_of(first)) == 3
+
+    before = datetime.now(UTC)
+    mark_all_synced(url)  # the trigger moves every row's updated_at to now()
+    result = evaluate(instance, url, first.cursor)
+    assert isinstance(result, dg.SensorResult)
+    assert not result.run_requests, "a write-back alone must not request a run"
+    assert "none changed content" in result.skip_reason.skip_message
+    assert parse_cursor(result.cursor) >= before, "the cursor moves past the write-back"
+
+    # A real edit after that (the trigger stamps it now): one run, for today's partition.
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE products SET title = 'Changed on Postgres' WHERE id = :i"), {"i": products[0].id})
+    engine.dispose()
+    edited = evaluate(instance, url, result.cursor)
+    assert list(requests_of(edited)) == [datetime.now(UTC).strftime("%Y-%m-%d")]
+    assert parse_cursor(edited.cursor) > parse_cursor(result.cursor)
