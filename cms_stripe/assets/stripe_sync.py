@@ -203,8 +203,14 @@ def stripe_products(
         on_checkpoint=checkpoint_logger(context, products, keys[-1], root),
     )
     if outcome.result is not None and outcome.result.critical:
-        # Stop the run (CRITICAL): the checkpoints above let a re-execution skip what finished.
-        raise dg.Failure(description=outcome.result.critical, metadata=outcome_metadata(outcome, settings.dry_run))
+        # CRITICAL stops the run and is not retried here: the breaker has already waited out the
+        # failures. Re-execute (or `cms-stripe resume`) once Stripe answers; the checkpoints above
+        # let it skip every product that finished.
+        raise dg.Failure(
+            description=outcome.result.critical,
+            metadata=outcome_metadata(outcome, settings.dry_run),
+            allow_retries=False,
+        )
     add_partition_metadata(context, per_day_counts(outcome, products), day_metadata({}, ""))
     return dg.MaterializeResult(
         metadata=outcome_metadata(outcome, settings.dry_run),
