@@ -39,8 +39,15 @@ def _load_env(env_file: str | None) -> None:
     if pathlib.Path(path).exists():
         # The real environment wins over the file, as with the tool we replace.
         load_dotenv(path, override=False)
-    os.environ.setdefault("DAGSTER_HOME", str(pathlib.Path(DEFAULT_DAGSTER_HOME).resolve()))
-    pathlib.Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if "DAGSTER_HOME" not in os.environ:
+        _embedded_home(pathlib.Path(DEFAULT_DAGSTER_HOME).resolve())
+
+
+def _embedded_home(home: pathlib.Path) -> None:
+    """The embedded default: SQLite storage in a local DAGSTER_HOME (an empty dagster.yaml says so)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch(exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
@@ -91,7 +98,16 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
-    return {"resources": {"settings": {"config": {"dry_run": dry_run, "allow_live": settings.allow_live}}}}
+    # Run config replaces the resource's whole configuration, so every field is passed.
+    config = {
+        "dry_run": dry_run,
+        "allow_live": settings.allow_live,
+        "skip_existing": settings.skip_existing,
+        "checkpoint_interval": settings.checkpoint_interval,
+        "validation_threshold": settings.validation_threshold,
+        "reports_dir": settings.reports_dir,
+    }
+    return {"resources": {"settings": {"config": config}}}
 
 
 def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
@@ -103,22 +119,56 @@ def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
         )
 
 
+# Per-partition counts: a range run's total is their sum. Every other number describes the whole run.
+_SUMMED = {
+    "rows",
+    "valid_rows",
+    "quarantined_rows",
+    "created",
+    "updated",
+    "repriced",
+    "archived",
+    "reactivated",
+    "noop",
+    "failed",
+    "skipped",
+    "matched",
+    "missing",
+    "drift",
+    "duplicates",
+    "orphans",
+    "quarantined",
+}
+_HIDDEN = {"checkpoint", "success_rate", "validation_success_rate"}
+
+
 def _report(result: Any) -> int:
-    """Print what the run did; exit code from run success and check results."""
-    failed_checks = []
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+    """Print what the run did, one line per asset; exit code from run success and check results."""
+    failed_checks = [
+        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
+    ]
+    by_asset: dict[str, list[dict[str, Any]]] = {}
+    partitions: dict[str, list[str]] = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        shown = {k: v for k, v in meta.items() if isinstance(v, int | float | bool) and k not in ("checkpoint",)}
         name = mat.asset_key.to_user_string()
-        label = f" [{mat.partition}]" if mat.partition else ""
+        by_asset.setdefault(name, []).append({k: getattr(v, "value", v) for k, v in mat.metadata.items()})
+        if mat.partition:
+            partitions.setdefault(name, []).append(mat.partition)
+    for name, metas in by_asset.items():
+        keys = sorted(partitions.get(name, []))
+        label = (
+            f" [{keys[0]}..{keys[-1]}, {len(keys)} partitions]" if len(keys) > 1 else (f" [{keys[0]}]" if keys else "")
+        )
+        shown: dict[str, Any] = {}
+        for key, value in metas[-1].items():
+            if key in _HIDDEN or not isinstance(value, int | float | bool):
+                continue
+            shown[key] = sum(m.get(key, 0) for m in metas) if key in _SUMMED and len(metas) > 1 else value
         click.echo(f"{name}{label}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         for key in ("plan_path", "report_path"):
-            if key in meta:
-                click.echo(f"  {key}: {meta[key]}")
+            if key in metas[-1]:
+                click.echo(f"  {key}: {metas[-1][key]}")
     click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     if failed_checks:
         click.secho("failed checks: " + ", ".join(failed_checks), fg="yellow")
@@ -386,7 +436,7 @@ def demo(ctx: click.Context, n: int, workdir: str, fresh: bool) -> None:
     """Demo catalog in SQLite → local Stripe emulator → full migration on a SQLite Dagster instance."""
     root = pathlib.Path(workdir).resolve()
     with _demo_environment(root, n, fresh) as env:
-        pathlib.Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        _embedded_home(pathlib.Path(env["DAGSTER_HOME"]))
         settings = _settings(ctx)
         result = _execute_sync(settings, dry_run=False)
         code = _report(result)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from cms_stripe.assets.common import BACKFILL_POLICY, RETRY_POLICY, partition_keys
+from cms_stripe.assets.common import BACKFILL_POLICY, RETRY_POLICY, add_partition_metadata, partition_keys
 from cms_stripe.checks import (
     CATALOG_RECONCILIATION,
     RECONCILIATION_REPORT,
@@ -43,6 +43,15 @@ def write_report(report: rc.ReconciliationReport, reports_dir: str, name: str) -
 
 
 def report_metadata(report: rc.ReconciliationReport, path: str) -> dict[str, dg.MetadataValue]:
+    return {
+        **partition_counts(report),
+        ORPHANS: dg.MetadataValue.int(report.counts()[rc.ORPHAN]),
+        REPORT_PATH: dg.MetadataValue.path(path),
+        REPORT_TABLE: dg.MetadataValue.md(report.to_markdown()),
+    }
+
+
+def partition_counts(report: rc.ReconciliationReport) -> dict[str, dg.MetadataValue]:
     counts = report.counts()
     return {
         ROWS: dg.MetadataValue.int(len(report.rows)),
@@ -50,10 +59,7 @@ def report_metadata(report: rc.ReconciliationReport, path: str) -> dict[str, dg.
         MISSING: dg.MetadataValue.int(counts[rc.MISSING]),
         DRIFT: dg.MetadataValue.int(counts[rc.DRIFT]),
         DUPLICATES: dg.MetadataValue.int(counts[rc.DUPLICATE]),
-        ORPHANS: dg.MetadataValue.int(counts[rc.ORPHAN]),
         "quarantined": dg.MetadataValue.int(counts[rc.QUARANTINED]),
-        REPORT_PATH: dg.MetadataValue.path(path),
-        REPORT_TABLE: dg.MetadataValue.md(report.to_markdown()),
     }
 
 
@@ -92,8 +98,19 @@ def reconciliation_report(
     label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
     ids = [str(i) for i in raw_cms_products["id"].tolist()]
     report, _ = reconcile_ids(catalog, stripe, ids, scope=f"partition {label}")
+    day_of_id = dict(zip(ids, raw_cms_products["updated_at"].map(lambda t: t.strftime("%Y-%m-%d")), strict=True))
+    per_day: dict[str, rc.ReconciliationReport] = {}
+    for row in report.rows:
+        day = day_of_id.get(row.cms_id or "")
+        if day:
+            per_day.setdefault(day, rc.ReconciliationReport(scope=f"partition {day}")).rows.append(row)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = write_report(report, settings.reports_dir, f"reconciliation-{label}-{stamp}")
+    add_partition_metadata(
+        context,
+        {day: partition_counts(r) for day, r in per_day.items()},
+        partition_counts(rc.ReconciliationReport(scope="empty")),
+    )
     counts = report.counts()
     context.log.info(f"reconciliation {label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from cms_stripe.core.catalog import SYNC_FAILED, SYNC_SYNCED, CmsProduct, SyncUpdate, content_hash
+from cms_stripe.core.catalog import SYNC_ARCHIVED, SYNC_FAILED, SYNC_SYNCED, CmsProduct, SyncUpdate, content_hash
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
@@ -87,13 +87,12 @@ class SyncOutcome:
 
 
 def is_done(product: CmsProduct) -> bool:
-    """Synced earlier with exactly this content: nothing to ask Stripe (MIGRATION_SKIP_EXISTING)."""
-    return bool(
-        product.sync_status == SYNC_SYNCED
-        and product.stripe_product_id
-        and product.sync_hash is not None
-        and product.sync_hash == content_hash(product)
-    )
+    """Synced (or archived) earlier with exactly this content: nothing to ask Stripe (MIGRATION_SKIP_EXISTING)."""
+    if product.sync_hash is None or product.sync_hash != content_hash(product):
+        return False
+    if product.sync_status == SYNC_SYNCED:
+        return bool(product.stripe_product_id)
+    return product.sync_status == SYNC_ARCHIVED and not product.should_be_active
 
 
 def save_plan(plan: Plan, reports_dir: str, label: str, run_id: str) -> tuple[str, str]:
