@@ -309,7 +309,11 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
         instance=instance,
         reexecution_options=options,
         run_config={**dict(run.run_config), "execution": {"config": {"in_process": {}}}},
-        tags={CLI_TAG: "true"},
+        # The partition range lives in the parent's tags; the re-execution must cover the same days.
+        tags={
+            **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
+            CLI_TAG: "true",
+        },
         raise_on_error=False,
     ) as result:
         sys.exit(_report(result))

@@ -1,0 +1,182 @@
+"""The cms-stripe CLI as users run it (a subprocess reading the environment): migrate against a CMS
+whose rows already carry an earlier tool's Stripe ids, and a migration that fails halfway (Stripe goes
+away) and is resumed, making Stripe calls only for the products that had not finished."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import stripe
+
+from cms_stripe.cms.demo import generate_catalog, write_catalog
+from cms_stripe.core.currency import to_minor_units
+from cms_stripe.core.mapping import validate_product
+from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ANCHOR = datetime(2026, 3, 10, tzinfo=UTC)
+KEY = "sk_test_cms_stripe_cli"
+
+
+def valid_live_catalog(n: int, seed: int) -> list:
+    demo = generate_catalog(n, seed=seed, anchor=ANCHOR, days=3)
+    return [p for p in demo.products if p.should_be_active and not validate_product(p)]
+
+
+def cli_env(tmp_path: pathlib.Path, cms_url: str, api_base: str, **extra: str) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATION_", "STRIPE_", "SUPABASE_", "CMS_"))}
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "CMS_DATABASE_URL": cms_url,
+            "STRIPE_SECRET_KEY": KEY,
+            "STRIPE_API_BASE": api_base,
+            "MIGRATION_DRY_RUN": "false",
+            "MIGRATION_STRATEGY": "incremental",
+            "MIGRATION_START_DATE": "2026-03-01",
+            "MIGRATION_END_DATE": "2026-03-10",
+            "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cms_stripe", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def products_by_cms_id(emulator: EmulatorServer) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for product in emulator.objects()["products"]:
+        cms_id = (product.get("metadata") or {}).get("cms_id")
+        if cms_id:
+            out.setdefault(cms_id, []).append(product)
+    return out
+
+
+def test_migrate_syncs_into_an_earlier_tools_products_and_creates_none(tmp_path):
+    products = valid_live_catalog(40, seed=5)[:20]
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        client = stripe.StripeClient(KEY, base_addresses={"api": emulator.url})
+        adopted = []
+        for i, p in enumerate(products):
+            # What the tool we replace left behind: its own ids, another name, a stale price, no cms_id.
+            legacy_id = f"prod_OldTool{i:04d}"
+            client.v1.products.create(
+                params={
+                    "id": legacy_id,
+                    "name": f"old name {i}",
+                    "default_price_data": {"currency": p.currency, "unit_amount": 1000 * (i + 1)},
+                }
+            )
+            adopted.append(p.__class__(**{**p.__dict__, "stripe_product_id": legacy_id}))
+        engine = sa.create_engine(cms_url)
+        write_catalog(engine, adopted)
+        creates_before = emulator.inspect()["requests"].get("POST /v1/products", 0)
+
+        result = run_cli(["migrate"], cli_env(tmp_path, cms_url, emulator.url))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+        assert emulator.inspect()["requests"].get("POST /v1/products", 0) == creates_before, "no product created"
+        stripe_products = {sp["id"]: sp for sp in emulator.objects()["products"]}
+        assert len(stripe_products) == len(products)
+        prices = {pr["id"]: pr for pr in emulator.objects()["prices"]}
+        for p in adopted:
+            sp = stripe_products[p.stripe_product_id]
+            assert sp["name"] == p.title and sp["metadata"]["cms_id"] == p.id
+            assert prices[sp["default_price"]]["unit_amount"] == to_minor_units(p.price, p.currency)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT id, stripe_product_id, sync_status FROM products").all()
+        assert {r.sync_status for r in rows} == {"synced"}
+        assert {r.id: r.stripe_product_id for r in rows} == {p.id: p.stripe_product_id for p in adopted}
+        engine.dispose()
+
+
+def _product_of_write(entry: dict[str, Any]) -> str | None:
+    key = entry.get("idempotency_key") or ""
+    if key.startswith("cms-stripe:"):
+        return key.split(":")[2]
+    return None
+
+
+@pytest.mark.slow
+def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path):
+    products = valid_live_catalog(160, seed=9)[:120]
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, products)
+    state = tmp_path / "stripe.json"
+    config = EmulatorConfig(latency_ms=5.0, state_file=str(state))
+    env = cli_env(tmp_path, cms_url, "", MIGRATION_CHECKPOINT_INTERVAL="10")
+
+    emulator = EmulatorServer(config).start()
+    port = emulator.port
+    env["STRIPE_API_BASE"] = emulator.url
+
+    def stop_stripe_halfway() -> None:
+        while emulator.inspect()["writes_total"] < 110:
+            time.sleep(0.01)
+        emulator.stop()  # Stripe becomes unreachable in the middle of the run
+
+    watcher = threading.Thread(target=stop_stripe_halfway, daemon=True)
+    watcher.start()
+    first = run_cli(["migrate"], env)
+    watcher.join(timeout=60)
+    assert first.returncode != 0, "the run must fail when Stripe goes away"
+    assert "CRITICAL" in first.stdout + first.stderr
+
+    with engine.connect() as conn:
+        finished = {r.id for r in conn.exec_driver_sql("SELECT id FROM products WHERE sync_status = 'synced'")}
+    assert 0 < len(finished) < len(products)
+    finished_pids = {f"prod_cms_{i}" for i in finished}
+
+    # Stripe is back (same account state, same address); resume the failed run.
+    emulator = EmulatorServer(config, port=port).start()
+    try:
+        second = run_cli(["resume"], env)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        # A re-execution of the failed step: its checkpoints (not the CMS) tell it what finished.
+        assert f"{len(finished)} finished by an earlier attempt (checkpoint)" in second.stdout + second.stderr
+        log = emulator.requests_log()
+        writes = [e for e in log if e["method"] == "POST"]
+        touched = {_product_of_write(e) for e in writes} | {
+            e["path"].split("/")[3] for e in writes if e["route"] == "/v1/products/:id"
+        }
+        assert not (touched & finished_pids), "the resumed run wrote to products that had finished"
+        reads = [e for e in log if e["method"] == "GET"]
+        unfinished = len(products) - len(finished)
+        assert len(reads) <= math.ceil(unfinished / 100) + 1 + unfinished // 10
+
+        by_cms = products_by_cms_id(emulator)
+        assert set(by_cms) == {p.id for p in products}
+        assert all(len(v) == 1 for v in by_cms.values()), Counter(len(v) for v in by_cms.values())
+        with engine.connect() as conn:
+            statuses = Counter(r[0] for r in conn.exec_driver_sql("SELECT sync_status FROM products"))
+        assert statuses == {"synced": len(products)}
+    finally:
+        emulator.stop()
+        engine.dispose()
