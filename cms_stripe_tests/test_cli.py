@@ -180,3 +180,20 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
     finally:
         emulator.stop()
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_then_a_rerun_writes_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATION_", "STRIPE_", "CMS_", "DAGSTER_HOME"))}
+    first = run_cli(["demo", "--products", "200", "--dir", str(tmp_path / "demo")], env)
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out[-4000:]
+    summary = next(line for line in first.stdout.splitlines() if line.startswith("catalog reconciliation: "))
+    assert '"missing": 0' in summary and '"drift": 0' in summary and '"duplicates": 0' in summary
+    assert '"orphans": 0' in summary and '"quarantined": 6' in summary
+    assert "dagster dev -w workspace.yaml" in first.stdout
+
+    second = run_cli(["demo", "--products", "200", "--dir", str(tmp_path / "demo")], env)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    line = next(x for x in second.stdout.splitlines() if x.startswith("stripe_products"))
+    assert "stripe_writes=0" in line and "created=0" in line
