@@ -199,6 +199,9 @@ def _execute_sync(
         f"{settings.strategy} sync of partitions {start}..{end} in one run ({'dry run' if dry_run else 'APPLY'})"
     )
     tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
+    if dry_run and not assets:
+        # Reconciling against a Stripe that a dry run did not write would only report what is planned.
+        assets = ["raw_cms_products", "validated_products", "stripe_products"]
     selection = [dg.AssetKey(a) for a in assets] if assets else None
     return job.execute_in_process(
         run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False

@@ -197,3 +197,37 @@ def test_demo_end_to_end_then_a_rerun_writes_nothing(tmp_path):
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     line = next(x for x in second.stdout.splitlines() if x.startswith("stripe_products"))
     assert "stripe_writes=0" in line and "created=0" in line
+
+
+def test_validate_dry_run_and_live_key_refusal(tmp_path):
+    demo = generate_catalog(60, seed=4, anchor=ANCHOR, days=3)
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, demo.products)
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        env = cli_env(tmp_path, cms_url, emulator.url)
+        env.pop("MIGRATION_DRY_RUN")  # the default must be a dry run
+
+        validate = run_cli(["validate"], env)
+        assert validate.returncode == 0, (validate.stdout + validate.stderr)[-3000:]
+        assert "CMS: reachable" in validate.stdout and "Stripe: reachable (test mode" in validate.stdout
+        assert KEY not in validate.stdout + validate.stderr, "the key must never be printed"
+        assert f"quarantined_rows={len(demo.invalid)}" in validate.stdout
+
+        dry = run_cli(["migrate"], env)
+        assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+        assert "planning only" in dry.stdout + dry.stderr
+        assert emulator.inspect()["writes_total"] == 0
+        assert list((tmp_path / "reports").glob("plan-*.json"))
+
+        live_key = "sk_live_" + "x" * 24
+        refused = run_cli(["migrate"], {**env, "STRIPE_SECRET_KEY": live_key, "MIGRATION_DRY_RUN": "false"})
+        assert refused.returncode == 3
+        assert "live Stripe key" in refused.stderr and live_key not in refused.stdout + refused.stderr
+        assert emulator.inspect()["writes_total"] == 0
+
+        bad = run_cli(["dry-run"], {**env, "MIGRATION_STRATEGY": "everything"})
+        assert bad.returncode == 2 and "MIGRATION_STRATEGY" in bad.stderr
+    with engine.connect() as conn:
+        assert {r[0] for r in conn.exec_driver_sql("SELECT DISTINCT sync_status FROM products")} == {"pending"}
+    engine.dispose()
