@@ -117,7 +117,10 @@ class Bench:
         )
         if run.returncode != 0:
             raise RuntimeError(f"scenario process {name} failed (exit {run.returncode}):\n{run.stderr_tail}")
-        return run.last_json(), run
+        out = run.last_json()
+        if out.get("child_rss_mb"):
+            run.peak_rss_mb = out["child_rss_mb"]
+        return out, run
 
     # -- scenarios --------------------------------------------------------------------------
 
@@ -289,14 +292,20 @@ class Bench:
             }
         )
         self._seq += 1
-        # cwd = the work directory so no developer .env is read.
-        return run_child(
-            [sys.executable, "-m", "cms_stripe", "migrate", "--confirm-live"],
+        rss_file = self.workdir / f"{self._seq:02d}-migrate-{tag}.rss.json"
+        env["BENCH_RSS_FILE"] = str(rss_file)
+        # `cms-stripe migrate --confirm-live` in a process that reports its own peak RSS; cwd = the work
+        # directory so no developer .env is read.
+        run = run_child(
+            [sys.executable, "-m", "cms_stripe_tests.benchmarks.cli_rss", "migrate", "--confirm-live"],
             env=env,
             cwd=str(self.workdir),
             stderr_path=str(self.workdir / f"{self._seq:02d}-migrate-{tag}.log"),
             echo_stderr=self.args.verbose,
         )
+        if rss_file.exists():
+            run.peak_rss_mb = json.loads(rss_file.read_text())["peak_rss_mb"]
+        return run
 
     def creates_live_e2e(self, n: int) -> None:
         with self.database() as db_url:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -17,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from cms_stripe_tests.benchmarks.common import bench_catalog, changed_catalog
+from cms_stripe_tests.benchmarks.rss import own_peak_rss_mb
 
 
 def _rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    return own_peak_rss_mb()
 
 
 def _catalog(p: dict[str, Any]) -> list[Any]:
