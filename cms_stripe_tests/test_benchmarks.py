@@ -59,6 +59,8 @@ def test_every_scenario_reports(report: dict) -> None:
     assert set(SCENARIO_KEYS) <= set(report["scenarios"])
     assert report["sizes"]["products"] == PRODUCTS
     assert report["targets"]["old_tool_products_per_s"] == [1.0, 5.0]
+    assert isinstance(report["gaps"], list) and all(isinstance(g, str) for g in report["gaps"])
+    assert report["scenarios"]["creates_live_e2e"]["phases"]["write_phase_s"] > 0
 
 
 @pytest.mark.slow

@@ -512,6 +512,7 @@ def build_report(
             f"{size['products']} would take {math.ceil(size['products'] * 2 / 25 / 60)} minutes)"
         )
     return {
+        "gaps": gaps(bench.results),
         "benchmark": "cms-stripe",
         "mode": "quick" if args.quick else "full",
         "sizes": size,
@@ -535,3 +536,58 @@ def build_report(
         "elapsed_s": round(elapsed, 1),
         "error": error,
     }
+
+
+def gaps(results: dict[str, Any]) -> list[str]:
+    """The closing note: every target not reached, with the measured gap and what the figures say about why."""
+    out: list[str] = []
+    for key in ("creates_live", "creates_live_e2e", "creates_test"):
+        c = results.get(key)
+        if c and c.get("pacing_429s"):
+            out.append(f"{key}: {c['pacing_429s']} 429s from our own pacing (target 0): {c['rate_limited']}")
+        if c and c.get("products_created", 0) < c.get("products", 0):
+            out.append(f"{key}: only {c['products_created']} of {c['products']} products created")
+    e = results.get("creates_live_e2e")
+    if e and not e.get("error") and e["products_per_s"] < LIVE_TARGET_PPS:
+        ph = e.get("phases") or {}
+        outside = e["wall_s"] - ph.get("write_phase_s", 0.0)
+        text = (
+            f"creates end to end: {e['products_per_s']:.1f} products/s vs ≥ {LIVE_TARGET_PPS:g} "
+            f"({e['ratio_to_ceiling']:.2f} of the 50/s ceiling). "
+        )
+        if ph:
+            text += (
+                f"Stripe write phase {e['products_per_s_write_phase']:.1f}/s over {ph['write_phase_s']:.0f} s; "
+                f"{outside:.0f} s of the {e['wall_s']:.0f} s run is outside it: start-up + CMS read + validation "
+                f"{ph['until_first_stripe_request_s']:.1f} s, "
+                f"Stripe state reads {ph['reads_before_first_write_s']:.1f} s, "
+                "after the last write (write-back tail, reconciliation reads, Dagster) "
+                f"{ph['after_last_write_s']:.1f} s. "
+            )
+        text += (
+            "The write phase itself is capped by the limiter's safety factor (0.9 x 25/s = 22 requests/s per "
+            "endpoint → 44 products/s)."
+        )
+        out.append(text)
+    t = results.get("creates_test")
+    if t and t["products_per_s"] < TEST_TARGET_PPS:
+        out.append(
+            f"creates in test mode: {t['products_per_s']:.1f} products/s vs ≥ {TEST_TARGET_PPS:g}: a create is "
+            f"{t['calls_per_product']:.2f} requests (product + price with its lookup key), so 25 requests/s allow "
+            f"at most {TEST_CEILING_RPS / 2:g} products/s (11 under the limiter's 0.9 safety factor); "
+            f"requests/s {t['requests_per_s']:.1f} = {t['requests_ratio_to_ceiling']:.2f} of 25/s"
+        )
+    n = results.get("noop_rerun")
+    if n and not n["meets_target"]:
+        out.append(
+            f"no-op rerun: {n['stripe_writes']} writes (target 0), {n['stripe_reads']} reads "
+            f"(target ≤ {n['reads_goal_max']})"
+        )
+    p = results.get("plan_rows")
+    if p and not p["meets_target"]:
+        out.append(
+            f"validate + plan {p['rows']:,} rows: {p['validate_plan_s']:.1f} s (target ≤ {PLAN_TARGET_S:g} s), "
+            f"peak RSS {p['peak_rss_mb']:,.0f} MB (target ≤ {PLAN_TARGET_MB:,.0f} MB); the rows alone hold "
+            f"{p['rss_after_generate_mb'] - p['rss_start_mb']:,.0f} MB before planning"
+        )
+    return out

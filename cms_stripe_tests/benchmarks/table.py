@@ -124,6 +124,7 @@ def render_table(report: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     title = f"cms-stripe benchmark ({report.get('mode')}, {report.get('elapsed_s')} s)"
     extra = [f"note: {n}" for n in report.get("notes", [])]
+    extra += [f"gap: {g}" for g in report.get("gaps", [])]
     if report.get("error"):
         extra.append(f"ERROR: {report['error']}")
     return "\n".join([title, *lines, *extra])
