@@ -23,6 +23,7 @@ from cms_stripe.cms.demo import generate_catalog, write_catalog
 from cms_stripe.core.currency import to_minor_units
 from cms_stripe.core.mapping import validate_product
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+from cms_stripe_tests.test_assets.conftest import products_by_cms_id
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ANCHOR = datetime(2026, 3, 10, tzinfo=UTC)
@@ -66,15 +67,6 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
         timeout=600,
         check=False,
     )
-
-
-def products_by_cms_id(emulator: EmulatorServer) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for product in emulator.objects()["products"]:
-        cms_id = (product.get("metadata") or {}).get("cms_id")
-        if cms_id:
-            out.setdefault(cms_id, []).append(product)
-    return out
 
 
 def test_migrate_syncs_into_an_earlier_tools_products_and_creates_none(tmp_path):
