@@ -9,7 +9,6 @@ from cms_stripe.assets.cms import raw_cms_products
 from cms_stripe.assets.reconciliation import catalog_reconciliation_report, reconciliation_report
 from cms_stripe.assets.stripe_sync import stripe_products
 from cms_stripe.assets.validation import validated_products
-from cms_stripe.partitions import daily_partitions
 from cms_stripe.selective import selective_sync_graph
 
 SYNC_JOB = "cms_stripe_sync"
@@ -19,7 +18,6 @@ SELECTIVE_SYNC_JOB = "selective_sync"
 sync_job = dg.define_asset_job(
     SYNC_JOB,
     selection=dg.AssetSelection.assets(raw_cms_products, validated_products, stripe_products, reconciliation_report),
-    partitions_def=daily_partitions,
     description="CMS rows of the partition's days → validation → Stripe → reconciliation.",
 )
 

@@ -40,7 +40,7 @@ def sync_selected_products(
         stripe.gateway,
         catalog,
         SyncOptions(
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             label="selective",
             dry_run=settings.dry_run,
             skip_existing=settings.skip_existing,

@@ -50,7 +50,7 @@ class LiveKeyRefused(dg.Failure):
 
 
 def root_run_id(context: dg.AssetExecutionContext) -> str:
-    return context.run.root_run_id or context.run_id
+    return context.run.root_run_id or context.run.run_id
 
 
 def read_checkpoints(
@@ -190,7 +190,7 @@ def stripe_products(
         stripe.gateway,
         catalog,
         SyncOptions(
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             label=label,
             dry_run=settings.dry_run,
             skip_existing=settings.skip_existing,

@@ -114,7 +114,7 @@ def validated_products(
 
     written = 0
     if quarantined and not settings.dry_run:
-        written = catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run_id)
+        written = catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     for p, issues in quarantined[:20]:
         context.log.warning(f"quarantined {p.id}: {quarantine_reason(issues)}")
 
