@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,8 +18,8 @@ def dagster_storage_url(name: str) -> str:
 
 
 @pytest.fixture()
-def fresh_pg_database() -> Iterator[callable]:
-    """Makes fresh PostgreSQL databases on demand (name → psycopg2 URL); drops them all afterwards."""
+def fresh_pg_database() -> Iterator[Callable[[str], str]]:
+    """Makes fresh PostgreSQL databases on demand (label → database name); drops them all afterwards."""
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     made: list[str] = []
 
