@@ -271,7 +271,8 @@ class Bench:
         engine = sa.create_engine(url)
         try:
             with engine.connect() as conn:
-                return int(conn.exec_driver_sql("SELECT count(*) FROM products WHERE sync_status = 'synced'").scalar())
+                count = conn.exec_driver_sql("SELECT count(*) FROM products WHERE sync_status = 'synced'").scalar()
+                return int(count or 0)
         finally:
             engine.dispose()
 
