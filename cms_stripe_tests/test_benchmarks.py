@@ -115,7 +115,7 @@ def test_changed_catalog_alternates_fields_and_prices() -> None:
     before = {r.id: r for r in rows}
     for r in changed_rows:
         if changed.get(r.id) == "price":
-            assert r.price == before[r.id].price + 1
+            assert r.price == (before[r.id].price or 0) + 1
         elif changed.get(r.id) == "field":
             assert r.title != before[r.id].title
         else:
