@@ -1,8 +1,9 @@
 """End to end as deployed: `dagster dev` (webserver + daemon) on the repository's own dagster.yaml, i.e.
 PostgreSQL instance storage and the stripe_api pool limit, launches a three-day partition backfill of
-the whole sync graph through GraphQL. Afterwards every valid product of those days is in Stripe exactly
-once at the right price, the CMS rows say synced, the materializations and their metadata are in
-PostgreSQL, and the same backfill launched again makes zero Stripe writes."""
+the whole sync graph through GraphQL, side by side with a backfill of three older days. Afterwards
+every valid product of those days is in Stripe exactly once at the right price, the two runs' Stripe
+writes did not overlap, the CMS rows say synced, the materializations and their metadata are in
+PostgreSQL, and the same three-day backfill launched again makes zero Stripe writes."""
 
 from __future__ import annotations
 
@@ -113,25 +114,32 @@ def databases(fresh_pg_database) -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture()
-def window() -> tuple[datetime, list[str]]:
-    """Three days ending today: today's partition is in the range, so rows our write-back moved to
-    today (Supabase's trigger stamps them now) are read again by the second backfill."""
+def window() -> tuple[datetime, list[str], list[str]]:
+    """Three days ending today, and the three days before them. Today's partition is in the main range,
+    so rows our write-back moved to today (Supabase's trigger stamps them now) are read again by the
+    second backfill of that range."""
     now = datetime.now(UTC)
     if now.hour == 23 and now.minute >= 50:
         pytest.skip("too close to midnight UTC: the write-back would land on tomorrow's partition")
     today = datetime(now.year, now.month, now.day, tzinfo=UTC)
-    return today, [day(today - timedelta(days=k)) for k in (2, 1, 0)]
+    return (
+        today,
+        [day(today - timedelta(days=k)) for k in (2, 1, 0)],
+        [day(today - timedelta(days=k)) for k in (5, 4, 3)],
+    )
 
 
 @pytest.fixture()
 def catalog(databases, window) -> DemoCatalog:
-    today, _ = window
+    """cms-* rows on the main three days, old-* rows on the three days before."""
+    today, _, _ = window
+    # The demo spreads rows over (anchor - days, anchor]; anchors at 23:59 keep them on whole days.
+    main = generate_catalog(60, seed=8, anchor=today + timedelta(days=1, minutes=-1), days=3)
+    older = generate_catalog(40, seed=9, anchor=today - timedelta(days=2, minutes=1), days=3, id_prefix="old-")
     engine = sa.create_engine(databases[0])
-    # Rows spread over (anchor - 3 days, anchor]; an anchor at 23:59 today keeps them all on the three days.
-    demo = generate_catalog(60, seed=8, anchor=today + timedelta(days=1, minutes=-1), days=3)
-    write_catalog(engine, demo.products)
+    write_catalog(engine, main.products + older.products)
     engine.dispose()
-    return demo
+    return DemoCatalog(products=main.products + older.products, invalid={**main.invalid, **older.invalid})
 
 
 @pytest.fixture()
@@ -206,16 +214,30 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
     dagster_dev, catalog, window, databases, tmp_path, monkeypatch
 ):
     base, emu, home = dagster_dev
-    _, days = window
+    _, days, older_days = window
     log = tmp_path / "dagster_dev.log"
-    live = expected_live(catalog, days)
-    assert len(live) > 20
+    live = expected_live(catalog, days + older_days)
+    assert len(expected_live(catalog, days)) > 20 and len(expected_live(catalog, older_days)) > 10
 
-    first = wait_for_backfill(base, launch_backfill(base, days[0], days[-1]), log)
-    assert first["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, f"{first}\n{tail(log)}"
-    assert len(first["runs"]) == 1, "single-run backfill policy: the three days are one run"
+    # The three-day backfill, and a second backfill of three older days launched at the same moment:
+    # the daemon runs them side by side, and the stripe_api pool (limit 1) must keep their Stripe
+    # writes apart.
+    main_id = launch_backfill(base, days[0], days[-1])
+    older_id = launch_backfill(base, older_days[0], older_days[-1])
+    first = wait_for_backfill(base, main_id, log)
+    older = wait_for_backfill(base, older_id, log)
+    for state in (first, older):
+        assert state["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, f"{state}\n{tail(log)}"
+        assert len(state["runs"]) == 1, "single-run backfill policy: three days are one run"
+    spans = {}
+    for prefix in ("prod_cms_cms-", "prod_cms_old-"):
+        writes = [e for e in stripe_writes(emu) if prefix in f"{e['path']} {e['idempotency_key']}"]
+        spans[prefix] = (min(e["start"] for e in writes), max(e["end"] for e in writes))
+    (a0, a1), (b0, b1) = spans.values()
+    print(f"Stripe write intervals: main [{a0:.3f}, {a1:.3f}], older [{b0:.3f}, {b1:.3f}]")
+    assert min(a1, b1) < max(a0, b0), f"two runs wrote to Stripe at the same time: {spans}"
 
-    # Stripe: every valid live row of the three days exactly once, with its price.
+    # Stripe: every valid live row of those days exactly once, with its price.
     objects = emu.objects()
     by_cms: dict[str, list[dict]] = {}
     for product in objects["products"]:
@@ -254,7 +276,8 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        for pk in days:
+        assert instance.event_log_storage.get_concurrency_info("stripe_api").slot_count == 1
+        for pk in days + older_days:
             n_live = len(expected_live(catalog, [pk]))
             for key in GRAPH:
                 records = instance.fetch_materializations(
@@ -277,7 +300,7 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
             "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
         ).scalar_one()
     engine.dispose()
-    assert stored == len(GRAPH) * len(days)
+    assert stored == len(GRAPH) * len(days + older_days)
 
     # The same backfill again: the rows (moved to today by the write-back trigger) are read again and
     # planned, and nothing is written to Stripe.
