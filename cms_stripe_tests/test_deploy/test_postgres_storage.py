@@ -5,7 +5,9 @@ a run's materializations with their metadata land in PostgreSQL. Without it, the
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -98,3 +100,23 @@ def test_materializations_and_metadata_stored_in_postgres(
     with pg_engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS products")
         conn.exec_driver_sql("DROP TABLE IF EXISTS cms_stripe_backups")
+
+
+def test_pool_limits_set_from_the_cli_as_the_readme_says(tmp_path, dagster_pg_url, monkeypatch):
+    """`dagster instance concurrency set <pool> <n>` raises one pool; the Stripe pool keeps one slot."""
+    home = deployment_home(tmp_path)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": dagster_pg_url}
+    dagster = str(REPO / ".venv" / "bin" / "dagster")
+    for pool, limit in (("cms_database", "4"), (STRIPE_POOL, "1")):
+        subprocess.run(
+            [dagster, "instance", "concurrency", "set", pool, limit], env=env, check=True, capture_output=True
+        )
+    shown = subprocess.run(
+        [dagster, "instance", "concurrency", "get", "--all"], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert "cms_database" in shown and STRIPE_POOL in shown
+    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert storage.get_concurrency_info("cms_database").slot_count == 4
+        assert storage.get_concurrency_info(STRIPE_POOL).slot_count == 1
