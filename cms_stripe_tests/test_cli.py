@@ -4,6 +4,7 @@ away) and is resumed, making Stripe calls only for the products that had not fin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -85,7 +86,7 @@ def test_migrate_syncs_into_an_earlier_tools_products_and_creates_none(tmp_path)
                     "default_price_data": {"currency": p.currency, "unit_amount": 1000 * (i + 1)},
                 }
             )
-            adopted.append(p.__class__(**{**p.__dict__, "stripe_product_id": legacy_id}))
+            adopted.append(dataclasses.replace(p, stripe_product_id=legacy_id))
         engine = sa.create_engine(cms_url)
         write_catalog(engine, adopted)
         creates_before = emulator.inspect()["requests"].get("POST /v1/products", 0)

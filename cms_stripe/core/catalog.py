@@ -32,7 +32,7 @@ SYNC_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CmsProduct:
     """One row of the CMS `products` table, normalised (UTC datetimes, Decimal price, lower-case currency)."""
 
@@ -67,7 +67,7 @@ class CmsProduct:
         return self.status == STATUS_PUBLISHED and self.deleted_at is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyncUpdate:
     """What the sync writes back to one CMS row (the SYNC_COLUMNS, nothing else)."""
 

@@ -67,7 +67,7 @@ CLEARABLE_FIELDS = frozenset({"description", "images", "url", "tax_code", "unit_
 PRODUCT_DATA_FIELDS = frozenset({"name", "statement_descriptor", "tax_code", "unit_label"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowIssue:
     """Why a row cannot be synced as it stands (quarantine reason)."""
 
@@ -84,7 +84,7 @@ class RowIssue:
         return cls(data["code"], data["field"], data["message"], Severity(data["severity"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PriceSpec:
     """The immutable part of a price: any difference means a new price."""
 
@@ -154,7 +154,7 @@ class PriceSpec:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """What Stripe should hold for one CMS row: a plan is computed by diffing this with Stripe state."""
 

@@ -52,7 +52,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Operation:
     """What to do to one Stripe product. Everything the executor needs, nothing it must re-read."""
 
@@ -124,7 +124,7 @@ class Operation:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Quarantined:
     """A row left out of the plan, with every reason."""
 

@@ -28,7 +28,7 @@ class StateReader(Protocol):
     def retrieve_product(self, product_id: str, expand: Sequence[str] = ()) -> dict[str, Any] | None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProductState:
     """Stripe's side of one row: the product (None = absent), its default price, the lookup-key price."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -59,7 +60,7 @@ def test_noop_when_in_sync() -> None:
 def test_update_carries_only_changed_fields() -> None:
     p = row("a")
     st = stripe_state(target_for(p))
-    new = CmsProduct(**{**p.__dict__, "title": "Renamed", "metadata": {"sku": "A"}})
+    new = dataclasses.replace(p, title="Renamed", metadata={"sku": "A"})
     op = plan_one(new, st).operations[0]
     assert op.kind == "update"
     assert set(op.product_params) == {"name", "metadata"}
@@ -81,7 +82,7 @@ def test_manual_drift_in_stripe_is_undone() -> None:
 def test_reprice_on_amount_change() -> None:
     p = row("a")
     st = stripe_state(target_for(p))
-    new = CmsProduct(**{**p.__dict__, "price": Decimal("24.99")})
+    new = dataclasses.replace(p, price=Decimal("24.99"))
     op = plan_one(new, st).operations[0]
     assert op.kind == "reprice" and op.new_price and op.old_price_id == "price_1"
     assert "19.99 USD → 24.99 USD" in op.reason
@@ -90,7 +91,7 @@ def test_reprice_on_amount_change() -> None:
 def test_reprice_reuses_half_done_new_price() -> None:
     p = row("a")
     st = stripe_state(target_for(p))
-    new = CmsProduct(**{**p.__dict__, "price": Decimal("24.99")})
+    new = dataclasses.replace(p, price=Decimal("24.99"))
     t2 = target_for(new)
     lp = {
         "id": "price_2",
