@@ -158,10 +158,13 @@ def test_cursor_never_moves_backwards(instance, catalog_url):
     assert parse_cursor(after.cursor) >= parse_cursor(cursor)
 
 
-def test_unreachable_cms_is_a_skip_not_a_crash(instance, tmp_path):
-    result = evaluate(instance, f"sqlite:///{tmp_path / 'missing' / 'cms.sqlite'}", None)
+def test_unreadable_cms_is_a_skip_not_a_crash(instance, sqlite_url):
+    """A CMS without the products table (wrong database, say): the tick skips and says why."""
+    sa.create_engine(sqlite_url).connect().close()  # an empty database file
+    result = evaluate(instance, sqlite_url, None)
     assert isinstance(result, dg.SkipReason)
     assert "could not read the CMS" in (result.skip_message or "")
+    assert "products" in (result.skip_message or "")
 
 
 @pytest.fixture()
