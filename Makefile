@@ -32,9 +32,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The Dagster UI on the embedded default.
+## The Dagster UI on the embedded default (its own DAGSTER_HOME: the repo's dagster.yaml is for shared deployments).
 dev: $(STAMP)
-	$(BIN)/dagster dev -w workspace.yaml
+	mkdir -p .dagster_home && touch .dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

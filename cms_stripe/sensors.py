@@ -40,6 +40,7 @@ def cms_change_sensor(
         set(daily_partitions.get_partition_keys()),
         changed_rows=changed.changed_rows,
         scanned_rows=changed.scanned_rows,
+        day_newest=changed.day_newest,
     )
     if decision.skip_reason:
         return dg.SensorResult(skip_reason=decision.skip_reason, cursor=decision.cursor)

@@ -274,6 +274,7 @@ class RestCatalogSource:
             require_aware(cursor, "cursor")
             since = _ts(cursor - lookback)
         days: set[date] = set()
+        day_newest: dict[date, datetime] = {}
         newest = cursor
         changed = scanned = 0
         for row in self._keyset(lambda q: q.gt(self._u, since) if since else q, self.page_size):
@@ -286,8 +287,13 @@ class RestCatalogSource:
                 newest = updated
             if product.sync_hash != content_hash(product):
                 changed += 1
-                days.add(updated.date())
-        return ChangedDays(tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned)
+                day = updated.date()
+                days.add(day)
+                if day not in day_newest or updated > day_newest[day]:
+                    day_newest[day] = updated
+        return ChangedDays(
+            tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned, day_newest=day_newest
+        )
 
     # -- backup file --------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ when both are configured because it is the fast path for big catalogs.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -61,6 +61,9 @@ class ChangedDays:
     max_updated_at: datetime | None
     changed_rows: int = 0
     scanned_rows: int = 0
+    # Newest updated_at among the changed rows of each day: it names "this change" in the sensor's
+    # run key, so a change still waiting for its sync is not requested again when other rows move the cursor.
+    day_newest: Mapping[date, datetime] = field(default_factory=dict, compare=False)
 
     @property
     def cursor(self) -> datetime | None:

@@ -301,6 +301,7 @@ class SqlCatalogSource:
             where.append(f"{self._u} > :since")
             params["since"] = self._ts(cursor - lookback)
         days: set[date] = set()
+        day_newest: dict[date, datetime] = {}
         newest = cursor
         changed = scanned = 0
         for product in self._keyset(where, params, self.page_size):
@@ -310,8 +311,13 @@ class SqlCatalogSource:
                 newest = updated
             if product.sync_hash != content_hash(product) and updated is not None:
                 changed += 1
-                days.add(updated.astimezone(UTC).date())
-        return ChangedDays(tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned)
+                day = updated.astimezone(UTC).date()
+                days.add(day)
+                if day not in day_newest or updated > day_newest[day]:
+                    day_newest[day] = updated
+        return ChangedDays(
+            tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned, day_newest=day_newest
+        )
 
     # -- write-back, backup, restore ------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -30,11 +30,13 @@ def decide_changed_partitions(
     *,
     changed_rows: int = 0,
     scanned_rows: int = 0,
+    day_newest: Mapping[date, datetime] | None = None,
 ) -> ChangeDecision:
     """One run per changed day; the cursor only moves forward.
 
-    The run key names the day and the newest `updated_at` seen, so the same change can never be
-    requested twice, while a later edit of the same day (a newer `updated_at`) gets a new run.
+    The run key names the day and the newest changed `updated_at` of that day (`day_newest`; the
+    newest `updated_at` seen when not given), so the same change can never be requested twice — even
+    when the lookback sees it again while its run waits — and a later edit of the day gets a new run.
     """
     old = parse_cursor(cursor)
     newest = max((t for t in (old, max_updated_at) if t is not None), default=None)
@@ -54,9 +56,10 @@ def decide_changed_partitions(
         else:
             reason = f"no CMS row changed since {cursor or 'the start'}"
         return ChangeDecision(cursor=new_cursor, skip_reason=reason)
-    stamp = new_cursor or "start"
+    stamps = {d.isoformat(): t.astimezone(UTC).isoformat() for d, t in (day_newest or {}).items()}
+    fallback = new_cursor or "start"
     return ChangeDecision(
         partition_keys=keys,
-        run_keys={k: f"cms-change:{k}:{stamp}" for k in keys},
+        run_keys={k: f"cms-change:{k}:{stamps.get(k, fallback)}" for k in keys},
         cursor=new_cursor,
     )

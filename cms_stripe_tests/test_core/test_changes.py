@@ -66,3 +66,20 @@ def test_days_outside_partitions_are_skipped_with_reason():
     d = decide_changed_partitions(T0, [date(2030, 1, 1)], datetime(2030, 1, 1, tzinfo=UTC), KEYS, changed_rows=1)
     assert d.partition_keys == []
     assert "outside the partitions" in (d.skip_reason or "")
+
+
+def test_a_change_seen_again_while_its_run_waits_keeps_its_run_key():
+    # Tick 1 sees an edit on the 11th; before its run syncs it, a row of the 12th changes and moves
+    # the cursor. Tick 2's lookback sees the 11th's unsynced edit again: same key, so no second run.
+    edit_11 = datetime(2026, 3, 11, 9, tzinfo=UTC)
+    edit_12 = datetime(2026, 3, 12, 8, tzinfo=UTC)
+    first = decide_changed_partitions(T0, [date(2026, 3, 11)], edit_11, KEYS, day_newest={date(2026, 3, 11): edit_11})
+    second = decide_changed_partitions(
+        first.cursor,
+        [date(2026, 3, 11), date(2026, 3, 12)],
+        edit_12,
+        KEYS,
+        day_newest={date(2026, 3, 11): edit_11, date(2026, 3, 12): edit_12},
+    )
+    assert second.run_keys["2026-03-11"] == first.run_keys["2026-03-11"]
+    assert second.run_keys["2026-03-12"] == f"cms-change:2026-03-12:{edit_12.isoformat()}"
