@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -38,10 +38,11 @@ from cms_stripe.cms.source import (
     BackupRow,
     ChangedDays,
     require_aware,
+    summarize_changes,
     validate_run_id,
     validate_updates,
 )
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate, content_hash
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate
 
 T = TypeVar("T")
 
@@ -273,27 +274,8 @@ class RestCatalogSource:
         if cursor is not None:
             require_aware(cursor, "cursor")
             since = _ts(cursor - lookback)
-        days: set[date] = set()
-        day_newest: dict[date, datetime] = {}
-        newest = cursor
-        changed = scanned = 0
-        for row in self._keyset(lambda q: q.gt(self._u, since) if since else q, self.page_size):
-            product = self.mapping.product_from_row(row)
-            updated = product.updated_at
-            if updated is None:
-                continue
-            scanned += 1
-            if newest is None or updated > newest:
-                newest = updated
-            if product.sync_hash != content_hash(product):
-                changed += 1
-                day = updated.date()
-                days.add(day)
-                if day not in day_newest or updated > day_newest[day]:
-                    day_newest[day] = updated
-        return ChangedDays(
-            tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned, day_newest=day_newest
-        )
+        rows = self._keyset(lambda q: q.gt(self._u, since) if since else q, self.page_size)
+        return summarize_changes((self.mapping.product_from_row(row) for row in rows), cursor)
 
     # -- backup file --------------------------------------------------------------------------
 

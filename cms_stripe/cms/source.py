@@ -7,9 +7,9 @@ when both are configured because it is the fast path for big catalogs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from cms_stripe.cms.errors import CmsConfigError
@@ -22,6 +22,7 @@ from cms_stripe.core.catalog import (
     SYNC_SYNCED,
     CmsProduct,
     SyncUpdate,
+    content_hash,
 )
 
 __all__ = [
@@ -123,6 +124,29 @@ class CatalogSource(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def summarize_changes(products: Iterable[CmsProduct], cursor: datetime | None) -> ChangedDays:
+    """The change sensor's view of rows read after the cursor: a row changed when its content hash
+    differs from its sync_hash (our own write-back moves updated_at but not the hash)."""
+    days: set[date] = set()
+    day_newest: dict[date, datetime] = {}
+    newest = cursor
+    changed = scanned = 0
+    for product in products:
+        updated = product.updated_at
+        if updated is None:
+            continue
+        scanned += 1
+        if newest is None or updated > newest:
+            newest = updated
+        if product.sync_hash != content_hash(product):
+            changed += 1
+            day = updated.astimezone(UTC).date()
+            days.add(day)
+            if day not in day_newest or updated > day_newest[day]:
+                day_newest[day] = updated
+    return ChangedDays(tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned, day_newest=day_newest)
 
 
 def validate_updates(updates: Sequence[SyncUpdate]) -> list[SyncUpdate]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -26,10 +26,11 @@ from cms_stripe.cms.source import (
     BackupRow,
     ChangedDays,
     require_aware,
+    summarize_changes,
     validate_run_id,
     validate_updates,
 )
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate, content_hash
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate
 
 T = TypeVar("T")
 
@@ -300,24 +301,7 @@ class SqlCatalogSource:
             require_aware(cursor, "cursor")
             where.append(f"{self._u} > :since")
             params["since"] = self._ts(cursor - lookback)
-        days: set[date] = set()
-        day_newest: dict[date, datetime] = {}
-        newest = cursor
-        changed = scanned = 0
-        for product in self._keyset(where, params, self.page_size):
-            scanned += 1
-            updated = product.updated_at
-            if updated is not None and (newest is None or updated > newest):
-                newest = updated
-            if product.sync_hash != content_hash(product) and updated is not None:
-                changed += 1
-                day = updated.astimezone(UTC).date()
-                days.add(day)
-                if day not in day_newest or updated > day_newest[day]:
-                    day_newest[day] = updated
-        return ChangedDays(
-            tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned, day_newest=day_newest
-        )
+        return summarize_changes(self._keyset(where, params, self.page_size), cursor)
 
     # -- write-back, backup, restore ------------------------------------------------------------
 
