@@ -33,8 +33,10 @@ def pg_database() -> Iterator[str]:
 
 @pytest.fixture()
 def pg_engine(pg_database: str) -> Iterator[sa.engine.Engine]:
-    """An engine on the session database; each test gets its own schema-free start by dropping tables it made."""
+    """An engine on the session database, with no default-schema CMS table left by an earlier test."""
     engine = sa.create_engine(pg_database)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS products, cms_stripe_backups CASCADE")
     try:
         yield engine
     finally:
