@@ -6,14 +6,19 @@ from datetime import UTC
 
 import dagster as dg
 
+from cms_stripe.core.settings import env_bool
 from cms_stripe.jobs import sync_job
 
 SYNC_CRON = os.environ.get("CMS_STRIPE_SYNC_CRON", "*/30 * * * *")
 
 
+def automation_enabled() -> bool:
+    """CMS_STRIPE_AUTOMATION turns on the schedule and the change sensor together (both off by default)."""
+    return env_bool(os.environ, "CMS_STRIPE_AUTOMATION", False)
+
+
 def automation_status() -> dg.DefaultScheduleStatus:
-    on = os.environ.get("CMS_STRIPE_AUTOMATION", "off").strip().lower() in {"1", "on", "true", "yes"}
-    return dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED
+    return dg.DefaultScheduleStatus.RUNNING if automation_enabled() else dg.DefaultScheduleStatus.STOPPED
 
 
 def current_day_run_request(scheduled_execution_time) -> dg.RunRequest:

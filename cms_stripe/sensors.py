@@ -9,6 +9,7 @@ from cms_stripe.cms.source import CatalogSource
 from cms_stripe.core.changes import decide_changed_partitions, parse_cursor
 from cms_stripe.jobs import sync_job
 from cms_stripe.partitions import daily_partitions
+from cms_stripe.schedules import automation_enabled
 
 # Rows committed a little after a newer row (long transactions) carry an older updated_at; looking
 # back a bit catches them. Repeats are harmless: unchanged content is no change.
@@ -16,8 +17,7 @@ LOOKBACK = timedelta(seconds=int(os.environ.get("CMS_STRIPE_SENSOR_LOOKBACK_S", 
 
 
 def _sensor_status() -> dg.DefaultSensorStatus:
-    on = os.environ.get("CMS_STRIPE_AUTOMATION", "off").strip().lower() in {"1", "on", "true", "yes"}
-    return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
+    return dg.DefaultSensorStatus.RUNNING if automation_enabled() else dg.DefaultSensorStatus.STOPPED
 
 
 @dg.sensor(
