@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cms_stripe.core.settings import env_float, env_int
+
 LIVE_GLOBAL_RPS = 100.0
 TEST_GLOBAL_RPS = 25.0
 DEFAULT_ENDPOINT_RPS = 25.0
@@ -64,32 +66,6 @@ GLOBAL_REASONS = frozenset({"global-rate", "global-concurrency"})
 ENDPOINT_REASONS = frozenset({"endpoint-rate", "endpoint-concurrency", "resource-specific"})
 
 
-def _positive_float(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {raw!r}")
-    return value
-
-
-def _positive_int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
-    return value
-
-
 def is_live_key(api_key: str) -> bool:
     return api_key.startswith(LIVE_KEY_PREFIXES)
 
@@ -119,8 +95,8 @@ class LimitModel:
         live = is_live_key(api_key)
         global_rps = LIVE_GLOBAL_RPS if live else TEST_GLOBAL_RPS
         endpoint_rps = DEFAULT_ENDPOINT_RPS
-        cap_global = _positive_float(env, ENV_MAX_RPS)
-        cap_endpoint = _positive_float(env, ENV_ENDPOINT_RPS)
+        cap_global = env_float(env, ENV_MAX_RPS, None)
+        cap_endpoint = env_float(env, ENV_ENDPOINT_RPS, None)
         if cap_global is not None:
             global_rps = min(global_rps, cap_global)
         if cap_endpoint is not None:
@@ -130,7 +106,7 @@ class LimitModel:
         return cls(
             global_rps=global_rps,
             endpoint_rps=endpoint_rps,
-            max_concurrency=_positive_int(env, ENV_MAX_CONCURRENCY),
+            max_concurrency=env_int(env, ENV_MAX_CONCURRENCY, None),
             live=live,
         )
 

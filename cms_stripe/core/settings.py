@@ -6,6 +6,7 @@ from the environment and never rendered: `describe()` masks them.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,8 +55,8 @@ def env_float(env: Mapping[str, str], name: str, default: float | None) -> float
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, not {raw!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a positive number, not {raw!r}")
     return value
 
 
