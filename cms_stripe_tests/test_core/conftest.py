@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import stripe
+from requests.structures import CaseInsensitiveDict
+from stripe._api_requestor import _APIRequestor
 
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, apply_plan
@@ -85,3 +89,24 @@ def assert_stripe_matches(objects: dict[str, Any], rows: Sequence[CmsProduct]) -
         assert price["active"] and price["lookup_key"] == t.lookup_key, (r.id, price)
         live = [p for p in prices.values() if p["product"] == t.product_id and p["active"]]
         assert [p["id"] for p in live] == [dp_id], f"{r.id}: live prices {[p['id'] for p in live]}"
+
+
+def api_error(
+    status: int,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    message: str = "boom",
+) -> stripe.StripeError:
+    """The exception stripe-python itself builds for this HTTP answer."""
+    err: dict[str, Any] = {"type": type_, "message": message}
+    if code:
+        err["code"] = code
+    if param:
+        err["param"] = param
+    body = {"error": err}
+    return _APIRequestor._global_instance().specific_v1_api_error(
+        json.dumps(body), status, body, CaseInsensitiveDict(headers or {}), err
+    )

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pybreaker
 import pytest
 import stripe
-from requests.structures import CaseInsensitiveDict
-from stripe._api_requestor import _APIRequestor
 
 from cms_stripe.core.errors import (
     AlreadyExistsError,
@@ -22,33 +19,14 @@ from cms_stripe.core.errors import (
     error_code,
     rate_limited_reason,
 )
-
-
-def api_error(
-    status: int,
-    *,
-    type_: str = "invalid_request_error",
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-    message: str = "boom",
-) -> stripe.StripeError:
-    """The exception stripe-python itself builds for this HTTP answer (same code path as a live call)."""
-    err: dict[str, Any] = {"type": type_, "message": message}
-    if code:
-        err["code"] = code
-    if param:
-        err["param"] = param
-    body = {"error": err}
-    requestor = _APIRequestor._global_instance()
-    return requestor.specific_v1_api_error(
-        json.dumps(body), status, body, CaseInsensitiveDict(headers or {}), err
-    )
-
+from cms_stripe_tests.test_core.conftest import api_error
 
 CASES = [
-    ("429 endpoint rate", api_error(429, code="rate_limit", headers={"Stripe-Rate-Limited-Reason": "endpoint-rate"}),
-     Severity.MEDIUM),
+    (
+        "429 endpoint rate",
+        api_error(429, code="rate_limit", headers={"Stripe-Rate-Limited-Reason": "endpoint-rate"}),
+        Severity.MEDIUM,
+    ),
     ("429 lock_timeout", api_error(429, code="lock_timeout"), Severity.MEDIUM),
     ("500", api_error(500, type_="api_error"), Severity.MEDIUM),
     ("503", api_error(503, type_="api_error"), Severity.MEDIUM),

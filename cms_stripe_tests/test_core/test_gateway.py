@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 import stripe
-from requests.structures import CaseInsensitiveDict
-from stripe._api_requestor import _APIRequestor
 
 from cms_stripe.core.errors import (
     AlreadyExistsError,
@@ -38,6 +36,7 @@ from cms_stripe.core.limits import (
     LimitModel,
     RateLimiter,
 )
+from cms_stripe_tests.test_core.conftest import api_error
 
 try:
     from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
@@ -47,27 +46,6 @@ except ImportError:  # the unit tests must still run without the emulator
     HAVE_EMULATOR = False
 
 # -- fakes -------------------------------------------------------------------------------------------
-
-
-def api_error(
-    status: int,
-    *,
-    type_: str = "invalid_request_error",
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-    message: str = "boom",
-) -> stripe.StripeError:
-    """The exception stripe-python itself builds for this HTTP answer."""
-    err: dict[str, Any] = {"type": type_, "message": message}
-    if code:
-        err["code"] = code
-    if param:
-        err["param"] = param
-    body = {"error": err}
-    return _APIRequestor._global_instance().specific_v1_api_error(
-        json.dumps(body), status, body, CaseInsensitiveDict(headers or {}), err
-    )
 
 
 def rate_429(reason: str = "endpoint-rate") -> stripe.StripeError:
@@ -647,9 +625,7 @@ def test_emulator_faults_writes_succeed_or_are_ambiguous_with_stable_keys() -> N
                 if kind == "product":
                     gw.create_product({"id": f"cms_fault_{i}", "name": f"Fault {i}"}, key)
                 else:
-                    gw.create_price(
-                        {"product": "cms_fault_base", "currency": "usd", "unit_amount": 500 + i}, key
-                    )
+                    gw.create_price({"product": "cms_fault_base", "currency": "usd", "unit_amount": 500 + i}, key)
             except AmbiguousWriteError as exc:
                 assert exc.idempotency_key == key and exc.http_status == 500
                 return kind, key, "ambiguous"
@@ -672,9 +648,7 @@ def test_emulator_faults_writes_succeed_or_are_ambiguous_with_stable_keys() -> N
             outcomes = list(pool.map(lambda job: write(*job), jobs))
 
         log = [
-            e
-            for e in emulator_log(emu.url)
-            if e["method"] == "POST" and not e["idempotency_key"].startswith(base_key)
+            e for e in emulator_log(emu.url) if e["method"] == "POST" and not e["idempotency_key"].startswith(base_key)
         ]
         objects = emu.objects()
 
@@ -802,5 +776,7 @@ def test_emulator_stopped_opens_the_circuit_fast() -> None:
     assert all(isinstance(e, CircuitOpenError) for e in errors), errors
     attempts = gw2.stats.snapshot()["total_calls"]
     assert 20 <= attempts <= 20 + 10  # fail_max, plus at most one in-flight attempt per worker
-    print(f"\n[gateway down] single caller: CRITICAL after 8 attempts in {single:.2f}s; "
-          f"10 workers: after {attempts} attempts in {many:.2f}s")
+    print(
+        f"\n[gateway down] single caller: CRITICAL after 8 attempts in {single:.2f}s; "
+        f"10 workers: after {attempts} attempts in {many:.2f}s"
+    )
