@@ -331,6 +331,13 @@ class StripeGateway:
                 found[product["id"]] = product
         return list(found.values())
 
+    def iter_all_products(self, expand_default_price: bool = True) -> Iterator[dict[str, Any]]:
+        """Every product of the account, 100 per page, paced, retried and behind the breaker like any call."""
+        params: dict[str, Any] = {"limit": MAX_IDS_PER_LIST}
+        if expand_default_price:
+            params["expand"] = ["data.default_price"]
+        yield from self._paginate(EP_LIST_PRODUCTS, self._client.v1.products.list, params)
+
     def list_prices(
         self,
         *,

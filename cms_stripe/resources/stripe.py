@@ -17,7 +17,6 @@ from cms_stripe.core.limits import (
     ENV_ENDPOINT_RPS,
     ENV_MAX_CONCURRENCY,
     ENV_MAX_RPS,
-    EP_LIST_PRODUCTS,
     is_live_key,
 )
 from cms_stripe.core.plan import Plan, build_plan
@@ -117,10 +116,7 @@ class StripeResource(dg.ConfigurableResource):
 
     def iter_all_products(self) -> Iterator[dict[str, Any]]:
         """Every product of the account, 100 per page (for orphan detection in reconciliation)."""
-        gw = self.gateway
-        params = {"limit": 100, "expand": ["data.default_price"]}
-        # The gateway's pager keeps these reads paced, retried and behind the breaker.
-        yield from gw._paginate(EP_LIST_PRODUCTS, gw._client.v1.products.list, params)
+        yield from self.gateway.iter_all_products()
 
     def call_stats(self) -> dict[str, Any]:
         return self.gateway.stats.snapshot()
