@@ -360,7 +360,15 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool) -> None:
     if not yes:
         click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
     restored = source.restore_backup(run.run_id)
-    click.echo(f"restored {restored} CMS rows to their values before run {run.run_id}")
+    click.echo(f"restored {restored.written} CMS rows to their values before run {run.run_id}")
+    if restored.conflicts:
+        click.secho(
+            f"left {len(restored.conflicts)} rows alone: changed since the run wrote them "
+            f"({', '.join(restored.conflicts[:20])})",
+            fg="yellow",
+        )
+    if restored.missing:
+        click.echo(f"{len(restored.missing)} rows are no longer in the CMS (not recreated)")
 
 
 @cli.command("demo-data")

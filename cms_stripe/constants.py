@@ -14,6 +14,11 @@ DEFAULT_PARTITION_START = "2025-01-01"
 # Materialization metadata keys: numeric ones are plotted over time in the UI.
 ROWS = "rows"
 MAX_UPDATED_AT = "max_updated_at"
+# Rows a partition holds because its edge is open (first: older or undated; last: future-stamped).
+ROWS_BEFORE_START = "rows_before_start"
+ROWS_UNDATED = "rows_without_updated_at"
+ROWS_IN_FUTURE = "rows_in_future"
+UNREADABLE_ROWS = "rows_with_unreadable_values"
 VALID_ROWS = "valid_rows"
 QUARANTINED_ROWS = "quarantined_rows"
 VALIDATION_RATE = "validation_success_rate"

@@ -8,8 +8,8 @@ as ISO text). Anything outside the subset gets a 400 (or 405/406), so tests prov
 Supported (public schema only):
   GET   /rest/v1/<table>?select=...&<col>=<op>.<value>&or=(...)&order=...&limit=N&offset=N
         select: `*` or items `[alias:]column[::text]`
-        ops: eq, neq, gt, gte, lt, lte, in.(v1,"v,2",...); `or`/`and` logic trees of those ops
-             with double-quoted values (backslash escapes)
+        ops: eq, neq, gt, gte, lt, lte, is.(null|true|false|unknown), in.(v1,"v,2",...); `or`/`and`
+             logic trees of those ops with double-quoted values (backslash escapes)
         order: `col.asc|desc[,col.asc|desc...]`
   POST  /rest/v1/<table>?on_conflict=<col>&columns="a","b"   with Prefer resolution=merge-duplicates
         (upsert of a JSON array; only the listed columns are set on conflict)
@@ -87,6 +87,14 @@ class _Query:
             if in_tree:
                 value = unquote_tree_value(value)
             return f"{ref} {SIMPLE_OPS[op]} {self.bind(column, value)}"
+        if op == "is":
+            # PostgREST: is.null / is.true / is.false / is.unknown, no bound value.
+            if in_tree:
+                value = unquote_tree_value(value)
+            keyword = {"null": "NULL", "true": "TRUE", "false": "FALSE", "unknown": "UNKNOWN"}.get(value)
+            if keyword is None:
+                raise bad(f"is.{value} is not one of null, true, false, unknown")
+            return f"{ref} IS {keyword}"
         if op == "in":
             items = split_list(value)
             if not items:

@@ -2,10 +2,12 @@
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import dagster as dg
+
+from cms_stripe.partitions import PartitionSpan
 
 T = TypeVar("T")
 
@@ -17,26 +19,24 @@ BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 FRAMES_IO_MANAGER = "frames_io_manager"
 
 
-def window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
-    """[start, end) of the run's partition or partition range, in UTC."""
-    tw = context.partition_time_window
-    return tw.start.astimezone(UTC), tw.end.astimezone(UTC)
+def run_partition_keys(context: dg.AssetExecutionContext) -> list[str]:
+    """Every partition key of the run (one, or a range)."""
+    if context.has_partition_key_range:
+        return list(context.partition_keys)
+    return [context.partition_key]
 
 
 def partition_keys(context: dg.AssetExecutionContext) -> list[str]:
     return list(context.partition_keys) if context.has_partition_key_range else []
 
 
-def day_of(ts: datetime | None) -> str | None:
-    return ts.astimezone(UTC).strftime("%Y-%m-%d") if ts else None
-
-
-def group_by_day(items: Iterable[T], key: Callable[[T], datetime | None]) -> dict[str, list[T]]:
+def group_by_partition(
+    items: Iterable[T], key: Callable[[T], datetime | None], span: PartitionSpan
+) -> dict[str, list[T]]:
+    """Items by the partition their `updated_at` belongs to (open edges included)."""
     out: dict[str, list[T]] = defaultdict(list)
     for item in items:
-        day = day_of(key(item))
-        if day:
-            out[day].append(item)
+        out[span.key_for(key(item))].append(item)
     return out
 
 

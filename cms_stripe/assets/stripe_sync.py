@@ -10,7 +10,6 @@ from cms_stripe.assets.common import (
     BACKFILL_POLICY,
     RETRY_POLICY,
     add_partition_metadata,
-    day_of,
     partition_keys,
 )
 from cms_stripe.checks import STRIPE_PRODUCTS, failed_writes_result, no_failed_writes_check
@@ -38,7 +37,7 @@ from cms_stripe.constants import (
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.frames import frame_to_products
 from cms_stripe.core.sync import SyncOptions, SyncOutcome, run_sync
-from cms_stripe.partitions import daily_partitions
+from cms_stripe.partitions import PartitionSpan, daily_partitions
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -80,8 +79,10 @@ def read_checkpoints(
         cursor = page.cursor
 
 
-def checkpoint_logger(context: dg.AssetExecutionContext, products: Sequence[CmsProduct], fallback_key: str, root: str):
-    day_by_id = {p.id: day_of(p.updated_at) or fallback_key for p in products}
+def checkpoint_logger(
+    context: dg.AssetExecutionContext, products: Sequence[CmsProduct], span: PartitionSpan, fallback_key: str, root: str
+):
+    day_by_id = {p.id: span.key_for(p.updated_at) for p in products}
 
     def record(done: list[tuple[str, str]]) -> None:
         by_day: dict[str, dict[str, str]] = defaultdict(dict)
@@ -116,6 +117,8 @@ def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.Metada
         RATE_LIMITED: dg.MetadataValue.int(outcome.rate_limited),
         DURATION_S: dg.MetadataValue.float(round(outcome.duration_s, 3)),
         "written_back": dg.MetadataValue.int(outcome.written_back),
+        "writeback_conflicts": dg.MetadataValue.int(len(outcome.writeback_conflicts) + len(outcome.writeback_missing)),
+        "writeback_failed": dg.MetadataValue.int(len(outcome.writeback_failed)),
         PLAN_SUMMARY: dg.MetadataValue.md(outcome.plan.summary_markdown()),
     }
     for kind, n in outcome.plan.counts().items():
@@ -132,19 +135,20 @@ def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.Metada
     return meta
 
 
-def per_day_counts(outcome: SyncOutcome, products: Sequence[CmsProduct]) -> dict[str, dict[str, dg.MetadataValue]]:
-    day_by_id = {p.id: day_of(p.updated_at) for p in products}
+def per_day_counts(
+    outcome: SyncOutcome, products: Sequence[CmsProduct], span: PartitionSpan
+) -> dict[str, dict[str, dg.MetadataValue]]:
+    day_by_id = {p.id: span.key_for(p.updated_at) for p in products}
     per_day: dict[str, Counter[str]] = defaultdict(Counter)
     newest: dict[str, str] = {}
     for p in products:
-        d = day_of(p.updated_at)
-        if d and p.updated_at:
-            newest[d] = max(newest.get(d, ""), p.updated_at.isoformat())
+        d = day_by_id[p.id]
+        newest[d] = max(newest.get(d, ""), p.updated_at.isoformat() if p.updated_at else "")
     if outcome.result is not None:
         for r in outcome.result.results:
-            d = day_by_id.get(r.cms_id)
-            if d:
-                per_day[d][r.outcome] += 1
+            day = day_by_id.get(r.cms_id)
+            if day:
+                per_day[day][r.outcome] += 1
     return {d: day_metadata(per_day[d], newest[d]) for d in newest}
 
 
@@ -183,6 +187,7 @@ def stripe_products(
             "(or `cms-stripe migrate --confirm-live`). Run a dry-run first."
         )
     products = frame_to_products(validated_products)
+    span = PartitionSpan.now()
     root = root_run_id(context)
     done = read_checkpoints(context.instance, STRIPE_PRODUCTS, keys, root)
     outcome = run_sync(
@@ -200,8 +205,14 @@ def stripe_products(
         ),
         checkpoint_done=done,
         log=context.log.info,
-        on_checkpoint=checkpoint_logger(context, products, keys[-1], root),
+        on_checkpoint=checkpoint_logger(context, products, span, keys[-1], root),
     )
+    if outcome.writeback_conflicts or outcome.writeback_missing:
+        context.log.warning(
+            f"{len(outcome.writeback_conflicts)} rows were re-linked by an editor and {len(outcome.writeback_missing)} "
+            "deleted during the run: their sync columns were left alone (the next run plans them again): "
+            + ", ".join((outcome.writeback_conflicts + outcome.writeback_missing)[:20])
+        )
     if outcome.result is not None and outcome.result.critical:
         # CRITICAL stops the run and is not retried here: the breaker has already waited out the
         # failures. Re-execute (or `cms-stripe resume`) once Stripe answers; the checkpoints above
@@ -211,7 +222,14 @@ def stripe_products(
             metadata=outcome_metadata(outcome, settings.dry_run),
             allow_retries=False,
         )
-    add_partition_metadata(context, per_day_counts(outcome, products), day_metadata({}, ""))
+    if outcome.writeback_failure_message:
+        # Stripe is right and the CMS is behind: fail the step so nobody mistakes the run for done.
+        raise dg.Failure(
+            description=outcome.writeback_failure_message,
+            metadata=outcome_metadata(outcome, settings.dry_run),
+            allow_retries=False,
+        )
+    add_partition_metadata(context, per_day_counts(outcome, products, span), day_metadata({}, ""))
     return dg.MaterializeResult(
         metadata=outcome_metadata(outcome, settings.dry_run),
         check_results=[failed_writes_result(outcome.failures)],

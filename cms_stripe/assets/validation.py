@@ -5,14 +5,14 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+import pandera.pandas as pa
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from cms_stripe.assets.common import (
     BACKFILL_POLICY,
     FRAMES_IO_MANAGER,
     RETRY_POLICY,
-    add_partition_metadata,
-    group_by_day,
+    group_by_partition,
 )
 from cms_stripe.checks import validation_rate_check, validation_rate_result
 from cms_stripe.cms.source import CatalogSource
@@ -26,63 +26,53 @@ from cms_stripe.constants import (
     VALID_ROWS,
     VALIDATION_RATE,
 )
-from cms_stripe.core.catalog import SYNC_QUARANTINED, CmsProduct, SyncUpdate, content_hash
+from cms_stripe.core.catalog import WriteBackResult
+from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
-from cms_stripe.core.mapping import RowIssue, validate_product
-from cms_stripe.partitions import daily_partitions
+from cms_stripe.core.mapping import RowIssue
+from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
+from cms_stripe.partitions import PartitionSpan, daily_partitions
 from cms_stripe.resources.settings import SyncSettingsResource
 
 ValidatedProductsType = pandera_schema_to_dagster_type(ValidatedProducts)
 
 
-def split_valid(products: list[CmsProduct]) -> tuple[list[CmsProduct], list[tuple[CmsProduct, list[RowIssue]]]]:
-    valid: list[CmsProduct] = []
-    quarantined: list[tuple[CmsProduct, list[RowIssue]]] = []
-    for p in products:
-        issues = validate_product(p)
-        if issues:
-            quarantined.append((p, issues))
-        else:
-            valid.append(p)
-    return valid, quarantined
-
-
-def quarantine_reason(issues: list[RowIssue]) -> str:
-    return "; ".join(f"{i.severity.value} {i.code} ({i.field}): {i.message}" for i in issues)[:2000]
-
-
-def quarantine_updates(quarantined: list[tuple[CmsProduct, list[RowIssue]]], now: datetime) -> list[SyncUpdate]:
-    """The write-back of quarantined rows. Rows already quarantined with the same reason and content
-    are left alone, so a rerun writes nothing (and fires no updated_at trigger)."""
-    updates = []
-    for p, issues in quarantined:
-        reason, chash = quarantine_reason(issues), content_hash(p)
-        if p.sync_status == SYNC_QUARANTINED and p.sync_error == reason and p.sync_hash == chash:
-            continue
-        updates.append(
-            SyncUpdate(
-                id=p.id,
-                sync_status=SYNC_QUARANTINED,
-                stripe_product_id=p.stripe_product_id,
-                stripe_price_id=p.stripe_price_id,
-                sync_error=reason,
-                synced_at=now,
-                # The hash marks this content as handled: the change sensor ignores the write-back,
-                # and an edit that fixes the row changes the hash and brings it back.
-                sync_hash=chash,
+def schema_failures(frame: pd.DataFrame) -> dict[int, list[RowIssue]]:
+    """Row positions the pandera contract refuses, with the check and column. Our own rules should
+    have caught them all; this keeps a frame-level schema error from ever failing the asset."""
+    try:
+        ValidatedProducts.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        out: dict[int, list[RowIssue]] = {}
+        cases = exc.failure_cases
+        whole_frame = False
+        for case in cases.itertuples(index=False):
+            index = getattr(case, "index", None)
+            column = str(getattr(case, "column", None) or "row")
+            check = str(getattr(case, "check", "schema"))
+            if index is None or pd.isna(index):
+                whole_frame = True
+                continue
+            out.setdefault(int(index), []).append(
+                RowIssue("schema_check", column, f"pandera check {check!r} failed on {column}", Severity.HIGH)
             )
-        )
-    return updates
+        if whole_frame and not out:
+            # A failure not tied to a row (a missing column, a dtype): no row can be trusted.
+            issue = RowIssue("schema_check", "frame", "the validated frame does not match its schema", Severity.HIGH)
+            out = {i: [issue] for i in range(len(frame))}
+        return out
+    return {}
 
 
-def quarantine_markdown(quarantined: list[tuple[CmsProduct, list[RowIssue]]], limit: int = 100) -> str:
+def quarantine_markdown(quarantined: Quarantine, limit: int = 100) -> str:
     if not quarantined:
         return "No row quarantined."
     lines = ["| cms id | severity | code | field | reason |", "|---|---|---|---|---|"]
     for p, issues in quarantined[:limit]:
         for i in issues:
-            message = i.message.replace("|", "\\|")
-            lines.append(f"| {p.id} | {i.severity.value} | {i.code} | {i.field} | {message} |")
+            lines.append(
+                f"| {md_cell(p.id)} | {i.severity.value} | {i.code} | {md_cell(i.field)} | {md_cell(i.message)} |"
+            )
     if len(quarantined) > limit:
         lines.append(f"| … | | | | {len(quarantined) - limit} more rows |")
     return "\n".join(lines)
@@ -108,41 +98,46 @@ def validated_products(
     """CMS rows that Stripe would accept; every other live row is quarantined with a reason and severity
     (visible here and written back as sync_status='quarantined'), never dropped silently."""
     products = frame_to_products(raw_cms_products)
-    valid, quarantined = split_valid(products)
+    holders = catalog.read_by_stripe_product_ids(
+        sorted({p.stripe_product_id.strip() for p in products if p.stripe_product_id and p.stripe_product_id.strip()})
+    )
+    valid, quarantined = split_valid(products, link_holders=holders)
+    frame = products_to_frame(valid)
+    refused = schema_failures(frame)
+    if refused:
+        quarantined += [(valid[i], issues) for i, issues in sorted(refused.items())]
+        valid = [p for i, p in enumerate(valid) if i not in refused]
+        frame = products_to_frame(valid)
     live = sum(1 for p in products if p.should_be_active)
-    live_valid = live - len(quarantined)
+    live_valid = live - sum(1 for p, _ in quarantined if p.should_be_active)
 
-    written = 0
+    written = WriteBackResult()
     if quarantined and not settings.dry_run:
         written = catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     for p, issues in quarantined[:20]:
-        context.log.warning(f"quarantined {p.id}: {quarantine_reason(issues)}")
+        context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
+    if len(quarantined) > 20:
+        context.log.warning(f"… and {len(quarantined) - 20} more quarantined rows (see the quarantine table)")
 
-    by_day = group_by_day(products, lambda p: p.updated_at)
-    bad_by_day = Counter(p.updated_at.strftime("%Y-%m-%d") for p, _ in quarantined if p.updated_at)
+    span = PartitionSpan.now()
+    by_partition = group_by_partition(products, lambda p: p.updated_at, span)
+    bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined)
+    live_bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined if p.should_be_active)
     per_day = {}
-    for day, rows in by_day.items():
+    for day, rows in by_partition.items():
         day_live = sum(1 for p in rows if p.should_be_active)
-        bad = bad_by_day.get(day, 0)
+        bad = bad_by_partition.get(day, 0)
         per_day[day] = {
             ROWS: dg.MetadataValue.int(len(rows)),
             VALID_ROWS: dg.MetadataValue.int(len(rows) - bad),
             QUARANTINED_ROWS: dg.MetadataValue.int(bad),
-            VALIDATION_RATE: dg.MetadataValue.float((day_live - bad) / day_live if day_live else 1.0),
+            VALIDATION_RATE: dg.MetadataValue.float(
+                (day_live - live_bad_by_partition.get(day, 0)) / day_live if day_live else 1.0
+            ),
         }
-    add_partition_metadata(
-        context,
-        per_day,
-        {
-            ROWS: dg.MetadataValue.int(0),
-            VALID_ROWS: dg.MetadataValue.int(0),
-            QUARANTINED_ROWS: dg.MetadataValue.int(0),
-            VALIDATION_RATE: dg.MetadataValue.float(1.0),
-        },
-    )
     codes = Counter(i.code for _, issues in quarantined for i in issues)
     return dg.MaterializeResult(
-        value=products_to_frame(valid),
+        value=frame,
         metadata={
             ROWS: dg.MetadataValue.int(len(products)),
             VALID_ROWS: dg.MetadataValue.int(len(valid)),
@@ -150,7 +145,7 @@ def validated_products(
             VALIDATION_RATE: dg.MetadataValue.float(live_valid / live if live else 1.0),
             QUARANTINE_TABLE: dg.MetadataValue.md(quarantine_markdown(quarantined)),
             "quarantine_by_code": dg.MetadataValue.json(dict(codes)),
-            "quarantine_written_back": dg.MetadataValue.int(written),
+            "quarantine_written_back": dg.MetadataValue.int(written.written),
             DRY_RUN: dg.MetadataValue.bool(settings.dry_run),
         },
         check_results=[validation_rate_result(live_valid, live, settings.validation_threshold)],

@@ -2,7 +2,7 @@
 
 A CMS that names things differently is described by a mapping (dict, YAML or JSON file):
 
-    table: items
+    table: items            # or schema-qualified: cms.items
     columns: {title: name, price: price_eur, tax_code: null}
     metadata_columns: [brand, sku]
 
@@ -13,6 +13,7 @@ this CMS and gets the CmsProduct default. The fields the sync cannot work withou
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -23,7 +24,7 @@ from typing import Any
 
 from cms_stripe.cms.errors import CmsConfigError
 from cms_stripe.cms.schema import DEFAULT_TABLE, from_db_timestamp
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, FieldError
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -34,6 +35,24 @@ REQUIRED_FIELDS: frozenset[str] = frozenset({"id", "updated_at", *SYNC_COLUMNS})
 
 _TIMESTAMP_FIELDS = frozenset({"created_at", "updated_at", "deleted_at", "synced_at"})
 _INT_FIELDS = frozenset({"recurring_interval_count"})
+
+
+def validate_table_name(name: object) -> str:
+    """A table, optionally schema-qualified (`cms.products`): each part a plain identifier."""
+    if isinstance(name, str) and name.count(".") == 1:
+        schema, table = name.split(".")
+        validate_identifier(schema, "schema name")
+        validate_identifier(table, "table name")
+        return name
+    return validate_identifier(name, "table name")
+
+
+def split_table_name(name: str) -> tuple[str | None, str]:
+    """`cms.products` → ("cms", "products"); `products` → (None, "products")."""
+    if "." in name:
+        schema, table = name.split(".", 1)
+        return schema, table
+    return None, name
 
 
 def validate_identifier(name: object, what: str) -> str:
@@ -54,7 +73,7 @@ class ColumnMapping:
     def __post_init__(self) -> None:
         problems: list[str] = []
         try:
-            validate_identifier(self.table, "table name")
+            validate_table_name(self.table)
         except CmsConfigError as exc:
             problems.append(str(exc))
         unknown = sorted(set(self.columns) - set(CMS_FIELDS))
@@ -187,68 +206,179 @@ class ColumnMapping:
         return pairs
 
     def product_from_row(self, row: Mapping[Any, Any]) -> CmsProduct:
-        """Build a CmsProduct from a row keyed by the aliases of select_aliases()."""
+        """Build a CmsProduct from a row keyed by the aliases of select_aliases().
+
+        Never raises for a stored value: catalogs years old hold values no form would allow (JSON of
+        the wrong shape, NaN, text where a number belongs). Such a field is left empty and the reason,
+        naming the column, goes into `read_errors`, so that one row is quarantined and the rest read on.
+        """
         values: dict[str, Any] = {}
-        for cms_field in self.mapped_fields:
-            values[cms_field] = _convert(cms_field, row.get(f"f_{cms_field}"))
+        errors: list[FieldError] = []
+        for cms_field, column in self.mapped_fields.items():
+            raw = row.get(f"f_{cms_field}")
+            try:
+                values[cms_field] = _convert(cms_field, raw)
+            except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+                errors.append(FieldError(_error_code(cms_field), column, f"column {column!r}: {exc}"))
         if values.get("id") is None:
-            raise ValueError("CMS row without id")
+            # Without an id the row can be reported but never written back or given a Stripe product.
+            values["id"] = ""
+            if not any(e.field == self.columns["id"] for e in errors):
+                errors.append(FieldError("missing_id", str(self.columns["id"]), "row has no id"))
         metadata = dict(values.get("metadata") or {})
         for i, column in enumerate(self.metadata_columns):
             value = row.get(f"m_{i}")
             if value is not None:
-                metadata[column] = metadata_value(value)
+                try:
+                    metadata[column] = metadata_value(value)
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    errors.append(FieldError("invalid_metadata", column, f"column {column!r}: {exc}"))
         if "metadata" in values or self.metadata_columns:
             values["metadata"] = metadata
         if "images" in values and values["images"] is None:
             values["images"] = ()
+        if errors:
+            values["read_errors"] = tuple(errors)
         return CmsProduct(**values)
 
 
+_ERROR_CODES = {
+    "images": "invalid_images",
+    "metadata": "invalid_metadata",
+    "price": "invalid_price",
+    "recurring_interval_count": "invalid_interval_count",
+    "shippable": "invalid_boolean",
+}
+
+
+def _error_code(cms_field: str) -> str:
+    if cms_field in _TIMESTAMP_FIELDS:
+        return "invalid_timestamp"
+    return _ERROR_CODES.get(cms_field, "invalid_text")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _json(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        value = value.decode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8")
     if isinstance(value, str):
-        return json.loads(value) if value.strip() else None
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg}): {_short(value)}") from None
     return value
 
 
 def _decimal(value: Any) -> Decimal | None:
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a price: {value!r}")
     if isinstance(value, Decimal):
+        number = value
+    else:
+        try:
+            # str() first: a float from JSON must not carry its binary noise into a price.
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"not a decimal price: {_short(value)}") from None
+    if number.is_snan():
+        # A signalling NaN raises on any arithmetic (even hashing the row); treat it as unreadable.
+        raise ValueError(f"not a number: {_short(value)}")
+    return number
+
+
+def _text(value: Any) -> str:
+    """Text columns: SQLite stores whatever it was given, so a title may come back as 42 or bytes."""
+    if isinstance(value, str):
         return value
-    try:
-        # str() first: a float from JSON must not carry its binary noise into a price.
-        return Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal price: {value!r}") from exc
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("bytes that are not UTF-8 text") from None
+    if isinstance(value, (bool, dict, list)):
+        raise ValueError(f"expected text, got {type(value).__name__} {_short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected text, got {value!r}")
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    raise ValueError(f"expected text, got {type(value).__name__}")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        number = Decimal(value)
+    else:
+        if isinstance(value, str):
+            value = value.strip()
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise ValueError(f"not an integer: {_short(value)}") from None
+    if not number.is_finite() or number != number.to_integral_value():
+        # int(2.5) would silently bill every 2 months instead of failing the row.
+        raise ValueError(f"not a whole number: {_short(value)}")
+    if abs(number) > _INT_LIMIT:
+        raise ValueError(f"{_short(value)} is out of range")
+    return int(number)
+
+
+# No count Stripe accepts comes near this; it keeps the value inside an int64 frame column.
+_INT_LIMIT = 2**31
+
+_TRUE_TEXT = frozenset({"1", "t", "true", "yes", "y", "on"})
+_FALSE_TEXT = frozenset({"0", "f", "false", "no", "n", "off"})
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE_TEXT:
+            return True
+        if text in _FALSE_TEXT:
+            return False
+    raise ValueError(f"not a boolean: {_short(value)}")
 
 
 def _convert(cms_field: str, value: Any) -> Any:
     if value is None:
         return None
     if cms_field == "id":
-        return str(value)
+        return _text(value)
     if cms_field in _TIMESTAMP_FIELDS:
         return from_db_timestamp(value)
     if cms_field == "price":
         return _decimal(value)
-    if cms_field == "currency":
-        return str(value).lower()
+    if cms_field in ("currency", "status"):
+        # Whitespace and case are formatting, not content: "USD " is usd, " Published" is published.
+        return _text(value).strip().lower()
     if cms_field in _INT_FIELDS:
-        return int(value)
+        return _integer(value)
     if cms_field == "shippable":
-        if isinstance(value, str):
-            return value.strip().lower() in {"1", "t", "true", "yes"}
-        return bool(value)
+        return _boolean(value)
     if cms_field == "images":
         images = _json(value)
         if images is None:
             return ()
         if not isinstance(images, list):
-            raise ValueError(f"images must be a JSON array, got {type(images).__name__}")
-        return tuple(str(i) for i in images)
+            raise ValueError(f"images must be a JSON array of URLs, got {type(images).__name__}")
+        bad = [i for i in images if not isinstance(i, str)]
+        if bad:
+            raise ValueError(f"images must hold URL strings, got {_short(bad[0])}")
+        return tuple(images)
     if cms_field == "metadata":
         meta = _json(value)
         if meta is None:
@@ -256,7 +386,7 @@ def _convert(cms_field: str, value: Any) -> Any:
         if not isinstance(meta, dict):
             raise ValueError(f"metadata must be a JSON object, got {type(meta).__name__}")
         return meta
-    return value
+    return _text(value)
 
 
 def metadata_value(value: Any) -> str:

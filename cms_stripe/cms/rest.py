@@ -4,9 +4,11 @@ Reads are keyset-paginated with an `or=(updated_at.gt.U,and(updated_at.eq.U,id.g
 rows sharing one `updated_at` are neither skipped nor repeated. Prices are selected as `price::text`
 because PostgREST renders numeric as a JSON number, which would put money through a float.
 
-Write-back is a batched upsert on the id column (PostgREST has no bulk UPDATE with per-row values)
-of rows read just before, so only existing rows are sent and only the sync columns are set. Backups
-live in a local JSON file per run under `backup_dir` (PostgREST cannot create a table for them).
+Write-back is one PATCH per row by id (PostgREST has no bulk UPDATE with per-row values, and an
+upsert fails NOT NULL on columns the sync does not know and would recreate deleted rows), a few in
+flight at once, filtered on the link columns read just before (compare-and-set). Backups live in a
+JSON file per run under `backup_dir` (PostgREST cannot create a table for them); the resource records
+the file's folder on the Dagster run so `cms-stripe rollback` finds it from any working directory.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from postgrest.exceptions import APIError
@@ -29,20 +32,25 @@ from postgrest.types import ReturnMethod
 
 from cms_stripe.cms._util import chunks, dedupe, retrying
 from cms_stripe.cms.errors import CmsConfigError
-from cms_stripe.cms.mapping import ColumnMapping
+from cms_stripe.cms.mapping import ColumnMapping, split_table_name
 from cms_stripe.cms.schema import from_db_timestamp
 from cms_stripe.cms.source import (
     DEFAULT_BACKUP_DIR,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_BATCH_SIZE,
+    LINK_COLUMNS,
     BackupRow,
     ChangedDays,
+    link_json,
+    parse_link_json,
+    partition_updates,
     require_aware,
+    restore_updates,
     summarize_changes,
     validate_run_id,
     validate_updates,
 )
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 
 T = TypeVar("T")
 
@@ -94,7 +102,7 @@ class RestCatalogSource:
         write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
         id_chunk_size: int = DEFAULT_REST_ID_CHUNK_SIZE,
         backup_dir: str | Path = DEFAULT_BACKUP_DIR,
-        write_mode: Literal["upsert", "patch"] = "upsert",
+        write_concurrency: int = 8,
         timeout: float = 30.0,
         retry_attempts: int = 5,
         retry_wait: float = 0.5,
@@ -106,8 +114,8 @@ class RestCatalogSource:
             raise CmsConfigError("SUPABASE_SERVICE_ROLE_KEY is empty")
         if min(page_size, write_batch_size, id_chunk_size) < 1:
             raise CmsConfigError("page_size, write_batch_size and id_chunk_size must be positive")
-        if write_mode not in ("upsert", "patch"):
-            raise CmsConfigError(f"write_mode must be 'upsert' or 'patch', got {write_mode!r}")
+        if write_concurrency < 1:
+            raise CmsConfigError("write_concurrency must be positive")
         from supabase import create_client
         from supabase.lib.client_options import SyncClientOptions
 
@@ -122,8 +130,10 @@ class RestCatalogSource:
         self.page_size = page_size
         self.write_batch_size = write_batch_size
         self.id_chunk_size = id_chunk_size
-        self.backup_dir = Path(backup_dir)
-        self.write_mode = write_mode
+        # Absolute, so a rollback started from another working directory finds the run's backups
+        # (the resource records this path on the run).
+        self.backup_dir = Path(backup_dir).resolve()
+        self.write_concurrency = write_concurrency
         self._retry_args = {"attempts": retry_attempts, "wait": retry_wait, "max_wait": retry_max_wait}
         self._checked = False
         m = self.mapping
@@ -137,7 +147,11 @@ class RestCatalogSource:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _table(self) -> Any:
-        return self.client.table(self.mapping.table)
+        schema, table = split_table_name(self.mapping.table)
+        if schema:
+            # Accept-Profile / Content-Profile: the schema must be exposed in the project's API settings.
+            return self.client.schema(schema).from_(table)
+        return self.client.table(table)
 
     def _retry(self, fn: Callable[[], T]) -> T:
         for attempt in retrying(is_transient_rest_error, **self._retry_args):  # type: ignore[arg-type]
@@ -217,26 +231,47 @@ class RestCatalogSource:
             # Supabase) without saying so, so a short page does not mean the last one.
             if not rows:
                 return
-            last_updated = from_db_timestamp(rows[-1]["f_updated_at"])
-            if last_updated is None:
+            raw = rows[-1]["f_updated_at"]
+            if raw is None:
                 return
-            cursor = (_ts(last_updated), str(rows[-1]["f_id"]))
+            try:
+                parsed = from_db_timestamp(raw)
+                last = _ts(parsed) if parsed else str(raw)
+            except ValueError:
+                # 'infinity' and the like: PostgreSQL compares its own text form exactly.
+                last = str(raw)
+            cursor = (last, str(rows[-1]["f_id"]))
 
-    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
-        require_aware(start, "start")
-        require_aware(end, "end")
+    def read_window(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        include_undated: bool = False,
+        page_size: int | None = None,
+    ) -> Iterator[CmsProduct]:
+        lo = _ts(require_aware(start, "start")) if start is not None else None
+        hi = _ts(require_aware(end, "end")) if end is not None else None
         self._ensure_checked()
-        lo, hi = _ts(start), _ts(end)
-        for row in self._keyset(lambda q: q.gte(self._u, lo).lt(self._u, hi), page_size or self.page_size):
+
+        def bounded(query: Any) -> Any:
+            if lo is not None:
+                query = query.gte(self._u, lo)
+            if hi is not None:
+                query = query.lt(self._u, hi)
+            return query
+
+        for row in self._keyset(bounded, page_size or self.page_size):
             yield self.mapping.product_from_row(row)
+        if include_undated:
+            yield from self._by_id(lambda q: q.is_(self._u, "null"))
 
-    def read_all(self) -> Iterator[CmsProduct]:
-        self._ensure_checked()
+    def _by_id(self, apply: Callable[[Any], Any]) -> Iterator[CmsProduct]:
         last: str | None = None
         while True:
 
             def build(last: str | None = last) -> Any:
-                query = self._table().select(self._select)
+                query = apply(self._table().select(self._select))
                 if last is not None:
                     query = query.gt(self._id, last)
                 return query.order(self._id).limit(self.page_size)
@@ -247,6 +282,10 @@ class RestCatalogSource:
             if not rows:  # a short page may be PostgREST's max-rows cap, not the end
                 return
             last = str(rows[-1]["f_id"])
+
+    def read_all(self) -> Iterator[CmsProduct]:
+        self._ensure_checked()
+        yield from self._by_id(lambda q: q)
 
     def _fetch_ids(self, ids: Sequence[str], select: str) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -267,6 +306,21 @@ class RestCatalogSource:
         self._ensure_checked()
         found = self._fetch_ids(wanted, self._select)
         return [self.mapping.product_from_row(found[i]) for i in wanted if i in found]
+
+    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+        wanted = dedupe(stripe_product_ids)
+        if not wanted:
+            return []
+        self._ensure_checked()
+        column = self.mapping.column("stripe_product_id")
+        out: list[CmsProduct] = []
+        for chunk in chunks(wanted, self.id_chunk_size):
+
+            def build(chunk: Sequence[str] = chunk) -> Any:
+                return self._table().select(self._select).in_(column, list(chunk))
+
+            out += [self.mapping.product_from_row(row) for row in self._rows(build)]
+        return out
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
         self._ensure_checked()
@@ -301,18 +355,16 @@ class RestCatalogSource:
         rows: dict[str, dict[str, Any]] = data["rows"]
         return rows
 
-    def _add_to_backup(self, run_id: str, current: dict[str, dict[str, Any]]) -> None:
-        """First backup of a row in a run wins, so re-running a write keeps the pre-run values."""
+    def _add_to_backup(self, run_id: str, current: dict[str, dict[str, Any]], written: Mapping[str, SyncLink]) -> None:
+        """First backup of a row in a run wins, so re-running a write keeps the pre-run values; what the
+        run last wrote is kept beside it, so rollback can tell whether an editor changed the row since."""
         path = self._backup_path(run_id)
         with self._locked(path):
             rows = self._read_backup(path, run_id)
-            added = False
             for product_id, row in current.items():
                 if product_id not in rows:
                     rows[product_id] = {c: row.get(f"f_{c}") for c in SYNC_COLUMNS}
-                    added = True
-            if not added:
-                return
+                rows[product_id]["written"] = link_json(written[product_id])
             payload = {"run_id": run_id, "table": self.mapping.table, "rows": rows}
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -323,57 +375,61 @@ class RestCatalogSource:
 
     # -- write-back, restore ------------------------------------------------------------------
 
-    def _payload(self, product_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _values(self, u: SyncUpdate) -> dict[str, Any]:
         m = self.mapping
-        return {self._id: product_id, **{m.column(c): values[c] for c in SYNC_COLUMNS}}
+        return {
+            m.column("stripe_product_id"): u.stripe_product_id,
+            m.column("stripe_price_id"): u.stripe_price_id,
+            m.column("sync_status"): u.sync_status,
+            m.column("sync_error"): u.sync_error,
+            m.column("synced_at"): _ts(u.synced_at) if u.synced_at else None,
+            m.column("sync_hash"): u.sync_hash,
+        }
 
-    def _send(self, payloads: list[dict[str, Any]]) -> None:
-        if not payloads:
-            return
-        if self.write_mode == "upsert":
-            self._retry(
-                lambda: self._table().upsert(payloads, on_conflict=self._id, returning=ReturnMethod.minimal).execute()
-            )
-            return
-        for payload in payloads:
-            body = {k: v for k, v in payload.items() if k != self._id}
+    def _patch(self, u: SyncUpdate, have: SyncLink) -> bool:
+        """PATCH one row by id, only while its link columns hold `have` (read just before): True when
+        it matched. An UPDATE never creates a row (an upsert would insert a deleted one again, and fails
+        NOT NULL on any column the sync does not know, which PostgreSQL checks before ON CONFLICT)."""
+        m = self.mapping
 
-            def patch(body: dict[str, Any] = body, pid: Any = payload[self._id]) -> Any:
-                return self._table().update(body, returning=ReturnMethod.minimal).eq(self._id, pid).execute()
+        def patch() -> Any:
+            query = self._table().update(self._values(u), returning=ReturnMethod.representation).eq(self._id, u.id)
+            for name, value in zip(
+                LINK_COLUMNS, (have.stripe_product_id, have.stripe_price_id, have.sync_hash), strict=True
+            ):
+                column = m.column(name)
+                query = query.is_(column, "null") if value is None else query.eq(column, value)
+            return query.execute()
 
-            self._retry(patch)
+        data = self._retry(patch).data
+        return bool(data)
 
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
-        """Safe to re-run: the backup keeps a row's first previous values per run, the write is absolute."""
+    def _write_batch(self, batch: Sequence[SyncUpdate], run_id: str, *, backup: bool) -> WriteBackResult:
+        # Reading first tells us which rows exist and what their link columns hold, and gives the
+        # values to back up before anything is written.
+        current_rows = self._fetch_ids([u.id for u in batch], self._sync_select)
+        current = {i: _link_of(row) for i, row in current_rows.items()}
+        write, conflicts, missing = partition_updates(batch, current)
+        if backup and write:
+            self._add_to_backup(run_id, {u.id: current_rows[u.id] for u in write}, {u.id: u.link for u in write})
+        with ThreadPoolExecutor(max_workers=min(self.write_concurrency, max(1, len(write)))) as pool:
+            matched = list(pool.map(lambda u: self._patch(u, current[u.id]), write))
+        # A row whose link changed between our read and its PATCH: the editor wins, as in SQL.
+        raced = tuple(u.id for u, ok in zip(write, matched, strict=True) if not ok)
+        return WriteBackResult(sum(matched), conflicts + raced, missing)
+
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
+        """Safe to re-run: the backup keeps a row's first previous values per run, the write is absolute,
+        and rows an editor re-linked (or deleted) since the run read them are left alone."""
         validate_run_id(run_id)
         todo = validate_updates(updates)
         if not todo:
-            return 0
+            return WriteBackResult()
         self._ensure_checked()
-        written = 0
+        total = WriteBackResult()
         for batch in chunks(todo, self.write_batch_size):
-            # Reading first tells us which rows exist (an upsert must never create a product) and
-            # gives the values to back up before anything is written.
-            current = self._fetch_ids([u.id for u in batch], self._sync_select)
-            self._add_to_backup(run_id, current)
-            payloads = [
-                self._payload(
-                    u.id,
-                    {
-                        "stripe_product_id": u.stripe_product_id,
-                        "stripe_price_id": u.stripe_price_id,
-                        "sync_status": u.sync_status,
-                        "sync_error": u.sync_error,
-                        "synced_at": _ts(u.synced_at) if u.synced_at else None,
-                        "sync_hash": u.sync_hash,
-                    },
-                )
-                for u in batch
-                if u.id in current
-            ]
-            self._send(payloads)
-            written += len(payloads)
-        return written
+            total += self._write_batch(batch, run_id, backup=True)
+        return total
 
     def _backup_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
         validate_run_id(run_id)
@@ -393,20 +449,23 @@ class RestCatalogSource:
                 sync_error=v["sync_error"],
                 synced_at=from_db_timestamp(v["synced_at"]),
                 sync_hash=v["sync_hash"],
+                written=parse_link_json(v.get("written")),
             )
             for product_id, v in sorted(rows.items())
         ]
 
-    def restore_backup(self, run_id: str) -> int:
-        """Rollback in batches; running it twice restores the same values. Rows deleted since are skipped."""
-        rows = self._backup_rows(run_id)
-        if not rows:
-            return 0
+    def restore_backup(self, run_id: str) -> WriteBackResult:
+        """Rollback in batches, only on rows that still hold what the run wrote; running it twice
+        restores the same values. Rows deleted since are skipped, never recreated."""
+        updates = restore_updates(self.backup_for_run(run_id))
+        if not updates:
+            return WriteBackResult()
         self._ensure_checked()
-        restored = 0
-        for batch in chunks(sorted(rows), self.write_batch_size):
-            existing = self._fetch_ids(batch, f"f_id:{self._id}")
-            payloads = [self._payload(i, rows[i]) for i in batch if i in existing]
-            self._send(payloads)
-            restored += len(payloads)
-        return restored
+        total = WriteBackResult()
+        for batch in chunks(updates, self.write_batch_size):
+            total += self._write_batch(batch, run_id, backup=False)
+        return total
+
+
+def _link_of(row: Mapping[str, Any]) -> SyncLink:
+    return SyncLink(row.get("f_stripe_product_id"), row.get("f_stripe_price_id"), row.get("f_sync_hash"))

@@ -7,6 +7,7 @@ when both are configured because it is the fast path for big catalogs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -21,11 +22,14 @@ from cms_stripe.core.catalog import (
     SYNC_QUARANTINED,
     SYNC_SYNCED,
     CmsProduct,
+    SyncLink,
     SyncUpdate,
+    WriteBackResult,
     content_hash,
 )
 
 __all__ = [
+    "LINK_COLUMNS",
     "WRITABLE_SYNC_STATUSES",
     "BackupRow",
     "CatalogSource",
@@ -44,6 +48,9 @@ ENV_BACKUP_DIR = "CMS_BACKUP_DIR"
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_WRITE_BATCH_SIZE = 500
 DEFAULT_BACKUP_DIR = ".cms_stripe/backups"
+
+# The sync columns the compare-and-set write-back compares (the row's tie to Stripe).
+LINK_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_hash")
 
 # pending is accepted besides the four outcomes so an operator can re-queue a row through the same path.
 WRITABLE_SYNC_STATUSES = frozenset({SYNC_SYNCED, SYNC_FAILED, SYNC_QUARANTINED, SYNC_ARCHIVED, SYNC_PENDING})
@@ -83,6 +90,55 @@ class BackupRow:
     sync_error: str | None
     synced_at: datetime | None
     sync_hash: str | None
+    # What the run last wrote to the row's link columns: rollback restores only rows still holding it.
+    written: SyncLink | None = None
+
+
+def link_json(link: SyncLink) -> str:
+    return json.dumps([link.stripe_product_id, link.stripe_price_id, link.sync_hash])
+
+
+def parse_link_json(text: str | None) -> SyncLink | None:
+    if not text:
+        return None
+    values = json.loads(text)
+    return SyncLink(*values)
+
+
+def partition_updates(
+    updates: Sequence[SyncUpdate], current: Mapping[str, SyncLink]
+) -> tuple[list[SyncUpdate], tuple[str, ...], tuple[str, ...]]:
+    """Compare-and-set: (to write, conflicts, missing). A row is written when it exists and its link
+    columns still hold what the run read (`expected`) or already hold what we write (a retried write)."""
+    write: list[SyncUpdate] = []
+    conflicts: list[str] = []
+    missing: list[str] = []
+    for u in updates:
+        have = current.get(u.id)
+        if have is None:
+            missing.append(u.id)
+        elif u.expected is not None and have != u.expected and have != u.link:
+            conflicts.append(u.id)
+        else:
+            write.append(u)
+    return write, tuple(conflicts), tuple(missing)
+
+
+def restore_updates(rows: Sequence[BackupRow]) -> list[SyncUpdate]:
+    """Rollback as compare-and-set updates: the backed-up values, expected where the run left the row."""
+    return [
+        SyncUpdate(
+            id=r.id,
+            sync_status=r.sync_status or SYNC_PENDING,
+            stripe_product_id=r.stripe_product_id,
+            stripe_price_id=r.stripe_price_id,
+            sync_error=r.sync_error,
+            synced_at=r.synced_at,
+            sync_hash=r.sync_hash,
+            expected=r.written,
+        )
+        for r in rows
+    ]
 
 
 @runtime_checkable
@@ -93,8 +149,17 @@ class CatalogSource(Protocol):
         """Verify the table and every mapped column exist; raise one CmsConfigError naming all that is missing."""
         ...
 
-    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
-        """Rows with start <= updated_at < end, ordered by (updated_at, id), keyset-paginated."""
+    def read_window(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        include_undated: bool = False,
+        page_size: int | None = None,
+    ) -> Iterator[CmsProduct]:
+        """Rows with start <= updated_at < end (None: unbounded), ordered by (updated_at, id), keyset-
+        paginated; with `include_undated`, then the rows whose updated_at is null (or a value the
+        driver cannot load), ordered by id."""
         ...
 
     def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
@@ -105,20 +170,25 @@ class CatalogSource(Protocol):
         """Every row, ordered by id (rows without updated_at included)."""
         ...
 
+    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+        """Rows whose stripe_product_id is one of these (to find two rows tied to one product)."""
+        ...
+
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = ...) -> ChangedDays:
         """Days with rows updated after cursor (minus lookback) whose content hash differs from sync_hash."""
         ...
 
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
-        """Write the sync columns in batches, backing up each row's previous values first; returns rows written."""
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
+        """Update the sync columns of existing rows by id (never insert), compare-and-set on `expected`,
+        backing up each row's previous values first."""
         ...
 
     def backup_for_run(self, run_id: str) -> list[BackupRow]:
         """The previous sync-column values of every row the run wrote, ordered by id."""
         ...
 
-    def restore_backup(self, run_id: str) -> int:
-        """Put the backed-up values back (rollback); returns rows restored."""
+    def restore_backup(self, run_id: str) -> WriteBackResult:
+        """Put the backed-up values back (rollback) on rows that still hold what the run wrote."""
         ...
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ written in the same transaction as the write-back batch they protect.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,24 +19,30 @@ from sqlalchemy.engine import Engine
 
 from cms_stripe.cms._util import chunks, dedupe, retrying
 from cms_stripe.cms.errors import CmsConfigError
-from cms_stripe.cms.mapping import ColumnMapping, validate_identifier
+from cms_stripe.cms.mapping import ColumnMapping, split_table_name, validate_identifier
 from cms_stripe.cms.schema import DEFAULT_TABLE, from_db_timestamp, to_sqlite_timestamp
 from cms_stripe.cms.source import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_BATCH_SIZE,
+    LINK_COLUMNS,
     BackupRow,
     ChangedDays,
+    link_json,
+    parse_link_json,
+    partition_updates,
     require_aware,
+    restore_updates,
     summarize_changes,
     validate_run_id,
     validate_updates,
 )
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncUpdate
+from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 
 T = TypeVar("T")
 
 DEFAULT_BACKUP_TABLE = "cms_stripe_backups"
 DEFAULT_ID_CHUNK_SIZE = 1000
+_TIMESTAMP_ALIASES = frozenset({"created_at", "updated_at", "deleted_at", "synced_at"})
 
 _SUPPORTED_DRIVERS = {"postgresql", "postgresql+psycopg", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite"}
 
@@ -52,6 +59,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     synced_at timestamptz,
     sync_hash text,
     backed_up_at timestamptz NOT NULL,
+    written text,
     PRIMARY KEY (source_table, run_id, product_id)
 );
 -- Supabase exposes public tables through its REST API: with RLS on and no policy, only the owner
@@ -69,6 +77,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     synced_at TEXT,
     sync_hash TEXT,
     backed_up_at TEXT NOT NULL,
+    written TEXT,
     PRIMARY KEY (source_table, run_id, product_id)
 )""",
 }
@@ -128,9 +137,12 @@ class SqlCatalogSource:
         self.page_size = page_size
         self.write_batch_size = write_batch_size
         self.id_chunk_size = id_chunk_size
-        self.backup_table = validate_identifier(backup_table, "backup table name")
-        if self.backup_table == self.mapping.table:
+        validate_identifier(backup_table, "backup table name")
+        schema, table = split_table_name(self.mapping.table)
+        if backup_table == table:
             raise CmsConfigError("the backup table cannot be the products table")
+        # Backups sit beside the products table, in its schema.
+        self.backup_table = f"{schema}.{backup_table}" if schema else backup_table
         self._owns_engine = isinstance(url_or_engine, str)
         self.engine = create_cms_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         self.dialect = self.engine.dialect.name
@@ -146,23 +158,52 @@ class SqlCatalogSource:
     def _q(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
 
+    def _qt(self, name: str) -> str:
+        """A possibly schema-qualified table name, each part quoted."""
+        return ".".join(self._q(part) for part in name.split("."))
+
+    def _column_sql(self, column: str, alias: str, *, text_timestamps: bool) -> str:
+        expr = self._q(column)
+        if self.dialect == "postgresql" and alias[2:] in _TIMESTAMP_ALIASES and text_timestamps:
+            # psycopg refuses to load 'infinity' or a BC date as a datetime, which would end the page
+            # loop; as text they reach the row converter, which quarantines just that row.
+            expr = f"CAST({expr} AS text)"
+        return f"{expr} AS {self._q(alias)}"
+
     def _build_statements(self) -> None:
         m = self.mapping
         q = self._q
-        self._t = q(m.table)
-        self._bt = q(self.backup_table)
+        self._t = self._qt(m.table)
+        self._bt = self._qt(self.backup_table)
         self._id = q(m.column("id"))
         self._u = q(m.column("updated_at"))
-        self._select = ", ".join(f"{q(col)} AS {q(alias)}" for col, alias in m.select_aliases())
+        pairs = m.select_aliases()
+        # Keyset walks need updated_at as the database compares it; every other timestamp is read as text.
+        self._select = ", ".join(
+            self._column_sql(col, alias, text_timestamps=alias != "f_updated_at") for col, alias in pairs
+        )
+        self._select_text = ", ".join(self._column_sql(col, alias, text_timestamps=True) for col, alias in pairs)
         if self.dialect == "postgresql":
             # Row comparison lets PostgreSQL walk the (updated_at, id) index directly.
             self._after_key = f"({self._u}, {self._id}) > (:cu, :ci)"
+            # Timestamps psycopg can load; the rest ('infinity', BC, year > 9999) are read as undated.
+            self._loadable = f"{self._u} >= '0001-01-02' AND {self._u} <= '9999-12-30'"
+            self._undated = f"({self._u} IS NULL OR {self._u} < '0001-01-02' OR {self._u} > '9999-12-30')"
         else:
             self._after_key = f"({self._u} > :cu OR ({self._u} = :cu AND {self._id} > :ci))"
+            self._loadable = ""
+            self._undated = f"{self._u} IS NULL"
         sync = [(c, q(m.column(c))) for c in SYNC_COLUMNS]
+        self._link_cols = [q(m.column(c)) for c in LINK_COLUMNS]
         self._update_sql = sa.text(
             f"UPDATE {self._t} SET " + ", ".join(f"{qc} = :{c}" for c, qc in sync) + f" WHERE {self._id} = :id"
         )
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        self._current_sql = sa.text(
+            f"SELECT {self._id} AS id, "
+            + ", ".join(f"{qc} AS {c}" for c, qc in zip(LINK_COLUMNS, self._link_cols, strict=True))
+            + f" FROM {self._t} WHERE {self._id} IN :ids{lock}"
+        ).bindparams(sa.bindparam("ids", expanding=True))
         self._backup_insert_sql = sa.text(
             f"INSERT INTO {self._bt} (source_table, run_id, product_id, "
             + ", ".join(SYNC_COLUMNS)
@@ -172,10 +213,14 @@ class SqlCatalogSource:
             + f", :now FROM {self._t} WHERE {self._id} IN :ids "
             "ON CONFLICT (source_table, run_id, product_id) DO NOTHING"
         ).bindparams(sa.bindparam("ids", expanding=True))
+        self._backup_written_sql = sa.text(
+            f"UPDATE {self._bt} SET written = :written "
+            "WHERE source_table = :source_table AND run_id = :run_id AND product_id = :id"
+        )
         self._backup_select_sql = sa.text(
             "SELECT product_id, "
             + ", ".join(SYNC_COLUMNS)
-            + f" FROM {self._bt} WHERE source_table = :source_table AND run_id = :run_id ORDER BY product_id"
+            + f", written FROM {self._bt} WHERE source_table = :source_table AND run_id = :run_id ORDER BY product_id"
         )
 
     def _retry(self, fn: Callable[[], T]) -> T:
@@ -203,16 +248,18 @@ class SqlCatalogSource:
     # -- check --------------------------------------------------------------------------------
 
     def check(self) -> None:
+        schema, table = split_table_name(self.mapping.table)
+
         def inspect() -> tuple[bool, list[str]]:
             insp = sa.inspect(self.engine)
-            if not insp.has_table(self.mapping.table):
+            if not insp.has_table(table, schema=schema):
                 return False, []
-            return True, [c["name"] for c in insp.get_columns(self.mapping.table)]
+            return True, [c["name"] for c in insp.get_columns(table, schema=schema)]
 
         try:
             exists, columns = self._retry(inspect)
         except sa.exc.OperationalError as exc:
-            raise CmsConfigError(f"cannot reach the CMS database: {exc.orig}") from exc
+            raise CmsConfigError(f"cannot reach the CMS database: {type(exc.orig).__name__}") from exc
         message = self.mapping.missing_message(exists, columns)
         if message:
             raise CmsConfigError(message)
@@ -231,6 +278,7 @@ class SqlCatalogSource:
         """Pages ordered by (updated_at, id); the cursor is the raw DB value so ties compare exactly."""
         if page_size < 1:
             raise ValueError(f"page_size must be positive, got {page_size}")
+        where = [*where, f"{self._u} IS NOT NULL"] + ([self._loadable] if self._loadable else [])
         cursor: tuple[Any, Any] | None = None
         while True:
             clauses = list(where)
@@ -239,8 +287,8 @@ class SqlCatalogSource:
                 clauses.append(self._after_key)
                 page_params.update(cu=cursor[0], ci=cursor[1])
             sql = (
-                f"SELECT {self._select} FROM {self._t}"
-                + (" WHERE " + " AND ".join(clauses) if clauses else "")
+                f"SELECT {self._select} FROM {self._t} WHERE "
+                + " AND ".join(clauses)
                 + f" ORDER BY {self._u}, {self._id} LIMIT :n"
             )
             rows = self._fetch(sql, page_params)
@@ -251,20 +299,17 @@ class SqlCatalogSource:
             last = rows[-1]._mapping
             cursor = (last["f_updated_at"], last["f_id"])
 
-    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
-        require_aware(start, "start")
-        require_aware(end, "end")
-        self._ensure_checked()
-        where = [f"{self._u} >= :start", f"{self._u} < :end"]
-        yield from self._keyset(where, {"start": self._ts(start), "end": self._ts(end)}, page_size or self.page_size)
-
-    def read_all(self) -> Iterator[CmsProduct]:
-        self._ensure_checked()
+    def _by_id(self, where: str) -> Iterator[CmsProduct]:
+        """Rows matching `where` (or all), keyset-paginated on id, every timestamp read as text."""
         last_id: Any = None
         while True:
-            where = f" WHERE {self._id} > :ci" if last_id is not None else ""
+            clauses = [where] if where else []
+            if last_id is not None:
+                clauses.append(f"{self._id} > :ci")
             rows = self._fetch(
-                f"SELECT {self._select} FROM {self._t}{where} ORDER BY {self._id} LIMIT :n",
+                f"SELECT {self._select_text} FROM {self._t}"
+                + (" WHERE " + " AND ".join(clauses) if clauses else "")
+                + f" ORDER BY {self._id} LIMIT :n",
                 {"ci": last_id, "n": self.page_size},
             )
             for row in rows:
@@ -273,29 +318,62 @@ class SqlCatalogSource:
                 return
             last_id = rows[-1]._mapping["f_id"]
 
-    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
-        wanted = dedupe(ids)
-        if not wanted:
-            return []
+    def read_window(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        include_undated: bool = False,
+        page_size: int | None = None,
+    ) -> Iterator[CmsProduct]:
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if start is not None:
+            where.append(f"{self._u} >= :start")
+            params["start"] = self._ts(require_aware(start, "start"))
+        if end is not None:
+            where.append(f"{self._u} < :end")
+            params["end"] = self._ts(require_aware(end, "end"))
         self._ensure_checked()
-        sql = sa.text(f"SELECT {self._select} FROM {self._t} WHERE {self._id} IN :ids").bindparams(
+        yield from self._keyset(where, params, page_size or self.page_size)
+        if include_undated:
+            yield from self._by_id(self._undated)
+
+    def read_all(self) -> Iterator[CmsProduct]:
+        self._ensure_checked()
+        yield from self._by_id("")
+
+    def _read_in(self, column: str, values: Sequence[str]) -> Iterator[CmsProduct]:
+        sql = sa.text(f"SELECT {self._select_text} FROM {self._t} WHERE {column} IN :ids").bindparams(
             sa.bindparam("ids", expanding=True)
         )
-        found: dict[str, CmsProduct] = {}
-        for chunk in chunks(wanted, self.id_chunk_size):
+        for chunk in chunks(list(values), self.id_chunk_size):
 
             def run(chunk: Sequence[str] = chunk) -> list[sa.Row[Any]]:
                 with self.engine.connect() as conn:
                     return list(conn.execute(sql, {"ids": list(chunk)}))
 
             for row in self._retry(run):
-                product = self.mapping.product_from_row(row._mapping)
-                found[product.id] = product
+                yield self.mapping.product_from_row(row._mapping)
+
+    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
+        wanted = dedupe(ids)
+        if not wanted:
+            return []
+        self._ensure_checked()
+        found = {p.id: p for p in self._read_in(self._id, wanted)}
         return [found[i] for i in wanted if i in found]
+
+    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+        wanted = dedupe(stripe_product_ids)
+        if not wanted:
+            return []
+        self._ensure_checked()
+        return list(self._read_in(self._q(self.mapping.column("stripe_product_id")), wanted))
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
         self._ensure_checked()
-        where = [f"{self._u} IS NOT NULL"]
+        where: list[str] = []
         params: dict[str, Any] = {}
         if cursor is not None:
             require_aware(cursor, "cursor")
@@ -310,9 +388,14 @@ class SqlCatalogSource:
             return
 
         def create() -> None:
+            schema, table = split_table_name(self.backup_table)
             with self.engine.begin() as conn:
                 for statement in _BACKUP_DDL[self.dialect].format(table=self._bt).split(";"):
                     conn.exec_driver_sql(statement)
+                # Backup tables made by earlier versions lack the column that makes rollback compare-and-set.
+                columns = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)}
+                if "written" not in columns:
+                    conn.exec_driver_sql(f"ALTER TABLE {self._bt} ADD COLUMN written text")
 
         self._retry(create)
         self._backup_ready = True
@@ -328,35 +411,50 @@ class SqlCatalogSource:
             "sync_hash": update.sync_hash,
         }
 
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
-        """Safe to re-run: the backup keeps the first previous values of a row per run, the UPDATE is absolute."""
+    def _write_batch(self, batch: Sequence[SyncUpdate], run_id: str, *, backup: bool) -> WriteBackResult:
+        """One transaction: lock the rows, keep those whose link still holds what the run read, back
+        them up (first values per run win) and remember what the run wrote, then UPDATE by id."""
+        with self.engine.begin() as conn:
+            current = {
+                str(r.id): SyncLink(r.stripe_product_id, r.stripe_price_id, r.sync_hash)
+                for r in conn.execute(self._current_sql, {"ids": [u.id for u in batch]})
+            }
+            write, conflicts, missing = partition_updates(batch, current)
+            if not write:
+                return WriteBackResult(0, conflicts, missing)
+            if backup:
+                conn.execute(
+                    self._backup_insert_sql,
+                    {
+                        "source_table": self.mapping.table,
+                        "run_id": run_id,
+                        "now": self._ts(datetime.now(UTC)),
+                        "ids": [u.id for u in write],
+                    },
+                )
+                conn.execute(
+                    self._backup_written_sql,
+                    [
+                        {"source_table": self.mapping.table, "run_id": run_id, "id": u.id, "written": link_json(u.link)}
+                        for u in write
+                    ],
+                )
+            conn.execute(self._update_sql, [self._update_params(u) for u in write])
+        return WriteBackResult(len(write), conflicts, missing)
+
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
+        """Safe to re-run: the backup keeps the first previous values of a row per run, the UPDATE is
+        absolute, and rows an editor re-linked (or deleted) since the run read them are left alone."""
         validate_run_id(run_id)
         todo = validate_updates(updates)
         if not todo:
-            return 0
+            return WriteBackResult()
         self._ensure_checked()
         self._ensure_backup_table()
-        written = 0
+        total = WriteBackResult()
         for batch in chunks(todo, self.write_batch_size):
-            params = [self._update_params(u) for u in batch]
-
-            def run(batch: Sequence[SyncUpdate] = batch, params: list[dict[str, Any]] = params) -> int:
-                # Backup and write in one transaction: a row is never written without its backup.
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        self._backup_insert_sql,
-                        {
-                            "source_table": self.mapping.table,
-                            "run_id": run_id,
-                            "now": self._ts(datetime.now(UTC)),
-                            "ids": [u.id for u in batch],
-                        },
-                    )
-                    result = conn.execute(self._update_sql, params)
-                    return int(result.rowcount)
-
-            written += self._retry(run)
-        return written
+            total += self._retry(functools.partial(self._write_batch, batch, run_id, backup=True))
+        return total
 
     def _backup_rows(self, run_id: str) -> list[sa.Row[Any]]:
         validate_run_id(run_id)
@@ -381,27 +479,20 @@ class SqlCatalogSource:
                 sync_error=r.sync_error,
                 synced_at=from_db_timestamp(r.synced_at),
                 sync_hash=r.sync_hash,
+                written=parse_link_json(r.written),
             )
             for r in self._backup_rows(run_id)
         ]
 
-    def restore_backup(self, run_id: str) -> int:
-        """One transaction, so a rollback is all or nothing; running it twice restores the same values."""
+    def restore_backup(self, run_id: str) -> WriteBackResult:
+        """Puts back the values a run overwrote, only on rows that still hold what that run wrote (an
+        editor's later change wins); running it twice restores the same values."""
         self._ensure_checked()
-        rows = self._backup_rows(run_id)
-        if not rows:
-            return 0
-        # Raw values straight back: what was read from this database is bindable to it as is.
-        params = [{"id": r.product_id, **{c: getattr(r, c) for c in SYNC_COLUMNS}} for r in rows]
-
-        def run() -> int:
-            restored = 0
-            with self.engine.begin() as conn:
-                for batch in chunks(params, self.write_batch_size):
-                    restored += int(conn.execute(self._update_sql, list(batch)).rowcount)
-            return restored
-
-        return self._retry(run)
+        updates = restore_updates(self.backup_for_run(run_id))
+        total = WriteBackResult()
+        for batch in chunks(updates, self.write_batch_size):
+            total += self._retry(functools.partial(self._write_batch, batch, run_id, backup=False))
+        return total
 
 
 # -- inserting products (tests, demo data) ---------------------------------------------------------
@@ -439,8 +530,8 @@ def insert_products(
 ) -> int:
     """Bulk-insert CmsProduct rows into an existing table (default schema, or through a mapping)."""
     mapping = mapping or ColumnMapping(table=table)
-    validate_identifier(mapping.table, "table name")
-    reflected = sa.Table(mapping.table, sa.MetaData(), autoload_with=engine)
+    schema, name = split_table_name(mapping.table)
+    reflected = sa.Table(name, sa.MetaData(), autoload_with=engine, schema=schema)
     convert = _sqlite_value if engine.dialect.name == "sqlite" else _postgres_value
     fields = mapping.mapped_fields
     rows = [

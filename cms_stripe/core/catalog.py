@@ -33,6 +33,15 @@ SYNC_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
+class FieldError:
+    """A stored value that could not be read as its field's type (the row is quarantined, not dropped)."""
+
+    code: str
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class CmsProduct:
     """One row of the CMS `products` table, normalised (UTC datetimes, Decimal price, lower-case currency)."""
 
@@ -60,6 +69,8 @@ class CmsProduct:
     sync_error: str | None = None
     synced_at: datetime | None = None
     sync_hash: str | None = None
+    # Values the reader could not convert (the field itself is then left empty): quarantine reasons.
+    read_errors: tuple[FieldError, ...] = ()
 
     @property
     def should_be_active(self) -> bool:
@@ -78,6 +89,42 @@ class SyncUpdate:
     sync_error: str | None = None
     synced_at: datetime | None = None
     sync_hash: str | None = None
+    # Compare-and-set: the row's link columns as the run read them. The write-back changes the row
+    # only while it still holds these (or already holds what we write), so an editor who cleared
+    # `stripe_product_id` mid-run wins. None writes unconditionally (rollback, tools).
+    expected: SyncLink | None = None
+
+    @property
+    def link(self) -> SyncLink:
+        return SyncLink(self.stripe_product_id, self.stripe_price_id, self.sync_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncLink:
+    """The sync columns that tie a CMS row to Stripe, as compared by the compare-and-set write-back."""
+
+    stripe_product_id: str | None
+    stripe_price_id: str | None
+    sync_hash: str | None
+
+    @classmethod
+    def of(cls, product: CmsProduct) -> SyncLink:
+        return cls(product.stripe_product_id, product.stripe_price_id, product.sync_hash)
+
+
+@dataclass(frozen=True)
+class WriteBackResult:
+    """What a write-back did: rows written, rows left alone because an editor changed their sync
+    columns since the run read them, and rows no longer in the CMS (deleted mid-run; never recreated)."""
+
+    written: int = 0
+    conflicts: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    def __add__(self, other: WriteBackResult) -> WriteBackResult:
+        return WriteBackResult(
+            self.written + other.written, self.conflicts + other.conflicts, self.missing + other.missing
+        )
 
 
 def _canonical_decimal(value: Decimal | None) -> str | None:
@@ -107,13 +154,22 @@ def synced_content(product: CmsProduct) -> dict[str, Any]:
     }
 
 
+def hashed_content(product: CmsProduct) -> dict[str, Any]:
+    """What the content hash covers: the synced fields, plus any unreadable stored value (so an edit
+    from one bad value to another is still a change). Rows without read errors hash as they always did."""
+    content = synced_content(product)
+    if product.read_errors:
+        content["read_errors"] = [[e.code, e.field, e.message] for e in product.read_errors]
+    return content
+
+
 def content_hash(product: CmsProduct) -> str:
     """Deterministic hash of the synced content.
 
     The Supabase `updated_at` trigger fires on our own write-back, so "changed since synced" is
     decided by comparing this hash with the row's `sync_hash`, never by `updated_at` alone.
     """
-    payload = json.dumps(synced_content(product), sort_keys=True, separators=(",", ":"), default=str)
+    payload = json.dumps(hashed_content(product), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

@@ -18,13 +18,16 @@ from cms_stripe.core.catalog import CmsProduct
 
 PRODUCT_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CmsProduct))
 TIMESTAMP_COLUMNS = ("created_at", "updated_at", "deleted_at", "synced_at")
+TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 
 
 def products_to_frame(products: Iterable[CmsProduct]) -> pd.DataFrame:
     rows = [{name: getattr(p, name) for name in PRODUCT_COLUMNS} for p in products]
     frame = pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS))
     for column in TIMESTAMP_COLUMNS:
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+        # Microseconds, not pandas' default nanoseconds: a ns column ends in 2262 and starts in 1677,
+        # and catalogs hold dates like 0001-01-01 and 9999-12-31.
+        frame[column] = frame[column].astype(object).astype(TIMESTAMP_DTYPE)
     for column in ("id", "title", "currency", "status"):
         frame[column] = frame[column].astype(object)
     frame["recurring_interval_count"] = frame["recurring_interval_count"].astype("Int64")
@@ -60,6 +63,7 @@ def frame_to_products(frame: pd.DataFrame) -> list[CmsProduct]:
             fields["recurring_interval_count"] = int(fields["recurring_interval_count"])
         fields["images"] = tuple(fields["images"] or ())
         fields["metadata"] = dict(fields["metadata"] or {})
+        fields["read_errors"] = tuple(fields["read_errors"] or ())
         products.append(CmsProduct(**fields))
     return products
 
@@ -74,9 +78,10 @@ class ValidatedProducts(pa.DataFrameModel):
     id: Series[str] = pa.Field(unique=True, nullable=False, str_length={"min_value": 1})
     title: Series[str] = pa.Field(nullable=True)
     price: Series[object] = pa.Field(nullable=True)
-    currency: Series[str] = pa.Field(nullable=True, str_matches=r"^[a-z]{3}$")
+    currency: Series[str] = pa.Field(nullable=True)
     status: Series[str] = pa.Field(nullable=True)
-    updated_at: Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]] = pa.Field(nullable=False)
+    # Null for rows without a readable updated_at (they belong to the first partition).
+    updated_at: Series[Annotated[pd.DatetimeTZDtype, "us", "UTC"]] = pa.Field(nullable=True)
     sync_hash: Series[object] = pa.Field(nullable=True)
 
     @pa.check("price", name="price_is_decimal")
@@ -88,6 +93,13 @@ class ValidatedProducts(pa.DataFrameModel):
         live = (frame["status"] == "published") & frame["deleted_at"].isna()
         complete = frame["title"].notna() & frame["price"].notna() & frame["currency"].notna()
         return ~live | complete
+
+    @pa.dataframe_check(name="published_rows_have_iso_currency")
+    def published_rows_have_iso_currency(cls, frame: pd.DataFrame) -> pd.Series:
+        # Only live rows reach a price; a draft's leftover currency text is not Stripe's concern.
+        live = (frame["status"] == "published") & frame["deleted_at"].isna()
+        iso = frame["currency"].astype("string").str.fullmatch(r"[a-z]{3}").fillna(False).astype(bool)
+        return ~live | iso
 
     class Config:
         strict = False

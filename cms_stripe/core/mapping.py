@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cms_stripe.core.catalog import CmsProduct, content_hash
+from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT, STATUS_PUBLISHED, CmsProduct, content_hash
 from cms_stripe.core.currency import MoneyError, is_supported, normalize_currency, to_minor_units
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.identity import is_valid_stripe_id, lookup_key_for, product_id_for
@@ -49,6 +50,7 @@ _URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 # Stripe's maximum billing period is three years.
 INTERVAL_MAX_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}
 TAX_BEHAVIORS = ("exclusive", "inclusive", "unspecified")
+KNOWN_STATUSES = (STATUS_PUBLISHED, STATUS_DRAFT, STATUS_ARCHIVED)
 
 # Product fields the sync manages (besides `active`, `metadata` and `default_price`).
 PRODUCT_FIELDS = (
@@ -312,28 +314,79 @@ def _check_url(value: str, field_name: str, issues: list[RowIssue]) -> None:
         issues.append(_issue("url_too_long", field_name, f"{field_name} is {len(value)} chars (max {URL_MAX})"))
 
 
-def validate_product(p: CmsProduct, *, tax_behavior: str | None = None) -> list[RowIssue]:
-    """Everything that would make Stripe refuse this row (or silently alter it). Empty list = valid.
+def _control_chars(text: str, *, allow_newlines: bool) -> str | None:
+    """The first character Stripe would refuse or mangle: C0/C1 controls, DEL, lone surrogates."""
+    for ch in text:
+        if allow_newlines and ch in "\n\r\t":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return f"U+{ord(ch):04X}"
+    return None
 
-    Rows that should not be live in Stripe only need an identity (they are archived, never created),
-    so their content is not checked.
-    """
-    issues: list[RowIssue] = []
+
+def _check_text(value: str | None, field_name: str, issues: list[RowIssue], *, allow_newlines: bool = False) -> None:
+    if value is None:
+        return
+    bad = _control_chars(value, allow_newlines=allow_newlines)
+    if bad:
+        issues.append(_issue("control_character", field_name, f"{field_name} contains the control character {bad}"))
+
+
+def _validate_identity(p: CmsProduct) -> list[RowIssue]:
+    """What every row needs, live or not: an id the sync can name in Stripe, and readable values."""
+    issues = [_issue(e.code, e.field, e.message) for e in p.read_errors]
     if not p.id or not str(p.id).strip():
-        return [_issue("missing_id", "id", "row has no id")]
+        if not any(i.code == "missing_id" for i in issues):
+            issues.append(_issue("missing_id", "id", "row has no id"))
+        return issues
+    if len(p.id) > METADATA_VALUE_MAX:
+        # The id travels as the `cms_id` metadata value, which Stripe caps at 500 characters.
+        issues.append(_issue("id_too_long", "id", f"id is {len(p.id)} chars (max {METADATA_VALUE_MAX})"))
+    _check_text(p.id, "id", issues)
     if p.stripe_product_id and not is_valid_stripe_id(p.stripe_product_id.strip()):
         issues.append(
             _issue("invalid_stripe_product_id", "stripe_product_id", f"not a Stripe id: {p.stripe_product_id!r:.80}")
         )
-    if not p.should_be_active:
+    if p.stripe_price_id and not is_valid_stripe_id(p.stripe_price_id.strip()):
+        issues.append(
+            _issue("invalid_stripe_price_id", "stripe_price_id", f"not a Stripe id: {p.stripe_price_id!r:.80}")
+        )
+    if p.status is not None and p.status not in KNOWN_STATUSES:
+        # Unknown is not "not published": archiving a live product on a typo is an incident too.
+        issues.append(
+            _issue("unknown_status", "status", f"status {p.status!r:.40} is not one of {', '.join(KNOWN_STATUSES)}")
+        )
+    return issues
+
+
+def validate_product(p: CmsProduct, *, tax_behavior: str | None = None) -> list[RowIssue]:
+    """Everything that would make Stripe refuse this row (or silently alter it). Empty list = valid.
+
+    Never raises: a value no check foresaw quarantines the row (`unexpected_value`) instead of
+    stopping the rows after it. Rows that should not be live in Stripe only need an identity (they
+    are archived, never created), so their content is not checked.
+    """
+    try:
+        return _validate(p, tax_behavior=tax_behavior)
+    except Exception as exc:  # a bug here must cost one row, not the run
+        return [_issue("unexpected_value", "row", f"validation failed on this row: {type(exc).__name__}: {exc}"[:300])]
+
+
+def _validate(p: CmsProduct, *, tax_behavior: str | None = None) -> list[RowIssue]:
+    issues = _validate_identity(p)
+    if not p.id or not p.should_be_active:
         return issues
 
     if p.title is None or not p.title.strip():
         issues.append(_issue("title_missing", "title", "title is missing or blank"))
     elif len(p.title) > NAME_MAX:
         issues.append(_issue("title_too_long", "title", f"title is {len(p.title)} chars (max {NAME_MAX})"))
+    _check_text(p.title, "title", issues)
     if p.description is not None and len(p.description) > DESCRIPTION_MAX:
         issues.append(_issue("description_too_long", "description", f"description is {len(p.description)} chars"))
+    _check_text(p.description, "description", issues, allow_newlines=True)
+    for name in ("unit_label", "statement_descriptor", "tax_code", "url"):
+        _check_text(getattr(p, name), name, issues)
 
     currency = normalize_currency(p.currency)
     if not currency:
@@ -374,6 +427,7 @@ def validate_product(p: CmsProduct, *, tax_behavior: str | None = None) -> list[
         issues.append(_issue("too_many_images", "images", f"{len(images)} images (max {IMAGES_MAX})"))
     for i, url in enumerate(images):
         _check_url(url, f"images[{i}]", issues)
+        _check_text(url, f"images[{i}]", issues)
     if p.url is not None and p.url != "":
         _check_url(p.url, "url", issues)
 
@@ -407,6 +461,8 @@ def validate_product(p: CmsProduct, *, tax_behavior: str | None = None) -> list[
             )
         if "[" in key or "]" in key:
             issues.append(_issue("metadata_key_chars", f"metadata.{key[:40]}", "keys may not contain [ or ]"))
+        _check_text(key, f"metadata.{key[:40]}", issues)
+        _check_text(meta[key], f"metadata.{key[:40]}", issues, allow_newlines=True)
         if len(meta[key]) > METADATA_VALUE_MAX:
             issues.append(
                 _issue(

@@ -18,15 +18,25 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from cms_stripe.core.catalog import SYNC_ARCHIVED, SYNC_FAILED, SYNC_SYNCED, CmsProduct, SyncUpdate, content_hash
+from cms_stripe.core.catalog import (
+    SYNC_ARCHIVED,
+    SYNC_FAILED,
+    SYNC_SYNCED,
+    CmsProduct,
+    SyncLink,
+    SyncUpdate,
+    WriteBackResult,
+    content_hash,
+)
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
 from cms_stripe.core.state import read_state
+from cms_stripe.core.validation import quarantine_updates
 
 
 class WriteBack(Protocol):
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int: ...
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult: ...
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,30 @@ class SyncOutcome:
     plan_path: str | None = None
     summary_path: str | None = None
     written_back: int = 0
+    # Rows an editor re-linked or deleted mid-run (left alone; the next run plans them again).
+    writeback_conflicts: list[str] = field(default_factory=list)
+    writeback_missing: list[str] = field(default_factory=list)
+    # CMS write-backs that failed after their Stripe writes (HIGH): (cms id, error).
+    writeback_failed: list[tuple[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
     stripe_stats: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, result: WriteBackResult) -> None:
+        self.written_back += result.written
+        self.writeback_conflicts += result.conflicts
+        self.writeback_missing += result.missing
+
+    @property
+    def writeback_failure_message(self) -> str | None:
+        if not self.writeback_failed:
+            return None
+        ids = ", ".join(i for i, _ in self.writeback_failed[:20])
+        more = f" and {len(self.writeback_failed) - 20} more" if len(self.writeback_failed) > 20 else ""
+        return (
+            f"[HIGH] CMS write-back failed for {len(self.writeback_failed)} rows after their Stripe writes "
+            f"({ids}{more}): {self.writeback_failed[0][1]}. Stripe holds the right state; the next run repairs "
+            "these rows from it (it finds their products by their deterministic ids) without writing to Stripe again."
+        )
 
     @property
     def counts(self) -> dict[str, int]:
@@ -151,27 +183,45 @@ def run_sync(
         plan_path=plan_path,
         summary_path=summary_path,
     )
-    by_id = {p.id: p for p in todo}
-
     if options.dry_run:
         log("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
         outcome.duration_s = time.monotonic() - started
         outcome.stripe_stats = _stats(gateway)
         return outcome
 
+    by_id = {p.id: p for p in todo}
+
+    def write(updates: list[SyncUpdate]) -> bool:
+        """Write back; a failure (after tenacity's retries) is recorded, not raised, so Stripe writes
+        already made are not abandoned halfway. True when the rows were written (or left alone)."""
+        if not updates:
+            return True
+        try:
+            outcome.record(cms.write_back(updates, run_id=options.run_id))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {scrub(str(exc))}"[:500]
+            outcome.writeback_failed += [(u.id, message) for u in updates]
+            log(f"[HIGH] CMS write-back of {len(updates)} rows failed: {message}")
+            return False
+        return True
+
     if plan.quarantined:
-        outcome.written_back += cms.write_back(plan.quarantine_updates(now()), run_id=options.run_id)
+        pairs = [(by_id[q.cms_id], list(q.issues)) for q in plan.quarantined if q.cms_id in by_id]
+        write(quarantine_updates(pairs, now()))
 
     lock = threading.Lock()
     buffer: list[ProductResult] = []
     tracker = ProgressTracker(total=len(plan.operations), emit=log, every=options.checkpoint_interval)
 
     def flush(results: list[ProductResult]) -> None:
-        updates = [_keep_ids(u, by_id.get(u.id)) for u in ApplyResult(results, {}, 0.0).to_sync_updates(now())]
+        updates = [
+            _with_expected(_keep_ids(u, by_id.get(u.id)), by_id.get(u.id))
+            for u in ApplyResult(results, {}, 0.0).to_sync_updates(now())
+        ]
         updates = [u for u in updates if _changes_row(u, by_id.get(u.id))]
-        if updates:
-            outcome.written_back += cms.write_back(updates, run_id=options.run_id)
-        if on_checkpoint is not None:
+        # Only rows whose write-back is committed are checkpointed: a resumed run must still write
+        # back the others (it finds them in sync in Stripe and plans no-ops for them).
+        if write(updates) and on_checkpoint is not None:
             on_checkpoint([(r.cms_id, r.content_hash) for r in results if r.ok])
 
     def on_result(result: ProductResult) -> None:
@@ -211,6 +261,18 @@ def _keep_ids(update: SyncUpdate, product: CmsProduct | None) -> SyncUpdate:
         stripe_price_id=update.stripe_price_id or product.stripe_price_id,
         sync_hash=product.sync_hash,
     )
+
+
+def scrub(text: str) -> str:
+    # Placeholder until the secrets work lands its shared scrubber: drop URL credentials.
+    import re
+
+    return re.sub(r"://[^/@\s]*@", "://(hidden)@", text)
+
+
+def _with_expected(update: SyncUpdate, product: CmsProduct | None) -> SyncUpdate:
+    """Compare-and-set on what the run read, so an editor's change made during the run wins."""
+    return update if product is None else replace(update, expected=SyncLink.of(product))
 
 
 def _changes_row(update: SyncUpdate, product: CmsProduct | None) -> bool:

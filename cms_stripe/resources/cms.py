@@ -31,7 +31,7 @@ from cms_stripe.cms.source import (
     ChangedDays,
     backend_from_env,
 )
-from cms_stripe.core.catalog import CmsProduct, SyncUpdate
+from cms_stripe.core.catalog import CmsProduct, SyncUpdate, WriteBackResult
 
 ENV_TABLE = "CMS_TABLE"
 ENV_PAGE_SIZE = "CMS_PAGE_SIZE"
@@ -77,8 +77,15 @@ class _CatalogResource(dg.ConfigurableResource):
     def check(self) -> None:
         self.source().check()
 
-    def read_window(self, start: datetime, end: datetime, *, page_size: int | None = None) -> Iterator[CmsProduct]:
-        return self.source().read_window(start, end, page_size=page_size)
+    def read_window(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        include_undated: bool = False,
+        page_size: int | None = None,
+    ) -> Iterator[CmsProduct]:
+        return self.source().read_window(start, end, include_undated=include_undated, page_size=page_size)
 
     def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
         return self.source().read_ids(ids)
@@ -86,16 +93,19 @@ class _CatalogResource(dg.ConfigurableResource):
     def read_all(self) -> Iterator[CmsProduct]:
         return self.source().read_all()
 
+    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+        return self.source().read_by_stripe_product_ids(stripe_product_ids)
+
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
         return self.source().changed_days_since(cursor, lookback=lookback)
 
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> int:
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
         return self.source().write_back(updates, run_id=run_id)
 
     def backup_for_run(self, run_id: str) -> list[BackupRow]:
         return self.source().backup_for_run(run_id)
 
-    def restore_backup(self, run_id: str) -> int:
+    def restore_backup(self, run_id: str) -> WriteBackResult:
         return self.source().restore_backup(run_id)
 
     def close(self) -> None:
