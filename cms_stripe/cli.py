@@ -76,18 +76,25 @@ def _settings(ctx: click.Context) -> Any:
 
 
 def _partition_range(settings: Any) -> tuple[str, str]:
-    """incremental: MIGRATION_START_DATE..MIGRATION_END_DATE (inclusive days); full: every partition."""
-    from cms_stripe.partitions import daily_partitions
+    """incremental: MIGRATION_START_DATE..MIGRATION_END_DATE (inclusive days); full: every partition.
 
-    keys = daily_partitions.get_partition_keys()
-    first, last = keys[0], keys[-1]
+    The first partition also holds every older or undated row and the last every future-stamped one,
+    so days outside the partitions are reached through those edges."""
+    from cms_stripe.partitions import PartitionSpan
+
+    span = PartitionSpan.now()
+    first, last = span.first, span.last
     if settings.strategy == "full":
         return first, last
-    start = settings.start_date.isoformat() if settings.start_date else first
-    end = settings.end_date.isoformat() if settings.end_date else last
-    start, end = max(start, first), min(end, last)
-    if start > end:
-        _fail(f"no partition between {start} and {end} (partitions run {first}..{last})")
+    asked_start = settings.start_date.isoformat() if settings.start_date else first
+    asked_end = settings.end_date.isoformat() if settings.end_date else last
+    start = min(max(asked_start, first), last)
+    end = max(min(asked_end, last), first)
+    if (start, end) != (asked_start, asked_end):
+        click.echo(
+            f"note: {asked_start}..{asked_end} runs as partitions {start}..{end}: rows updated before {first} "
+            f"(or without updated_at) are in partition {first}, rows stamped after {last} in partition {last}"
+        )
     return start, end
 
 

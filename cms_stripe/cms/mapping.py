@@ -28,7 +28,8 @@ from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, FieldError
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
-CMS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CmsProduct))
+# Every CmsProduct field a column can feed (read_errors is the reader's own finding, not a column).
+CMS_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CmsProduct) if f.name != "read_errors")
 
 # Without these the rows cannot be read in order, synced or written back.
 REQUIRED_FIELDS: frozenset[str] = frozenset({"id", "updated_at", *SYNC_COLUMNS})

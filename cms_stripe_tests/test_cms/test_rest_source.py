@@ -139,7 +139,7 @@ def test_read_ids_chunked(source, server):
 def test_hostile_id_list_reads_nothing_and_harms_nothing(source, db):
     weird = [HOSTILE, "a,b", 'q"uote', "back\\slash", "(paren)", "' OR '1'='1"]
     assert source.read_ids(weird) == []
-    assert source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r") == 0
+    assert source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r").written == 0
     assert source.backup_for_run("r") == []
     with db.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar_one() == len(CATALOG)
@@ -178,7 +178,7 @@ def test_write_back_round_trip(source, db, reload_after, tmp_path):
         )
         for i, p in enumerate(CATALOG)
     ]
-    assert source.write_back(updates, run_id="run-1") == len(CATALOG)
+    assert source.write_back(updates, run_id="run-1").written == len(CATALOG)
 
     after = {p.id: p for p in source.read_all()}
     assert all(sync_values(after[u.id]) == sync_values(u) for u in updates)
@@ -195,27 +195,27 @@ def test_write_back_round_trip(source, db, reload_after, tmp_path):
     assert all(sync_values(backup[p.id]) == sync_values(p) for p in CATALOG)
     assert list((tmp_path / "backups" / "products").glob("*.json"))
 
-    assert source.write_back([replace(updates[0], sync_status="failed")], run_id="run-1") == 1
+    assert source.write_back([replace(updates[0], sync_status="failed")], run_id="run-1").written == 1
     assert {b.id: b for b in source.backup_for_run("run-1")} == backup  # first backup per run wins
 
-    assert source.restore_backup("run-1") == len(CATALOG)
+    assert source.restore_backup("run-1").written == len(CATALOG)
     restored = {p.id: p for p in source.read_all()}
     assert all(sync_values(restored[p.id]) == sync_values(p) for p in CATALOG)
 
 
-def test_patch_mode_and_no_phantom_rows(server, db, reload_after, tmp_path):
-    src = RestCatalogSource(server.url, KEY, backup_dir=tmp_path, write_mode="patch")
+def test_patch_by_id_and_no_phantom_rows(server, db, reload_after, tmp_path):
+    src = RestCatalogSource(server.url, KEY, backup_dir=tmp_path)
     targets = CATALOG[:30]
     updates = [SyncUpdate(id=p.id, sync_status="synced", stripe_product_id=f"prod_P{i}") for i, p in enumerate(targets)]
     ghost = SyncUpdate(id="prod_does_not_exist", sync_status="synced")
-    assert src.write_back([*updates, ghost], run_id="patch-run") == len(targets)
+    assert src.write_back([*updates, ghost], run_id="patch-run").written == len(targets)
     assert [p.stripe_product_id for p in src.read_ids([p.id for p in targets])] == [
         u.stripe_product_id for u in updates
     ]
-    assert src.restore_backup("patch-run") == len(targets)
+    assert src.restore_backup("patch-run").written == len(targets)
     assert [sync_values(p) for p in src.read_ids([p.id for p in targets])] == [sync_values(p) for p in targets]
-    upsert = RestCatalogSource(server.url, KEY, backup_dir=tmp_path)
-    assert upsert.write_back([ghost], run_id="ghost-run") == 0
+    assert src.write_back([ghost], run_id="ghost-run").missing == (ghost.id,)
+    assert not any(r.method == "POST" for r in server.requests)  # never an upsert
     with db.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar_one() == len(CATALOG)
 

@@ -139,7 +139,7 @@ def test_read_ids_chunked_in_request_order(source):
 def test_hostile_id_list_reads_nothing_and_harms_nothing(backend, source):
     assert source.read_ids([HOSTILE]) == []
     assert source.read_ids([HOSTILE, "' OR '1'='1", 'prod_00001"; --']) == []
-    assert source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r") == 0
+    assert source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r").written == 0
     assert source.backup_for_run("r") == []
     assert count_rows(source.engine) == len(CATALOG)
     assert len(source.read_ids(["prod_00001"])) == 1
@@ -188,7 +188,7 @@ def test_write_back_round_trip_backup_and_restore(backend, writable):
     now = datetime(2026, 2, 1, 12, 30, 15, 123456, tzinfo=UTC)
     updates = _updates_for(CATALOG, now)
 
-    assert src.write_back(updates, run_id="run-1") == len(CATALOG)
+    assert src.write_back(updates, run_id="run-1").written == len(CATALOG)
 
     after = {p.id: p for p in src.read_all()}
     for u in updates:
@@ -212,18 +212,18 @@ def test_write_back_round_trip_backup_and_restore(backend, writable):
         assert sync_values(backup[p.id]) == sync_values(p)
 
     # Idempotent: the same write again changes nothing and keeps the first backup.
-    assert src.write_back(updates[:1200], run_id="run-1") == 1200
+    assert src.write_back(updates[:1200], run_id="run-1").written == 1200
     assert {b.id: b for b in src.backup_for_run("run-1")} == backup
     # A second write in the same run with new values: the backup still holds the pre-run values.
-    assert src.write_back([replace(updates[0], sync_status="quarantined")], run_id="run-1") == 1
+    assert src.write_back([replace(updates[0], sync_status="quarantined")], run_id="run-1").written == 1
     assert backup[updates[0].id] == src.backup_for_run("run-1")[sorted(backup).index(updates[0].id)]
 
-    assert src.restore_backup("run-1") == len(CATALOG)
+    assert src.restore_backup("run-1").written == len(CATALOG)
     restored = {p.id: p for p in src.read_all()}
     for p in CATALOG:
         assert sync_values(restored[p.id]) == sync_values(p)
-    assert src.restore_backup("run-1") == len(CATALOG)  # rollback is repeatable
-    assert src.restore_backup("no-such-run") == 0
+    assert src.restore_backup("run-1").written == len(CATALOG)  # rollback is repeatable
+    assert src.restore_backup("no-such-run").written == 0
 
 
 def test_write_back_backups_are_per_run(writable):
@@ -231,8 +231,8 @@ def test_write_back_backups_are_per_run(writable):
     p = CATALOG[1]
     first = SyncUpdate(id=p.id, sync_status="synced", stripe_product_id="prod_A", sync_hash="h1")
     second = SyncUpdate(id=p.id, sync_status="failed", sync_error="boom", stripe_product_id="prod_A")
-    assert src.write_back([first], run_id="run-a") == 1
-    assert src.write_back([second], run_id="run-b") == 1
+    assert src.write_back([first], run_id="run-a").written == 1
+    assert src.write_back([second], run_id="run-b").written == 1
     (a,) = src.backup_for_run("run-a")
     (b,) = src.backup_for_run("run-b")
     assert (a.sync_status, a.stripe_product_id) == (p.sync_status, p.stripe_product_id)
@@ -310,7 +310,7 @@ def test_backup_table_has_row_level_security_on_postgres(pg_database):
     fresh_table(engine, CATALOG[:5], "rls_products")
     src = SqlCatalogSource(engine, mapping=ColumnMapping(table="rls_products"), backup_table="rls_backups")
     try:
-        assert src.write_back([SyncUpdate(id=CATALOG[0].id, sync_status="synced")], run_id="rls") == 1
+        assert src.write_back([SyncUpdate(id=CATALOG[0].id, sync_status="synced")], run_id="rls").written == 1
         with engine.connect() as conn:
             assert conn.exec_driver_sql(
                 "SELECT relrowsecurity FROM pg_class WHERE relname = 'rls_backups'"

@@ -88,7 +88,7 @@ def synced_day(context, catalog: dg.ResourceParam[CatalogSource]) -> int:
     rows = list(catalog.read_window(BASE, BASE + timedelta(days=1), page_size=40))
     now = datetime.now(UTC)
     updates = [SyncUpdate(id=p.id, sync_status="synced", synced_at=now, sync_hash=content_hash(p)) for p in rows]
-    written = catalog.write_back(updates, run_id=context.run.run_id)
+    written = catalog.write_back(updates, run_id=context.run.run_id).written
     assert len(catalog.backup_for_run(context.run.run_id)) == written
     return written
 
@@ -106,7 +106,7 @@ def test_sql_resource_in_a_materialization(monkeypatch, tmp_path):
     source = SqlCatalogSource(url)
     assert written == len(SMALL)  # 300 rows span 7 hours of the first day
     assert source.changed_days_since(None).days == ()  # the day just synced reports no change
-    assert source.restore_backup(result.run_id) == written
+    assert source.restore_backup(result.run_id).written == written
     source.close()
 
 
