@@ -80,9 +80,9 @@ def _partition_range(settings: Any) -> tuple[str, str]:
 
     The first partition also holds every older or undated row and the last every future-stamped one,
     so days outside the partitions are reached through those edges."""
-    from cms_stripe.partitions import PartitionSpan
+    from cms_stripe.partitions import current_span
 
-    span = PartitionSpan.now()
+    span = current_span()
     first, last = span.first, span.last
     if settings.strategy == "full":
         return first, last

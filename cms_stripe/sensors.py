@@ -1,19 +1,23 @@
-"""The CMS-change sensor: one run per day whose rows changed content since the cursor."""
+"""The CMS-change sensor: one run over the range of days whose rows changed content since the cursor."""
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.core.changes import decide_changed_partitions, parse_cursor
+from cms_stripe.core.sync import scrub
 from cms_stripe.jobs import sync_job
-from cms_stripe.partitions import daily_partitions
+from cms_stripe.partitions import current_span
 from cms_stripe.schedules import automation_enabled
 
 # Rows committed a little after a newer row (long transactions) carry an older updated_at; looking
 # back a bit catches them. Repeats are harmless: unchanged content is no change.
 LOOKBACK = timedelta(seconds=int(os.environ.get("CMS_STRIPE_SENSOR_LOOKBACK_S", "120")))
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _sensor_status() -> dg.DefaultSensorStatus:
@@ -24,7 +28,10 @@ def _sensor_status() -> dg.DefaultSensorStatus:
     job=sync_job,
     minimum_interval_seconds=60,
     default_status=_sensor_status(),
-    description="Requests a sync of each day whose CMS rows changed content (our own write-backs are not changes).",
+    description=(
+        "Requests one sync over the days whose CMS rows changed content (our own write-backs are not "
+        "changes); a first sync of a whole catalog is one run, like a backfill."
+    ),
 )
 def cms_change_sensor(
     context: dg.SensorEvaluationContext, catalog: dg.ResourceParam[CatalogSource]
@@ -32,22 +39,22 @@ def cms_change_sensor(
     try:
         changed = catalog.changed_days_since(parse_cursor(context.cursor), lookback=LOOKBACK)
     except Exception as exc:  # the CMS being unreachable is a reason to skip, not to crash the daemon
-        return dg.SkipReason(f"could not read the CMS: {type(exc).__name__}: {exc}")
-    decision = decide_changed_partitions(
-        context.cursor,
-        changed.days,
-        changed.max_updated_at,
-        set(daily_partitions.get_partition_keys()),
-        changed_rows=changed.changed_rows,
-        scanned_rows=changed.scanned_rows,
-        day_newest=changed.day_newest,
-    )
-    if decision.skip_reason:
+        # The cursor stays where it is, so the next tick looks at the same rows again.
+        return dg.SkipReason(f"could not read the CMS (will retry next tick): {type(exc).__name__}: {scrub(str(exc))}")
+    decision = decide_changed_partitions(context.cursor, changed, current_span(), datetime.now(UTC))
+    if decision.partition_range is None:
         return dg.SensorResult(skip_reason=decision.skip_reason, cursor=decision.cursor)
+    first, last = decision.partition_range
+    context.log.info(
+        f"{changed.changed_rows + changed.undated_changes} changed CMS rows in {len(decision.partition_keys)} "
+        f"partitions: one run over {first}..{last}"
+    )
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=pk, run_key=decision.run_keys[pk], tags={"cms_stripe/trigger": "cms_change"})
-            for pk in decision.partition_keys
+            dg.RunRequest(
+                run_key=decision.run_key,
+                tags={RANGE_START_TAG: first, RANGE_END_TAG: last, "cms_stripe/trigger": "cms_change"},
+            )
         ],
         cursor=decision.cursor,
     )

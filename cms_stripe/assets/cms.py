@@ -22,8 +22,9 @@ from cms_stripe.constants import (
     UNREADABLE_ROWS,
 )
 from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.frames import products_to_frame
-from cms_stripe.partitions import PartitionSpan, daily_partitions
+from cms_stripe.partitions import current_span, daily_partitions
 
 
 def edge_counts(rows: list[CmsProduct], span: PartitionSpan) -> dict[str, int]:
@@ -66,7 +67,7 @@ def raw_cms_products(
     the last (today) also holds rows stamped in the future: every row of the table has one partition.
     """
     keys = run_partition_keys(context)
-    span = PartitionSpan.now()
+    span = current_span()
     start, end, undated = span.read_bounds(keys[0], keys[-1])
     products = list(catalog.read_window(start, end, include_undated=undated))
     by_partition = group_by_partition(products, lambda p: p.updated_at, span)

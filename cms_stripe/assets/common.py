@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from cms_stripe.partitions import PartitionSpan
+from cms_stripe.core.days import PartitionSpan
 
 T = TypeVar("T")
 

@@ -30,7 +30,7 @@ from cms_stripe.constants import (
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.frames import frame_to_products
-from cms_stripe.partitions import PartitionSpan, daily_partitions
+from cms_stripe.partitions import current_span, daily_partitions
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -99,7 +99,7 @@ def reconciliation_report(
     label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
     ids = [str(i) for i in raw_cms_products["id"].tolist()]
     report, _ = reconcile_ids(catalog, stripe, ids, scope=f"partition {label}")
-    span = PartitionSpan.now()
+    span = current_span()
     day_of_id = {p.id: span.key_for(p.updated_at) for p in frame_to_products(raw_cms_products)}
     per_day: dict[str, rc.ReconciliationReport] = {}
     for row in report.rows:

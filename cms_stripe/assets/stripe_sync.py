@@ -35,9 +35,10 @@ from cms_stripe.constants import (
     SUCCESS_RATE,
 )
 from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.frames import frame_to_products
 from cms_stripe.core.sync import SyncOptions, SyncOutcome, run_sync
-from cms_stripe.partitions import PartitionSpan, daily_partitions
+from cms_stripe.partitions import current_span, daily_partitions
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -187,7 +188,7 @@ def stripe_products(
             "(or `cms-stripe migrate --confirm-live`). Run a dry-run first."
         )
     products = frame_to_products(validated_products)
-    span = PartitionSpan.now()
+    span = current_span()
     root = root_run_id(context)
     done = read_checkpoints(context.instance, STRIPE_PRODUCTS, keys, root)
     outcome = run_sync(

@@ -31,7 +31,7 @@ from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue
 from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
-from cms_stripe.partitions import PartitionSpan, daily_partitions
+from cms_stripe.partitions import current_span, daily_partitions
 from cms_stripe.resources.settings import SyncSettingsResource
 
 ValidatedProductsType = pandera_schema_to_dagster_type(ValidatedProducts)
@@ -119,7 +119,7 @@ def validated_products(
     if len(quarantined) > 20:
         context.log.warning(f"… and {len(quarantined) - 20} more quarantined rows (see the quarantine table)")
 
-    span = PartitionSpan.now()
+    span = current_span()
     by_partition = group_by_partition(products, lambda p: p.updated_at, span)
     bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined)
     live_bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined if p.should_be_active)

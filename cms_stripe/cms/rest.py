@@ -40,17 +40,16 @@ from cms_stripe.cms.source import (
     DEFAULT_WRITE_BATCH_SIZE,
     LINK_COLUMNS,
     BackupRow,
-    ChangedDays,
     link_json,
     parse_link_json,
     partition_updates,
     require_aware,
     restore_updates,
-    summarize_changes,
     validate_run_id,
     validate_updates,
 )
 from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
+from cms_stripe.core.changes import ChangedDays, summarize_changes
 
 T = TypeVar("T")
 

@@ -8,9 +8,9 @@ when both are configured because it is the fast path for big catalogs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from cms_stripe.cms.errors import CmsConfigError
@@ -25,8 +25,8 @@ from cms_stripe.core.catalog import (
     SyncLink,
     SyncUpdate,
     WriteBackResult,
-    content_hash,
 )
+from cms_stripe.core.changes import ChangedDays
 
 __all__ = [
     "LINK_COLUMNS",
@@ -54,28 +54,6 @@ LINK_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_hash")
 
 # pending is accepted besides the four outcomes so an operator can re-queue a row through the same path.
 WRITABLE_SYNC_STATUSES = frozenset({SYNC_SYNCED, SYNC_FAILED, SYNC_QUARANTINED, SYNC_ARCHIVED, SYNC_PENDING})
-
-
-@dataclass(frozen=True)
-class ChangedDays:
-    """What the change sensor needs: the UTC days holding rows whose content changed since the cursor.
-
-    `max_updated_at` is the newest `updated_at` seen among all rows after the cursor, changed or not,
-    so the cursor moves past our own write-back (which bumps `updated_at` without changing content).
-    It equals the input cursor when nothing newer exists.
-    """
-
-    days: tuple[date, ...]
-    max_updated_at: datetime | None
-    changed_rows: int = 0
-    scanned_rows: int = 0
-    # Newest updated_at among the changed rows of each day: it names "this change" in the sensor's
-    # run key, so a change still waiting for its sync is not requested again when other rows move the cursor.
-    day_newest: Mapping[date, datetime] = field(default_factory=dict, compare=False)
-
-    @property
-    def cursor(self) -> datetime | None:
-        return self.max_updated_at
 
 
 @dataclass(frozen=True)
@@ -194,29 +172,6 @@ class CatalogSource(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def summarize_changes(products: Iterable[CmsProduct], cursor: datetime | None) -> ChangedDays:
-    """The change sensor's view of rows read after the cursor: a row changed when its content hash
-    differs from its sync_hash (our own write-back moves updated_at but not the hash)."""
-    days: set[date] = set()
-    day_newest: dict[date, datetime] = {}
-    newest = cursor
-    changed = scanned = 0
-    for product in products:
-        updated = product.updated_at
-        if updated is None:
-            continue
-        scanned += 1
-        if newest is None or updated > newest:
-            newest = updated
-        if product.sync_hash != content_hash(product):
-            changed += 1
-            day = updated.astimezone(UTC).date()
-            days.add(day)
-            if day not in day_newest or updated > day_newest[day]:
-                day_newest[day] = updated
-    return ChangedDays(tuple(sorted(days)), newest, changed_rows=changed, scanned_rows=scanned, day_newest=day_newest)
 
 
 def validate_updates(updates: Sequence[SyncUpdate]) -> list[SyncUpdate]:

@@ -139,7 +139,9 @@ def test_read_ids_chunked(source, server):
 def test_hostile_id_list_reads_nothing_and_harms_nothing(source, db):
     weird = [HOSTILE, "a,b", 'q"uote', "back\\slash", "(paren)", "' OR '1'='1"]
     assert source.read_ids(weird) == []
-    assert source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r").written == 0
+    assert (
+        source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r").written == 0
+    )
     assert source.backup_for_run("r") == []
     with db.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar_one() == len(CATALOG)

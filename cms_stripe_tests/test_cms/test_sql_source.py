@@ -139,7 +139,9 @@ def test_read_ids_chunked_in_request_order(source):
 def test_hostile_id_list_reads_nothing_and_harms_nothing(backend, source):
     assert source.read_ids([HOSTILE]) == []
     assert source.read_ids([HOSTILE, "' OR '1'='1", 'prod_00001"; --']) == []
-    assert source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r").written == 0
+    assert (
+        source.write_back([SyncUpdate(id=HOSTILE, sync_status="failed", sync_error=HOSTILE)], run_id="r").written == 0
+    )
     assert source.backup_for_run("r") == []
     assert count_rows(source.engine) == len(CATALOG)
     assert len(source.read_ids(["prod_00001"])) == 1

@@ -1,6 +1,7 @@
-"""The real `cms_change_sensor` against a real CMS table: one run per changed day with a run key that
-cannot repeat the same change, a SkipReason that says why, our own write-back is not a change, and a
-cursor that never moves backwards. (The pure decision is pinned down in test_core/test_changes.py.)"""
+"""The real `cms_change_sensor` against a real CMS table: one run over the range of changed days
+(a first sync is one run, not one per day) with a run key that cannot repeat the same change, a
+SkipReason that says why, our own write-back is not a change, and a cursor that never moves backwards.
+(The pure decision is pinned down in test_core/test_changes.py.)"""
 
 from __future__ import annotations
 
@@ -41,10 +42,14 @@ def evaluate(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.S
         return cms_change_sensor(ctx)
 
 
-def requests_of(result) -> dict[str, str]:
-    """partition key → run key of the sensor's run requests."""
+def requests_of(result) -> dict[tuple[str, str], str]:
+    """(first, last) partition key of each requested range run → its run key."""
     assert isinstance(result, dg.SensorResult)
-    return {r.partition_key: r.run_key for r in (result.run_requests or [])}
+    out = {}
+    for r in result.run_requests or []:
+        assert r.partition_key is None, "the sensor requests ranges, like the single-run backfill"
+        out[(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])] = r.run_key
+    return out
 
 
 def mark_all_synced(url: str) -> None:
@@ -80,13 +85,13 @@ def catalog_url(sqlite_url: str):
     return sqlite_url, products
 
 
-def test_first_tick_requests_every_changed_day_once(instance, catalog_url):
+def test_first_tick_requests_one_run_over_every_changed_day(instance, catalog_url):
     url, products = catalog_url
     result = evaluate(instance, url, None)
     runs = requests_of(result)
     expected_days = {p.updated_at.astimezone(UTC).strftime("%Y-%m-%d") for p in products}
-    assert set(runs) == expected_days == {_day(1), _day(2), _day(3)}
-    assert len(set(runs.values())) == len(runs), "one distinct run key per day"
+    assert expected_days == {_day(1), _day(2), _day(3)}
+    assert list(runs) == [(_day(3), _day(1))], "one run over the whole range, not one per day"
     assert all(r.tags["cms_stripe/trigger"] == "cms_change" for r in result.run_requests)
     newest = max(p.updated_at for p in products)
     assert parse_cursor(result.cursor) == newest
@@ -104,8 +109,9 @@ def test_nothing_changed_is_a_skip_that_says_why(instance, catalog_url):
     result = evaluate(instance, url, first.cursor)
     assert isinstance(result, dg.SensorResult)
     assert not result.run_requests
-    assert result.skip_reason is not None and result.skip_reason.skip_message
-    assert "changed" in result.skip_reason.skip_message
+    assert result.skip_reason is not None
+    # The sync wrote no updated_at (SQLite has no trigger): nothing is newer than the cursor.
+    assert result.skip_reason.skip_message == f"no CMS row was updated since {first.cursor}"
     assert result.cursor == first.cursor
 
 
@@ -121,17 +127,17 @@ def test_one_edited_day_then_many(instance, catalog_url):
     edit_sqlite(url, by_day[_day(1)].id, "Edited title", edited_at)
     one = evaluate(instance, url, cursor)
     runs_one = requests_of(one)
-    assert list(runs_one) == [_day(1)]
+    assert list(runs_one) == [(_day(1), _day(1))]
     assert parse_cursor(one.cursor) == edited_at
 
     # A later edit of the same day is a new change: a new run key for the same partition.
     later = ANCHOR - timedelta(seconds=20)
     edit_sqlite(url, by_day[_day(1)].id, "Edited again", later)
     again = requests_of(evaluate(instance, url, one.cursor))
-    assert list(again) == [_day(1)] and again[_day(1)] != runs_one[_day(1)]
+    assert list(again) == [(_day(1), _day(1))] and again[(_day(1), _day(1))] != runs_one[(_day(1), _day(1))]
 
     # Edits on two other days (each keeping its day: a late import stamps the row's own time), seen
-    # from a cursor before those days: one run per day, distinct keys, and nothing for the clean day.
+    # from a cursor before those days: one run over those two days, and not the clean day after them.
     mark_all_synced(url)
     for days_ago in (2, 3):
         row = by_day[_day(days_ago)]
@@ -139,7 +145,7 @@ def test_one_edited_day_then_many(instance, catalog_url):
     before_edits = (ANCHOR - timedelta(days=DAYS + 1)).isoformat()
     many = evaluate(instance, url, before_edits)
     runs_many = requests_of(many)
-    assert set(runs_many) == {_day(2), _day(3)} and len(set(runs_many.values())) == 2
+    assert list(runs_many) == [(_day(3), _day(2))]
     assert parse_cursor(many.cursor) == later, "the cursor is the newest updated_at seen, changed or not"
 
 
@@ -183,14 +189,14 @@ def test_write_back_alone_is_not_a_change_on_postgres(instance, pg_catalog):
     """Supabase's trigger bumps updated_at on our own write-back: the sensor must not chase it."""
     url, products = pg_catalog
     first = evaluate(instance, url, None)
-    assert len(requests_of(first)) == 3
+    assert list(requests_of(first)) == [(_day(3), _day(1))]
 
     before = datetime.now(UTC)
     mark_all_synced(url)  # the trigger moves every row's updated_at to now()
     result = evaluate(instance, url, first.cursor)
     assert isinstance(result, dg.SensorResult)
     assert not result.run_requests, "a write-back alone must not request a run"
-    assert "none changed content" in result.skip_reason.skip_message
+    assert "none with content that differs from what was last synced" in result.skip_reason.skip_message
     assert parse_cursor(result.cursor) >= before, "the cursor moves past the write-back"
 
     # A real edit after that (the trigger stamps it now): one run, for today's partition.
@@ -199,5 +205,6 @@ def test_write_back_alone_is_not_a_change_on_postgres(instance, pg_catalog):
         conn.execute(sa.text("UPDATE products SET title = 'Changed on Postgres' WHERE id = :i"), {"i": products[0].id})
     engine.dispose()
     edited = evaluate(instance, url, result.cursor)
-    assert list(requests_of(edited)) == [datetime.now(UTC).strftime("%Y-%m-%d")]
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert list(requests_of(edited)) == [(today, today)]
     assert parse_cursor(edited.cursor) > parse_cursor(result.cursor)
