@@ -357,9 +357,13 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool) -> None:
     run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
     if run is None:
         _fail("nothing to roll back: no earlier cms-stripe run on this instance")
-    from cms_stripe.resources.cms import catalog_resource_from_env
+    from cms_stripe.resources.cms import BACKUP_DIR_TAG, SupabaseCatalogResource, catalog_resource_from_env
 
-    source = catalog_resource_from_env().source()
+    resource = catalog_resource_from_env()
+    if isinstance(resource, SupabaseCatalogResource) and run.tags.get(BACKUP_DIR_TAG):
+        # A REST CMS keeps backups as files: read them where the run wrote them.
+        resource = resource.model_copy(update={"backup_dir": run.tags[BACKUP_DIR_TAG]})
+    source = resource.source()
     rows = source.backup_for_run(run.run_id)
     if not rows:
         click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")

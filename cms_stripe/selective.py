@@ -2,6 +2,7 @@
 built from the same core as the assets (MIGRATION_PRODUCT_IDS, or the op config)."""
 
 import os
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -10,6 +11,7 @@ from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.sync import SyncOptions, run_sync
+from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -35,8 +37,17 @@ def sync_selected_products(
     missing = sorted(set(config.product_ids) - {p.id for p in products})
     if missing:
         context.log.warning(f"{len(missing)} ids are not in the CMS: {', '.join(missing[:20])}")
+    # The same row-by-row validation as the validated_products asset, shared Stripe ids included.
+    holders = catalog.read_by_stripe_product_ids(
+        sorted({p.stripe_product_id.strip() for p in products if p.stripe_product_id and p.stripe_product_id.strip()})
+    )
+    valid, quarantined = split_valid(products, link_holders=holders)
+    for p, issues in quarantined:
+        context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
+    if quarantined and not settings.dry_run:
+        catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     outcome = run_sync(
-        products,
+        valid,
         stripe.gateway,
         catalog,
         SyncOptions(
@@ -55,6 +66,8 @@ def sync_selected_products(
         raise dg.Failure(description=outcome.result.critical)
     if not check.passed:
         raise dg.Failure(description=f"{len(outcome.failures)} Stripe writes failed", metadata=check.metadata)
+    if outcome.writeback_failure_message:
+        raise dg.Failure(description=outcome.writeback_failure_message, allow_retries=False)
     return [p.id for p in products]
 
 

@@ -126,21 +126,23 @@ COLUMNS = (
 
 
 def quote_identifier(engine: sa.engine.Engine, name: str) -> str:
-    """Quote a table/column name for this dialect; names come from config, so never splice them raw."""
-    return engine.dialect.identifier_preparer.quote(name)
+    """Quote a table/column name for this dialect; names come from config, so never splice them raw.
+    A schema-qualified table (`cms.products`) is quoted part by part."""
+    return ".".join(engine.dialect.identifier_preparer.quote(part) for part in name.split("."))
 
 
 def create_schema(engine: sa.engine.Engine, table: str = DEFAULT_TABLE, *, with_trigger: bool = True) -> None:
     """Create the products table (idempotent); on PostgreSQL also the updated_at trigger."""
     q = quote_identifier(engine, table)
-    index = quote_identifier(engine, f"{table}_updated_at_id_idx")
+    bare = table.rsplit(".", 1)[-1]  # an index or trigger lives in its table's schema: unqualified name
+    index = quote_identifier(engine, f"{bare}_updated_at_id_idx")
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql(POSTGRES_DDL.format(table=q))
             conn.exec_driver_sql(POSTGRES_INDEX.format(index=index, table=q))
             if with_trigger:
                 conn.exec_driver_sql(POSTGRES_TRIGGER_FUNCTION)
-                trigger = quote_identifier(engine, f"{table}_moddatetime")
+                trigger = quote_identifier(engine, f"{bare}_moddatetime")
                 conn.exec_driver_sql(POSTGRES_TRIGGER.format(trigger=trigger, table=q))
         elif engine.dialect.name == "sqlite":
             conn.exec_driver_sql(SQLITE_DDL.format(table=q))

@@ -135,7 +135,10 @@ def reconcile(
         cms_ids.add(p.id)
         issues = validate_product(p)
         if issues:
-            report.rows.append(ReconcileRow(p.id, None, QUARANTINED, "; ".join(i.message for i in issues)))
+            # A quarantined row keeps its Stripe product as it was: list it, so nobody thinks it is gone.
+            linked = (p.stripe_product_id or "").strip() or None
+            kept = f" (its Stripe product {linked} is left as it is)" if linked else ""
+            report.rows.append(ReconcileRow(p.id, linked, QUARANTINED, "; ".join(i.message for i in issues) + kept))
             continue
         target = target_for(p)
         live = [sp for sp in by_cms_id.get(p.id, []) if sp.get("active")]

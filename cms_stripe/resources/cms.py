@@ -34,6 +34,7 @@ from cms_stripe.cms.source import (
 from cms_stripe.core.catalog import CmsProduct, SyncUpdate, WriteBackResult
 
 ENV_TABLE = "CMS_TABLE"
+BACKUP_DIR_TAG = "cms_stripe/backup_dir"
 ENV_PAGE_SIZE = "CMS_PAGE_SIZE"
 ENV_WRITE_BATCH_SIZE = "CMS_WRITE_BATCH_SIZE"
 
@@ -153,6 +154,16 @@ class SupabaseCatalogResource(_CatalogResource):
             write_batch_size=self.write_batch_size,
             backup_dir=self.backup_dir,
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        run = context.dagster_run
+        if run is not None and context.instance is not None and self._source is not None:
+            # The backups of a REST CMS are files: record where, so `cms-stripe rollback` finds them
+            # from any working directory (and says where to look when the folder is elsewhere).
+            folder = str(getattr(self._source, "backup_dir", ""))
+            if folder and run.tags.get(BACKUP_DIR_TAG) != folder:
+                context.instance.add_run_tags(run.run_id, {BACKUP_DIR_TAG: folder})
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
