@@ -7,7 +7,7 @@ the incident this tool must never cause.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 
 # Stripe's presentment currencies (docs.stripe.com/currencies), lower case as the API wants them.
 SUPPORTED_CURRENCIES = frozenset(
@@ -81,10 +81,13 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
         raise MoneyError("price_negative", f"price {amount} is negative")
     cur = normalize_currency(currency) or ""
     exp = exponent(cur)
+    if amount.adjusted() > 12:
+        # Far beyond any unit amount: refuse before building a million-digit integer.
+        raise MoneyError("price_too_large", f"price {amount} {cur.upper()} exceeds Stripe's maximum unit amount")
     try:
         scaled = amount.scaleb(exp)
         minor = int(scaled)
-    except (InvalidOperation, OverflowError) as exc:
+    except (DecimalException, OverflowError) as exc:
         raise MoneyError("price_not_representable", f"price {amount} {cur} cannot be converted") from exc
     if scaled != minor:
         raise MoneyError(
