@@ -2,7 +2,8 @@
 
 Dagster's default filesystem IO manager refuses an output that spans several partitions, and our
 backfill policy is a single run per range (one Stripe writer, one state read per 100 products). Every
-frame we store carries `updated_at`, so a range output splits cleanly into its days.
+frame we store carries `updated_at`, so a range output splits cleanly into its partitions (open edges
+included: see `core.days.PartitionSpan`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from cms_stripe.core.days import PartitionSpan
+
 PARTITION_COLUMN = "updated_at"
 
 
-def _day_key(ts: Any) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%d")
+def _partition_of(span: PartitionSpan, ts: Any) -> str:
+    # The same open-edged rule the assets use: older and undated rows go to the first partition,
+    # future-stamped ones to the last, so no row of a range output is left out of every file.
+    return span.key_for(None if pd.isna(ts) else pd.Timestamp(ts).to_pydatetime())
 
 
 class DailyFrameIOManager(dg.ConfigurableIOManager):
@@ -58,7 +63,12 @@ class DailyFrameIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, pd.DataFrame) or PARTITION_COLUMN not in obj.columns:
             name = context.asset_key.to_user_string()
             raise TypeError(f"a range output of {name} must be a DataFrame with {PARTITION_COLUMN!r}")
-        days = obj[PARTITION_COLUMN].map(_day_key) if len(obj) else pd.Series([], dtype=object)
+        # Clamped to the run's own keys: what it read lies in its range (its open edges included), even
+        # if midnight passed since and the last partition moved.
+        span = PartitionSpan(keys[0], keys[-1])
+        days = (
+            obj[PARTITION_COLUMN].map(lambda ts: _partition_of(span, ts)) if len(obj) else pd.Series([], dtype=object)
+        )
         for key in keys:
             self._write(root / f"{key}.pkl", obj[days == key].reset_index(drop=True))
 
