@@ -50,6 +50,7 @@ from cms_stripe.cms.rest import RestCatalogSource
 from cms_stripe.cms.schema import create_schema
 from cms_stripe.cms.sql import SqlCatalogSource
 from cms_stripe.core.plan import Plan, build_plan
+from cms_stripe.core.state import ProductState
 from cms_stripe.emulator import params as wire
 from cms_stripe.emulator.errors import ApiError
 from cms_stripe.emulator.state import Store
@@ -719,11 +720,37 @@ def test_formatting_only_values_are_normalised_and_synced(backends, backend_name
     check_catalog(backends[backend_name], [*GOOD_NEIGHBOURS, (row, expect)])
 
 
-def test_duplicate_stripe_product_id_never_plans_two_writers(backends):
-    """Two rows naming one (missing) Stripe product: neither may be planned as its writer twice."""
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_rows_sharing_a_stripe_product_never_both_write_it(backends, backend_name):
+    """An editor duplicated a row with its Stripe ids: three rows name one existing product.
+
+    One row keeps the product; each other row either gets a product of its own or is quarantined
+    with a reason naming a row that shares it. Stripe's side is given to build_plan as the state of
+    an existing product (the emulator's rendering of it), not read from Stripe.
+    """
     rows = [(dict(BASE_BAD, id=f"dup-{i}", stripe_product_id="prod_Shared1"), Expect("any")) for i in range(3)]
-    backend = backends["pg"]
-    check_catalog(backend, rows)
-    _, plan = read_and_plan(backend)
-    writers = [op for op in plan.operations if op.product_id == "prod_Shared1" and op.kind != "noop"]
-    assert len(writers) <= 1
+    backend = backends[backend_name]
+    backend.store([r for r, _ in rows])
+    products = list(backend.source.read_all())
+    store = Store()
+    stripe_call(
+        store,
+        "product.create",
+        {"id": "prod_Shared1", "name": "Shared", "default_price_data": {"currency": "usd", "unit_amount": 1000}},
+    )
+    shared = store.render_product(store.products["prod_Shared1"], ["default_price"])
+    state = {p.id: ProductState("prod_Shared1", shared, shared["default_price"]) for p in products}
+
+    plan = build_plan(products, state)
+
+    ops = {op.cms_id: op for op in plan.operations}
+    reasons = {q.cms_id: q.message for q in plan.quarantined}
+    assert sorted([*ops, *reasons]) == ["dup-0", "dup-1", "dup-2"]
+    keepers = [i for i, op in ops.items() if op.product_id == "prod_Shared1"]
+    assert len(keepers) == 1, f"rows planned on prod_Shared1: {keepers}; quarantined: {reasons}"
+    for cms_id in ("dup-0", "dup-1", "dup-2"):
+        if cms_id in reasons:
+            others = {"dup-0", "dup-1", "dup-2"} - {cms_id}
+            assert any(o in reasons[cms_id] for o in others), (
+                f"{cms_id}: reason names no sharing row: {reasons[cms_id]}"
+            )
