@@ -278,7 +278,8 @@ def interval_counts(caps: Caps) -> st.SearchStrategy[Any]:
 
 # -- rows --------------------------------------------------------------------------------------------
 
-CLEAN_TEXT = st.characters(codec="utf-8", blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp"))
+# Text of good rows: no control, format (zero-width), private-use, unassigned or line/paragraph separators.
+CLEAN_TEXT = st.characters(codec="utf-8", blacklist_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ def good_rows(draw: st.DrawFn, caps: Caps, *, normalisable: bool = True) -> tupl
         "metadata": metadata,
         "status": status,
         "unit_label": draw(st.none() | st.from_regex(r"\A[a-z]{1,12}\Z")),
-        "statement_descriptor": draw(st.none() | st.from_regex(r"\A[A-Z][A-Za-z ]{4,21}\Z")),
+        "statement_descriptor": draw(st.none() | st.from_regex(r"\A[A-Z][A-Za-z ]{3,20}[A-Za-z]\Z")),
         "url": draw(st.none() | https_url()),
         "shippable": draw(st.none() | st.booleans()),
         "created_at": draw(st.sampled_from(TIMESTAMPS)),
