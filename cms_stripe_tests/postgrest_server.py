@@ -8,8 +8,9 @@ as ISO text). Anything outside the subset gets a 400 (or 405/406), so tests prov
 Supported (public schema only):
   GET   /rest/v1/<table>?select=...&<col>=<op>.<value>&or=(...)&order=...&limit=N&offset=N
         select: `*` or items `[alias:]column[::text]`
-        ops: eq, neq, gt, gte, lt, lte, is.(null|true|false|unknown), in.(v1,"v,2",...); `or`/`and`
-             logic trees of those ops with double-quoted values (backslash escapes)
+        ops: eq, neq, gt, gte, lt, lte, in.(v1,"v,2",...), is.(null|not_null|true|false|unknown),
+             and any of them negated with `not.` (`col=not.eq.x`, `col.not.is.null` in a tree);
+             `or`/`and` logic trees of those ops with double-quoted values (backslash escapes)
         order: `col.asc|desc[,col.asc|desc...]`
   POST  /rest/v1/<table>?on_conflict=<col>&columns="a","b"   with Prefer resolution=merge-duplicates
         (upsert of a JSON array; only the listed columns are set on conflict)
@@ -17,7 +18,9 @@ Supported (public schema only):
   Prefer: return=minimal|representation, resolution=merge-duplicates
 Errors use PostgREST's shapes: 404 PGRST205 (unknown table), 400 42703 (unknown column), 401.
 Test hooks: `set_max_rows(n)` caps every GET like PostgREST's db-max-rows (Supabase: 1,000);
-`fail_next(n, status, code)` answers the next n requests with an error; `requests` records them all.
+`fail_next(n, status, code)` answers the next n requests with an error; `requests` records them all;
+`set_before_write(fn)` calls fn(method, params) before each non-GET request is executed (to make an
+editor's change land between a client's read and its write).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +40,8 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SIMPLE_OPS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 PREFER_ALLOWED = {"return=minimal", "return=representation", "resolution=merge-duplicates"}
 SELECT_CASTS = {"text"}
+# PostgREST's `is` operator takes only these values (docs: "Operators", `is`); `not_null` since v12.
+IS_VALUES = {"null": "NULL", "not_null": "NOT NULL", "true": "TRUE", "false": "FALSE", "unknown": "UNKNOWN"}
 
 
 class RestError(Exception):
@@ -87,14 +93,16 @@ class _Query:
             if in_tree:
                 value = unquote_tree_value(value)
             return f"{ref} {SIMPLE_OPS[op]} {self.bind(column, value)}"
+        if op == "not":
+            # PostgREST negates any operator with a `not.` prefix: `col=not.eq.x` is NOT (col = x).
+            op2, dot, rest = value.partition(".")
+            if not dot:
+                raise bad(f"cannot parse negated filter not.{value!r}")
+            return "NOT (" + self.condition(column, op2, rest, in_tree=in_tree) + ")"
         if op == "is":
-            # PostgREST: is.null / is.true / is.false / is.unknown, no bound value.
-            if in_tree:
-                value = unquote_tree_value(value)
-            keyword = {"null": "NULL", "true": "TRUE", "false": "FALSE", "unknown": "UNKNOWN"}.get(value)
-            if keyword is None:
-                raise bad(f"is.{value} is not one of null, true, false, unknown")
-            return f"{ref} IS {keyword}"
+            if value not in IS_VALUES:
+                raise bad(f"is. accepts only {sorted(IS_VALUES)}, got {value!r}")
+            return f"{ref} IS {IS_VALUES[value]}"
         if op == "in":
             items = split_list(value)
             if not items:
@@ -204,6 +212,9 @@ class _Handler(BaseHTTPRequestHandler):
             if injected is not None:
                 raise injected
             self._authorize()
+            hook = self.server.before_write
+            if method != "GET" and hook is not None:
+                hook(method, params)
             status, body = self._dispatch(method, split.path, params, raw)
         except RestError as err:
             status, body = err.status, err.body()
@@ -426,6 +437,7 @@ class _Server(ThreadingHTTPServer):
         self.max_rows: int | None = None  # PostgREST's db-max-rows: silently caps every GET
         self._faults: list[RestError] = []
         self._lock = threading.Lock()
+        self.before_write: Callable[[str, list[tuple[str, str]]], None] | None = None
 
     def record(self, rec: RecordedRequest) -> None:
         with self._lock:
@@ -482,6 +494,10 @@ class PostgrestTestServer:
         """Answer the next `count` requests with an error, as a gateway or a saturated pool would."""
         with self._server._lock:
             self._server._faults.extend(RestError(status, code, "injected failure") for _ in range(count))
+
+    def set_before_write(self, hook: Callable[[str, list[tuple[str, str]]], None] | None) -> None:
+        """Run `hook(method, params)` before each write request is executed (None removes it)."""
+        self._server.before_write = hook
 
     def start(self) -> PostgrestTestServer:
         self._thread.start()
