@@ -15,17 +15,16 @@ What must hold:
 - compare-and-set: a row whose sync columns an editor changed after the run read them is left as
   the editor left it, including when the edit lands while write_back runs.
 
-Assumed API for compare-and-set (it does not exist yet): `write_back(updates, run_id=...,
-expected=...)` where `expected` maps a CMS id to the sync-column values the run read for that row
-(`{"stripe_product_id": ..., "stripe_price_id": ..., "sync_status": ..., "sync_error": ...,
-"synced_at": ..., "sync_hash": ...}`); only rows that still hold those values are written. All
-such calls go through `cas_write_back` below, so adapting to the final signature is one edit.
+Compare-and-set: each `SyncUpdate.expected` carries the link columns (`stripe_product_id`,
+`stripe_price_id`, `sync_hash`) the run read; only rows that still hold them (or already hold what is
+written) are changed. `write_back` returns a `WriteBackResult`: rows written, conflicts, missing rows.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ import sqlalchemy as sa
 
 from cms_stripe.cms.mapping import ColumnMapping
 from cms_stripe.cms.source import catalog_source_from_env
-from cms_stripe.core.catalog import SyncUpdate
+from cms_stripe.core.catalog import SyncLink, SyncUpdate
 from cms_stripe_tests.postgrest_server import PostgrestTestServer
 
 KEY = "service-role-real-table-test"
@@ -185,8 +184,15 @@ def snapshot(products: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def cas_write_back(source: Any, updates: list[SyncUpdate], read: dict[str, dict[str, Any]], run_id: str) -> int:
-    """The assumed compare-and-set call (see the module docstring)."""
-    return int(source.write_back(updates, run_id=run_id, expected=read))
+    """Write back with each update expecting the link columns the run read (see the module docstring)."""
+    with_expected = [
+        replace(
+            u,
+            expected=SyncLink(read[u.id]["stripe_product_id"], read[u.id]["stripe_price_id"], read[u.id]["sync_hash"]),
+        )
+        for u in updates
+    ]
+    return source.write_back(with_expected, run_id=run_id).written
 
 
 def without(row: dict[str, Any], *columns: str) -> dict[str, Any]:
@@ -199,7 +205,7 @@ def test_write_back_on_a_table_with_unknown_not_null_columns_changes_only_sync_c
     assert sorted(p.id for p in products) == ["cap-3", "mug-2", "tee-1"]
     updates = [update_for(r["id"]) for r in ROWS]
 
-    written = source.write_back(updates, run_id="run-not-null")
+    written = source.write_back(updates, run_id="run-not-null").written
 
     assert written == 3
     after = table_rows(db)
@@ -229,7 +235,7 @@ def test_a_row_deleted_mid_run_is_not_recreated(db, source, server, when):
         # The editor's delete lands after write_back's own reads, just before its first write request.
         server.set_before_write(delete_mug)
 
-    written = source.write_back(updates, run_id=f"run-delete-{when}")
+    written = source.write_back(updates, run_id=f"run-delete-{when}").written
 
     after = table_rows(db)
     assert set(after) == {"tee-1", "cap-3"}, "the deleted row came back"

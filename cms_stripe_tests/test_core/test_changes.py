@@ -4,7 +4,7 @@ twice, and a cursor that never moves backwards nor past now."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from cms_stripe.core.changes import ChangedDays, decide_changed_partitions, parse_cursor
 from cms_stripe.core.days import PartitionSpan
