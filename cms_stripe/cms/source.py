@@ -149,7 +149,8 @@ class CatalogSource(Protocol):
         ...
 
     def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
-        """Rows whose stripe_product_id is one of these (to find two rows tied to one product)."""
+        """Rows naming one of these Stripe products: at least every row that shares one with another row
+        (to find an editor's copy of a row, which copied its Stripe ids too)."""
         ...
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = ...) -> ChangedDays:

@@ -168,3 +168,12 @@ def test_schema_qualified_table_on_postgres(pg_database):
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP SCHEMA cms CASCADE")
         engine.dispose()
+
+
+def test_rows_sharing_a_stripe_product_are_found_across_the_table(target):
+    _, engine, source = target
+    with engine.begin() as conn:  # an editor duplicated r1 (now r4 names its product too)
+        conn.execute(sa.text("UPDATE products SET stripe_product_id = 'prod_old_1' WHERE id = 'r4'"))
+    found = {p.id for p in source.read_by_stripe_product_ids(["prod_old_1", "prod_old_0", "prod_none"])}
+    assert {"r1", "r4"} <= found <= {"r0", "r1", "r4"}
+    assert source.read_by_stripe_product_ids([]) == []
