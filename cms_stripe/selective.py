@@ -10,6 +10,7 @@ from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.sync import SyncOptions, run_sync
+from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -29,7 +30,7 @@ def sync_selected_products(
     """Read the listed rows, validate, plan and (unless dry-run) apply them."""
     if not config.product_ids:
         raise dg.Failure("no product ids: set MIGRATION_PRODUCT_IDS or the op config product_ids")
-    if not settings.dry_run and stripe.is_live and not settings.allow_live:
+    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
         raise dg.Failure("STRIPE_SECRET_KEY is a live key: set MIGRATION_ALLOW_LIVE=true to write")
     products = catalog.read_ids(config.product_ids)
     missing = sorted(set(config.product_ids) - {p.id for p in products})
@@ -37,8 +38,8 @@ def sync_selected_products(
         context.log.warning(f"{len(missing)} ids are not in the CMS: {', '.join(missing[:20])}")
     outcome = run_sync(
         products,
-        stripe.gateway,
-        catalog,
+        stripe.gateway_for(settings.live_allowed),
+        guarded_writer(catalog, settings.live_allowed),
         SyncOptions(
             run_id=context.run.run_id,
             label="selective",

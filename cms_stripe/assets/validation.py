@@ -30,6 +30,7 @@ from cms_stripe.core.catalog import SYNC_QUARANTINED, CmsProduct, SyncUpdate, co
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue, validate_product
 from cms_stripe.partitions import daily_partitions
+from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 
 ValidatedProductsType = pandera_schema_to_dagster_type(ValidatedProducts)
@@ -114,7 +115,8 @@ def validated_products(
 
     written = 0
     if quarantined and not settings.dry_run:
-        written = catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
+        writer = guarded_writer(catalog, settings.live_allowed)
+        written = writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     for p, issues in quarantined[:20]:
         context.log.warning(f"quarantined {p.id}: {quarantine_reason(issues)}")
 
