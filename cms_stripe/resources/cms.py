@@ -101,6 +101,10 @@ class _Guarded:
         self._inner = source
         self._allow_live = bool(allow_live)
 
+    @property
+    def backend_name(self) -> str:
+        return type(self._inner).__name__
+
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
         return _scrub_errors(value) if callable(value) else value
