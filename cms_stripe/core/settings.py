@@ -14,14 +14,17 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 STRATEGIES = ("incremental", "full", "selective")
 
-# The only spellings accepted, in any case, trimmed; blank means "not set" (the default), so an
-# empty `MIGRATION_DRY_RUN=` in a .env file keeps the dry run instead of silently applying.
+# Spellings accepted, in any case, trimmed; blank means "not set" (the default), so an empty
+# `MIGRATION_DRY_RUN=` in a .env file keeps the dry run instead of silently applying. The switches
+# that guard writes accept only true/false/1/0/yes/no; on/off is kept for the automation switch.
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
+_ON_OFF = {"on": True, "off": False}
+STRICT_BOOLEANS = frozenset({"MIGRATION_DRY_RUN", "MIGRATION_ALLOW_LIVE"})
 
 
 class SettingsError(ValueError):
@@ -36,6 +39,7 @@ LIVE_REFUSAL_HINT = "set MIGRATION_ALLOW_LIVE=true or pass `cms-stripe migrate -
 
 
 def parse_bool(name: str, raw: str | None, default: bool) -> bool:
+    """Unset or blank → `default`; a recognised spelling → its value; anything else → SettingsError."""
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
@@ -43,6 +47,8 @@ def parse_bool(name: str, raw: str | None, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
+    if value in _ON_OFF and name not in STRICT_BOOLEANS:
+        return _ON_OFF[value]
     raise SettingsError(f"{name} must be one of true/false/1/0/yes/no (any case), not {raw!r}")
 
 
@@ -260,7 +266,11 @@ def scrub(text: object, secrets: Iterable[str] | None = None) -> str:
         value = value.strip()
         if len(value) < 6:
             continue  # too short to replace without mangling ordinary words; patterns still apply
-        forms |= {value, quote(value, safe=""), quote(value, safe="@:/"), quote_plus(value)}
+        plain = unquote(value)  # a URL's password is stored encoded; drivers quote it decoded
+        forms |= {value, plain, quote(plain, safe=""), quote(plain, safe="@:/"), quote_plus(plain)}
+        if _JWT.fullmatch(value):
+            # A token's payload and signature are long enough to be found (and used) on their own.
+            forms |= {part for part in value.split(".")[1:] if len(part) >= _MIN_TAIL}
     for form in sorted(forms, key=len, reverse=True):
         out = out.replace(form, HIDDEN)
     out = _URL_USERINFO.sub(lambda m: m.group(1) + (_masked_userinfo(m.group(2))) + "@", out)
