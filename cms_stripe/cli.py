@@ -402,7 +402,7 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bo
 @click.option(
     "--yes-drop-table",
     is_flag=True,
-    help="Needed with --replace for any database but SQLite: confirms that the table (and its backups) may go.",
+    help="Needed with --replace for any database but SQLite: confirms that the table may be dropped.",
 )
 def demo_data(url: str, n: int, seed: int, table: str, replace: bool, yes_drop_table: bool) -> None:
     """Create the CMS schema and fill it with a deterministic demo catalog (about 3 % invalid rows).
