@@ -51,7 +51,10 @@ def _embedded_home(home: pathlib.Path) -> None:
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
-    click.secho(message, fg="red", err=True)
+    from cms_stripe.core.settings import scrub
+
+    # Messages can quote exception text from the CMS or Stripe clients: never print a secret.
+    click.secho(scrub(message), fg="red", err=True)
     sys.exit(code)
 
 
@@ -112,16 +115,17 @@ def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
         "skip_existing": settings.skip_existing,
         "checkpoint_interval": settings.checkpoint_interval,
         "validation_threshold": settings.validation_threshold,
-        "reports_dir": settings.reports_dir,
     }
     return {"resources": {"settings": {"config": config}}}
 
 
 def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
+    """Refuse early, with a clear message, what the guard in the write path would refuse anyway."""
     if not dry_run and settings.live_key and not (confirm_live or settings.allow_live):
+        what = "a live Stripe key" if settings.stripe_secret_key else "no STRIPE_SECRET_KEY (it may be a live one)"
         _fail(
-            "refusing to write with a live Stripe key: pass --confirm-live or set MIGRATION_ALLOW_LIVE=true "
-            "(run `cms-stripe dry-run` first)",
+            f"refusing to write with {what}: keys other than sk_test_/rk_test_ count as live; "
+            "pass --confirm-live or set MIGRATION_ALLOW_LIVE=true (run `cms-stripe dry-run` first)",
             EXIT_REFUSED,
         )
 
@@ -224,15 +228,16 @@ def validate(ctx: click.Context) -> None:
     for key, value in settings.describe().items():
         click.echo(f"  {key} = {value}")
     from cms_stripe.cms.errors import CmsConfigError
+    from cms_stripe.core.settings import scrub
     from cms_stripe.resources.cms import catalog_resource_from_env
 
     try:
         source = catalog_resource_from_env().source()
         source.check()
     except CmsConfigError as exc:
-        _fail(f"CMS: {exc}")
+        _fail(f"CMS: {scrub(exc)}")
     except Exception as exc:
-        _fail(f"CMS: cannot connect: {type(exc).__name__}: {exc}")
+        _fail(f"CMS: cannot connect: {type(exc).__name__}: {scrub(exc)}")
     click.echo("CMS: reachable; table and mapped columns present")
     if not settings.stripe_secret_key:
         _fail("Stripe: STRIPE_SECRET_KEY is not set")
@@ -242,7 +247,7 @@ def validate(ctx: click.Context) -> None:
         gateway = StripeGateway.from_settings(settings.stripe_secret_key, settings.stripe_api_base)
         gateway.retrieve_product("prod_cms_stripe_connectivity_check")
     except Exception as exc:
-        _fail(f"Stripe: {type(exc).__name__}: {exc}")
+        _fail(f"Stripe: {type(exc).__name__}: {scrub(exc)}")
     mode = "live" if settings.live_key else "test"
     click.echo(f"Stripe: reachable ({mode} mode, limits {gateway.limits.global_rps:g}/s global)")
     result = _execute_sync(settings, dry_run=True, assets=["raw_cms_products", "validated_products"])
@@ -299,6 +304,8 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
 
     settings = _settings(ctx)
     _check_live(settings, False, confirm_live)
+    if confirm_live:
+        os.environ["MIGRATION_ALLOW_LIVE"] = "true"
     instance = _instance()
     run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
     if run is None:
@@ -318,7 +325,7 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
         else dg.reconstructable(selective_job_for_resume),
         instance=instance,
         reexecution_options=options,
-        run_config={**dict(run.run_config), "execution": {"config": {"in_process": {}}}},
+        run_config={**_current_run_config(run.run_config), "execution": {"config": {"in_process": {}}}},
         # The partition range lives in the parent's tags; the re-execution must cover the same days.
         tags={
             **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
@@ -327,6 +334,19 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
         raise_on_error=False,
     ) as result:
         sys.exit(_report(result))
+
+
+def _current_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The parent's run config without settings fields that are no longer config (reports_dir moved
+    to the environment), so runs started by an older version can still be resumed."""
+    from cms_stripe.resources.settings import SyncSettingsResource
+
+    config = json.loads(json.dumps(dict(run_config)))
+    settings = config.get("resources", {}).get("settings", {}).get("config")
+    if isinstance(settings, dict):
+        for key in [k for k in settings if k not in SyncSettingsResource.model_fields]:
+            settings.pop(key)
+    return dict(config)
 
 
 def sync_job_for_resume() -> Any:
@@ -346,31 +366,35 @@ def selective_job_for_resume() -> Any:
 @cli.command()
 @click.option("--run-id", default=None, help="The run whose CMS write-back to undo (default: the latest CLI run).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm-live", is_flag=True, help="Allow the CMS write when STRIPE_SECRET_KEY is a live key.")
 @click.pass_context
-def rollback(ctx: click.Context, run_id: str | None, yes: bool) -> None:
+def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bool) -> None:
     """Restore the CMS sync columns a run overwrote, from the backup taken before its first write-back.
 
     Stripe is not touched: products cannot be deleted once they have prices, and archiving live
     products is a decision for a human (the reconciliation report lists them)."""
-    _settings(ctx)
+    settings = _settings(ctx)
+    allow_live = confirm_live or settings.allow_live
+    _check_live(settings, False, allow_live)
     instance = _instance()
     run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
     if run is None:
         _fail("nothing to roll back: no earlier cms-stripe run on this instance")
-    from cms_stripe.resources.cms import BACKUP_DIR_TAG, SupabaseCatalogResource, catalog_resource_from_env
+    from cms_stripe.resources.cms import BACKUP_DIR_TAG, backend_is_rest, catalog_resource_from_env
 
-    resource = catalog_resource_from_env()
-    if isinstance(resource, SupabaseCatalogResource) and run.tags.get(BACKUP_DIR_TAG):
-        # A REST CMS keeps backups as files: read them where the run wrote them.
-        resource = resource.model_copy(update={"backup_dir": run.tags[BACKUP_DIR_TAG]})
-    source = resource.source()
-    rows = source.backup_for_run(run.run_id)
+    if run.tags.get(BACKUP_DIR_TAG) and backend_is_rest():
+        # A REST CMS keeps backups as files: read them where the run wrote them, whatever this
+        # process's working directory (the run recorded the absolute folder).
+        os.environ["CMS_BACKUP_DIR"] = run.tags[BACKUP_DIR_TAG]
+    # Through the resource, so the restore passes the same live-key guard as every CMS write.
+    catalog = catalog_resource_from_env()
+    rows = catalog.backup_for_run(run.run_id)
     if not rows:
         click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")
         sys.exit(EXIT_OK)
     if not yes:
         click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
-    restored = source.restore_backup(run.run_id)
+    restored = catalog.restore_backup(run.run_id, allow_live=allow_live)
     click.echo(f"restored {restored.written} CMS rows to their values before run {run.run_id}")
     if restored.conflicts:
         click.secho(
@@ -389,12 +413,35 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool) -> None:
 @click.option("--products", "n", default=1000, show_default=True, type=click.IntRange(1), help="How many products.")
 @click.option("--seed", default=7, show_default=True, type=int, help="The same seed gives the same catalog.")
 @click.option("--table", default="products", show_default=True, help="Table to create and fill.")
-@click.option("--replace/--no-replace", default=False, help="Drop the table first.")
-def demo_data(url: str, n: int, seed: int, table: str, replace: bool) -> None:
-    """Create the CMS schema and fill it with a deterministic demo catalog (about 3 % invalid rows)."""
+@click.option(
+    "--replace/--no-replace",
+    default=False,
+    help="Drop the table first. Only a SQLite table is dropped without --yes-drop-table.",
+)
+@click.option(
+    "--yes-drop-table",
+    is_flag=True,
+    help="Needed with --replace for any database but SQLite: confirms that the table may be dropped.",
+)
+def demo_data(url: str, n: int, seed: int, table: str, replace: bool, yes_drop_table: bool) -> None:
+    """Create the CMS schema and fill it with a deterministic demo catalog (about 3 % invalid rows).
+
+    --replace drops the table first; on anything but SQLite it also needs --yes-drop-table, so a
+    pasted production URL never loses its catalog."""
     from cms_stripe.cms.demo import generate_catalog, write_catalog
     from cms_stripe.cms.schema import drop_schema
+    from cms_stripe.core.settings import mask_url
 
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except Exception:
+        _fail(f"--url is not a SQLAlchemy database URL: {mask_url(url)}")
+    if replace and backend != "sqlite" and not yes_drop_table:
+        _fail(
+            f"refusing to drop table {table!r} in {mask_url(url)}: --replace drops only SQLite tables "
+            "unless --yes-drop-table is given as well",
+            EXIT_REFUSED,
+        )
     engine = sa.create_engine(url)
     try:
         if replace:

@@ -27,7 +27,9 @@ all_assets = [
 
 
 def build_resources() -> dict[str, Any]:
-    """Secrets stay EnvVars (resolved at launch, never shown in the UI); the rest is read at load."""
+    """Addresses, keys and folders are no config at all: the resources read them from this code
+    location's environment when a run starts, so run config (the Launchpad) cannot redirect them.
+    What is config (dry-run, pacing, thresholds) is read from the environment at load."""
     return {
         "catalog": catalog_resource_from_env(),
         "stripe": stripe_resource_from_env(),

@@ -27,14 +27,20 @@ def _partition_of(span: PartitionSpan, ts: Any) -> str:
     return span.key_for(None if pd.isna(ts) else pd.Timestamp(ts).to_pydatetime())
 
 
-class DailyFrameIOManager(dg.ConfigurableIOManager):
-    """Pickled DataFrames under `base_dir/<asset path>/<partition>.pkl` (instance storage by default)."""
+ENV_FRAMES_DIR = "CMS_STRIPE_FRAMES_DIR"
 
-    base_dir: str | None = None
+
+class DailyFrameIOManager(dg.ConfigurableIOManager):
+    """Pickled DataFrames under `<root>/frames/<asset path>/<partition>.pkl`, the root being
+    CMS_STRIPE_FRAMES_DIR of the code location's environment, else the instance's storage folder.
+
+    The folder is deliberately not config: unpickling is code execution, and a folder chosen per run
+    (the Launchpad) would let whoever opens the UI load pickles from, or write them to, any folder."""
 
     def _root(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        if self.base_dir:
-            root = Path(self.base_dir)
+        configured = (os.environ.get(ENV_FRAMES_DIR) or "").strip()
+        if configured:
+            root = Path(configured)
         else:
             instance = context.instance if isinstance(context, dg.InputContext) else context.step_context.instance
             root = Path(instance.storage_directory())

@@ -12,6 +12,7 @@ from cms_stripe.constants import STRIPE_POOL
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.sync import SyncOptions, run_sync
 from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
+from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -31,7 +32,7 @@ def sync_selected_products(
     """Read the listed rows, validate, plan and (unless dry-run) apply them."""
     if not config.product_ids:
         raise dg.Failure("no product ids: set MIGRATION_PRODUCT_IDS or the op config product_ids")
-    if not settings.dry_run and stripe.is_live and not settings.allow_live:
+    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
         raise dg.Failure("STRIPE_SECRET_KEY is a live key: set MIGRATION_ALLOW_LIVE=true to write")
     products = catalog.read_ids(config.product_ids)
     missing = sorted(set(config.product_ids) - {p.id for p in products})
@@ -44,12 +45,13 @@ def sync_selected_products(
     valid, quarantined = split_valid(products, link_holders=holders)
     for p, issues in quarantined:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
+    writer = guarded_writer(catalog, settings.live_allowed)
     if quarantined and not settings.dry_run:
-        catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
+        writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     outcome = run_sync(
         valid,
-        stripe.gateway,
-        catalog,
+        stripe.gateway_for(settings.live_allowed),
+        writer,
         SyncOptions(
             run_id=context.run.run_id,
             label="selective",

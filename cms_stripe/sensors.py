@@ -7,7 +7,7 @@ import dagster as dg
 
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.core.changes import decide_changed_partitions, parse_cursor
-from cms_stripe.core.sync import scrub
+from cms_stripe.core.settings import scrub
 from cms_stripe.jobs import sync_job
 from cms_stripe.partitions import current_span
 from cms_stripe.schedules import automation_enabled

@@ -39,6 +39,7 @@ from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.frames import frame_to_products
 from cms_stripe.core.sync import SyncOptions, SyncOutcome, run_sync
 from cms_stripe.partitions import current_span, daily_partitions
+from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
@@ -182,7 +183,7 @@ def stripe_products(
     valid CMS rows, exactly once; writes the Stripe ids back to the CMS. Dry-run saves the plan only."""
     keys = partition_keys(context) or [context.partition_key]
     label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
-    if not settings.dry_run and stripe.is_live and not settings.allow_live:
+    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
         raise LiveKeyRefused(
             "STRIPE_SECRET_KEY is a live key: refusing to write without MIGRATION_ALLOW_LIVE=true "
             "(or `cms-stripe migrate --confirm-live`). Run a dry-run first."
@@ -193,8 +194,8 @@ def stripe_products(
     done = read_checkpoints(context.instance, STRIPE_PRODUCTS, keys, root)
     outcome = run_sync(
         products,
-        stripe.gateway,
-        catalog,
+        stripe.gateway_for(settings.live_allowed),
+        guarded_writer(catalog, settings.live_allowed),
         SyncOptions(
             run_id=context.run.run_id,
             label=label,

@@ -32,6 +32,7 @@ from cms_stripe.core.frames import ValidatedProducts, frame_to_products, product
 from cms_stripe.core.mapping import RowIssue
 from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.partitions import current_span, daily_partitions
+from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 
 ValidatedProductsType = pandera_schema_to_dagster_type(ValidatedProducts)
@@ -113,7 +114,8 @@ def validated_products(
 
     written = WriteBackResult()
     if quarantined and not settings.dry_run:
-        written = catalog.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
+        writer = guarded_writer(catalog, settings.live_allowed)
+        written = writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     for p, issues in quarantined[:20]:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
     if len(quarantined) > 20:

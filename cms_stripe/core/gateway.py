@@ -66,6 +66,7 @@ from cms_stripe.core.limits import (
     LimitModel,
     RateLimiter,
 )
+from cms_stripe.core.settings import LiveKeyRefused, clean_key, scrub
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,12 @@ MAX_LOOKUP_KEYS_PER_LIST = 10  # Stripe: "You can specify up to 10 lookup_keys."
 MAX_IDEMPOTENCY_KEY_LEN = 255
 # Status recorded for an attempt that got no HTTP response (dropped / refused connection).
 NO_RESPONSE = 0
+
+
+class LiveWriteRefusedError(StripeSyncError, LiveKeyRefused):
+    """A write with a live key that nobody allowed: CRITICAL, so the executor stops at once."""
+
+    default_severity = Severity.CRITICAL
 
 
 @dataclass
@@ -201,11 +208,15 @@ class StripeGateway:
         clock: Callable[[], float] = time.monotonic,
         limiter: RateLimiter | None = None,
         lock_retry_s: tuple[float, float] = (0.05, 0.25),
+        allow_live: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self._client = client
         self.limits = limits
+        # The live-key guard: every write passes `_call`, which refuses it when the key is live
+        # (anything not clearly a test key) unless the gateway was built with allow_live=True.
+        self.allow_live = allow_live
         self.limiter = limiter if limiter is not None else RateLimiter(limits, clock=clock, sleep=sleep)
         self.stats = CallStats()
         self.max_attempts = max_attempts
@@ -237,9 +248,10 @@ class StripeGateway:
         **kw: Any,
     ) -> StripeGateway:
         """Gateway for `api_key`; `api_base` (default: $STRIPE_API_BASE) points at an emulator."""
+        api_key = clean_key(api_key) or ""
         if not api_key:
             raise ValueError("a Stripe API key is required")
-        base = api_base or env.get(ENV_API_BASE) or None
+        base = clean_key(api_base) or clean_key(env.get(ENV_API_BASE))
         client = stripe.StripeClient(
             api_key,
             base_addresses={"api": base} if base else None,
@@ -437,6 +449,13 @@ class StripeGateway:
         write: bool,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        if write and self.limits.live and not self.allow_live:
+            raise LiveWriteRefusedError(
+                f"refusing {endpoint}: STRIPE_SECRET_KEY is not a test key and live writes were not allowed",
+                code="live_key_refused",
+                endpoint=endpoint,
+                idempotency_key=idempotency_key,
+            )
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
             wait=self._wait,
@@ -590,7 +609,7 @@ class StripeGateway:
                 self._breaker.open()  # the listener records it
             return self._open_error(endpoint, key)
         return RetriesExhaustedError(
-            f"Stripe call still failing after {self.max_attempts} attempts ({exhausted.kind}): {cause}",
+            scrub(f"Stripe call still failing after {self.max_attempts} attempts ({exhausted.kind}): {cause}"),
             code=error_code(cause) or exhausted.kind,
             http_status=cause.http_status,
             endpoint=endpoint,
@@ -601,7 +620,7 @@ class StripeGateway:
 
 def _describe(exc: BaseException) -> str:
     """One short line about a failure, for logs and the circuit-open message."""
-    text = " ".join(str(exc).split())
+    text = " ".join(scrub(exc).split())
     if isinstance(exc, stripe.APIConnectionError) and "Network error: " in text:
         # stripe-python wraps the useful part ("Connection refused"...) in boilerplate.
         text = text.split("Network error: ", 1)[1].rstrip(")")
@@ -627,7 +646,7 @@ def _convert(exc: stripe.StripeError, endpoint: str, key: str | None) -> StripeS
         "idempotency_key": key,
         "request_id": exc.request_id,
     }
-    message = exc.user_message or type(exc).__name__
+    message = scrub(exc.user_message or type(exc).__name__)
     if isinstance(exc, stripe.InvalidRequestError) and code == "resource_already_exists":
         return AlreadyExistsError(message, **common)
     if isinstance(exc, stripe.AuthenticationError):

@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cms_stripe.core.settings import env_float, env_int
+from cms_stripe.core.settings import env_float, env_int, is_live_key, key_mode
 
 LIVE_GLOBAL_RPS = 100.0
 TEST_GLOBAL_RPS = 25.0
 DEFAULT_ENDPOINT_RPS = 25.0
 
-LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
-TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+# "Is this key live?" has one answer, `cms_stripe.core.settings.is_live_key`, used here as everywhere.
 
 ENV_MAX_RPS = "STRIPE_MAX_RPS"
 ENV_ENDPOINT_RPS = "STRIPE_ENDPOINT_RPS"
@@ -66,10 +65,6 @@ GLOBAL_REASONS = frozenset({"global-rate", "global-concurrency"})
 ENDPOINT_REASONS = frozenset({"endpoint-rate", "endpoint-concurrency", "resource-specific"})
 
 
-def is_live_key(api_key: str) -> bool:
-    return api_key.startswith(LIVE_KEY_PREFIXES)
-
-
 @dataclass(frozen=True)
 class LimitModel:
     """The request budget we schedule against: requests/second globally and per endpoint."""
@@ -93,7 +88,9 @@ class LimitModel:
         a 429 storm on a live account is not.
         """
         live = is_live_key(api_key)
-        global_rps = LIVE_GLOBAL_RPS if live else TEST_GLOBAL_RPS
+        # The budget follows the key's known mode; "live" for the guard (anything not clearly a test
+        # key) must not raise the pace of a key we cannot place.
+        global_rps = LIVE_GLOBAL_RPS if key_mode(api_key) == "live" else TEST_GLOBAL_RPS
         endpoint_rps = DEFAULT_ENDPOINT_RPS
         cap_global = env_float(env, ENV_MAX_RPS, None)
         cap_endpoint = env_float(env, ENV_ENDPOINT_RPS, None)

@@ -6,32 +6,54 @@ from the environment and never rendered: `describe()` masks them.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from urllib.parse import quote, quote_plus, unquote
 
 STRATEGIES = ("incremental", "full", "selective")
 
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+# Spellings accepted, in any case, trimmed; blank means "not set" (the default), so an empty
+# `MIGRATION_DRY_RUN=` in a .env file keeps the dry run instead of silently applying. The switches
+# that guard writes accept only true/false/1/0/yes/no; on/off is kept for the automation switch.
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+_ON_OFF = {"on": True, "off": False}
+STRICT_BOOLEANS = frozenset({"MIGRATION_DRY_RUN", "MIGRATION_ALLOW_LIVE"})
 
 
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
 
 
-def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
+class LiveKeyRefused(RuntimeError):
+    """A write (to Stripe or to the CMS) refused because the Stripe key is live and nobody allowed it."""
+
+
+LIVE_REFUSAL_HINT = "set MIGRATION_ALLOW_LIVE=true or pass `cms-stripe migrate --confirm-live` (run a dry-run first)"
+
+
+def parse_bool(name: str, raw: str | None, default: bool) -> bool:
+    """Unset or blank → `default`; a recognised spelling → its value; anything else → SettingsError."""
+    if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+    if value in _ON_OFF and name not in STRICT_BOOLEANS:
+        return _ON_OFF[value]
+    raise SettingsError(f"{name} must be one of true/false/1/0/yes/no (any case), not {raw!r}")
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    return parse_bool(name, env.get(name), default)
 
 
 def env_int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 1) -> int | None:
@@ -74,24 +96,230 @@ def parse_day(name: str, raw: str | None) -> date | None:
         raise SettingsError(f"{name} must be a date like 2024-01-31, not {raw!r}") from None
 
 
+# --- Stripe keys: one rule for "live" -------------------------------------------------------------
+
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+
+
+def clean_key(value: str | None) -> str | None:
+    """A key as read from the environment, trimmed (a pasted key often carries a space or newline)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def key_mode(key: str | None) -> str:
+    """`test`, `live` or `unknown` by the key's prefix, after trimming."""
+    key = clean_key(key) or ""
+    if key.startswith(TEST_KEY_PREFIXES):
+        return "test"
+    if key.startswith(LIVE_KEY_PREFIXES):
+        return "live"
+    return "unknown"
+
+
+def is_live_key(key: str | None) -> bool:
+    """The one live-key rule: any key that is not clearly a test key counts as live, so the live-key
+    guard also stops a key with an unexpected prefix (a typo, a new Stripe key format)."""
+    return key_mode(key) != "test"
+
+
+# --- masking: one function for everything shown ---------------------------------------------------
+
+HIDDEN = "(hidden)"
+_PUBLIC_PREFIXES = (
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "rk_test_",
+    "pk_live_",
+    "pk_test_",
+    "sb_secret_",
+    "sb_publishable_",
+    "whsec_",
+)
+_MIN_TAIL = 16  # below this, even four characters are a real share of the secret
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_ROLE = re.compile(r"^[a-z][a-z_]{0,30}$")
+
+
+def _jwt_role(token: str) -> str | None:
+    """The `role` claim of a JWT payload (Supabase: anon / service_role), if it reads cleanly."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+    role = claims.get("role") if isinstance(claims, dict) else None
+    return role if isinstance(role, str) and _ROLE.match(role) else None
+
+
 def mask_secret(value: str | None) -> str:
-    """`sk_live_…abcd` style: enough to tell keys apart, never enough to use one."""
-    if not value:
+    """A key shown as its public prefix and last four characters (`sk_live_…9f3a`,
+    `eyJ…(service role)…x_Q2`): enough to tell two keys apart, never enough to use one."""
+    if value is None or not value.strip():
         return "(not set)"
-    prefix = value.split("_", 2)
-    head = "_".join(prefix[:2]) + "_" if len(prefix) > 2 else ""
-    return f"{head}…{value[-4:]}" if len(value) > 12 else "…"
+    v = value.strip()
+    if _JWT.fullmatch(v):
+        role = _jwt_role(v)
+        label = f"({role.replace('_', ' ')})" if role else "(JWT)"
+        return f"eyJ…{label}…{v[-4:]}"
+    for prefix in _PUBLIC_PREFIXES:
+        if v.startswith(prefix):
+            return f"{prefix}…{v[-4:]}" if len(v) - len(prefix) >= _MIN_TAIL else f"{prefix}…"
+    return f"…{v[-4:]}" if len(v) >= _MIN_TAIL else HIDDEN
+
+
+_KV_SECRET = re.compile(
+    r"(?i)\b(password|passwd|pwd|sslpassword|apikey|api_key|token|access_token|secret|key)(\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,]+)"
+)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s]*)@")
+
+
+def _url_parts(url: str) -> tuple[str, str | None, str | None, str] | None:
+    """(scheme://, user, password, rest after the userinfo) — the userinfo ends at the LAST `@`, so a
+    password holding an unencoded `@` (or `/`) is still taken whole."""
+    if "://" not in url:
+        return None
+    scheme, rest = url.split("://", 1)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme):
+        return None
+    at = rest.rfind("@")
+    if at < 0:
+        return scheme + "://", None, None, rest
+    userinfo, after = rest[:at], rest[at + 1 :]
+    user, sep, password = userinfo.partition(":")
+    return scheme + "://", user, (password if sep else None), after
+
+
+def url_password(url: str | None) -> str | None:
+    parts = _url_parts(url.strip()) if url else None
+    if parts is None:
+        return None
+    _, user, password, _ = parts
+    # A userinfo without ':' can be a bare token (https://TOKEN@host): treat it as the secret.
+    return password if password is not None else user
 
 
 def mask_url(url: str | None) -> str:
-    if not url:
+    """A URL (or libpq keyword DSN) without its password; "(hidden)" when it cannot be read."""
+    if url is None or not url.strip():
         return "(not set)"
-    try:
-        import sqlalchemy as sa
+    u = url.strip()
+    parts = _url_parts(u)
+    if parts is None:
+        if "=" in u and "://" not in u:  # libpq keyword DSN: host=… user=… password=…
+            return _KV_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", u)
+        return HIDDEN
+    scheme, user, password, rest = parts
+    if user is None:
+        shown = scheme + rest
+    elif password is None:
+        shown = f"{scheme}***@{rest}"
+    else:
+        safe_user = user if re.fullmatch(r"[A-Za-z0-9._\-]{0,63}", user) else "***"
+        shown = f"{scheme}{safe_user}:***@{rest}"
+    return _KV_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", shown)
 
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a database URL (e.g. https://…supabase.co): nothing secret in it
-        return url
+
+# --- scrubbing exception text ------------------------------------------------------------------------
+
+SECRET_ENV_VARS = ("STRIPE_SECRET_KEY", "SUPABASE_SERVICE_ROLE_KEY")
+URL_ENV_VARS = ("CMS_DATABASE_URL", "SUPABASE_URL", "STRIPE_API_BASE")
+_STRIPE_KEY = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
+_SB_KEY = re.compile(r"\bsb_(?:secret|publishable)_[0-9A-Za-z_-]+")
+_BEARER = re.compile(r"(?i)\b(Bearer|Basic)\s+[^\s'\",}]+")
+_HEADER = re.compile(
+    r"(?i)([\"']?(?:apikey|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"',}]+(?: [^\s\"',}]+)?)"
+)
+
+
+def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values the process holds: the keys, and the passwords of its URLs."""
+    env = os.environ if env is None else env
+    out: list[str] = []
+    for name in SECRET_ENV_VARS:
+        value = clean_key(env.get(name))
+        if value:
+            out.append(value)
+    for name in URL_ENV_VARS:
+        raw = env.get(name)
+        password = url_password(raw)
+        if password:
+            out.append(password)
+        if raw and "://" not in raw:
+            out += [m.group(3).strip("'\"") for m in _KV_SECRET.finditer(raw)]
+    return out
+
+
+def scrub(text: object, secrets: Iterable[str] | None = None) -> str:
+    """Text (an exception message, a log line) with every secret taken out: the known secret values
+    (plain and URL-encoded), URL passwords, `Bearer …`, `apikey` headers and anything shaped like a
+    Stripe key or a JWT. Used on every exception text before it is logged, stored or shown."""
+    out = str(text)
+    values = set(known_secrets()) | {s for s in (secrets or ()) if s}
+    forms: set[str] = set()
+    for value in values:
+        value = value.strip()
+        if len(value) < 6:
+            continue  # too short to replace without mangling ordinary words; patterns still apply
+        plain = unquote(value)  # a URL's password is stored encoded; drivers quote it decoded
+        forms |= {value, plain, quote(plain, safe=""), quote(plain, safe="@:/"), quote_plus(plain)}
+        if _JWT.fullmatch(value):
+            # A token's payload and signature are long enough to be found (and used) on their own.
+            forms |= {part for part in value.split(".")[1:] if len(part) >= _MIN_TAIL}
+    for form in sorted(forms, key=len, reverse=True):
+        out = out.replace(form, HIDDEN)
+    out = _URL_USERINFO.sub(lambda m: m.group(1) + (_masked_userinfo(m.group(2))) + "@", out)
+    out = _KV_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
+    out = _BEARER.sub(lambda m: f"{m.group(1)} {HIDDEN}", out)
+    out = _HEADER.sub(lambda m: m.group(1) + HIDDEN, out)
+    out = _JWT.sub(lambda m: mask_secret(m.group(0)), out)
+    out = _STRIPE_KEY.sub(lambda m: mask_secret(m.group(0)), out)
+    out = _SB_KEY.sub(lambda m: mask_secret(m.group(0)), out)
+    return out
+
+
+class ScrubbedError(RuntimeError):
+    """An exception whose text held a secret, re-raised with the text scrubbed (and its chain cut)."""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in out and len(out) < 20:
+        out.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return out
+
+
+def scrubbed_exception(exc: BaseException) -> BaseException:
+    """`exc` itself when nothing in it (or its causes) needs scrubbing; otherwise one exception of the
+    same class when it takes a message (else ScrubbedError) whose text is the scrubbed chain."""
+    chain = _chain(exc)
+    texts = [str(e) for e in chain]
+    if all(scrub(t) == t for t in texts):
+        return exc
+    message = scrub(texts[0])
+    for cause, text in zip(chain[1:], texts[1:], strict=True):
+        message += f" (caused by {type(cause).__name__}: {scrub(text)})"
+    try:
+        clean = type(exc)(message)
+        if str(clean) == message:
+            return clean
+    except Exception:  # noqa: S110 - a class that needs other arguments: use the generic one
+        pass
+    return ScrubbedError(f"{type(exc).__name__}: {message}")
+
+
+def _masked_userinfo(userinfo: str) -> str:
+    user, sep, _ = userinfo.partition(":")
+    if not sep:
+        return "***"
+    return (user if re.fullmatch(r"[A-Za-z0-9._\-]{0,63}", user) else "***") + ":***"
 
 
 @dataclass(frozen=True)
@@ -133,13 +361,13 @@ class Settings:
         if threshold > 1:
             raise SettingsError("MIGRATION_VALIDATION_THRESHOLD is a fraction between 0 and 1, e.g. 0.95")
         return cls(
-            stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
-            stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            stripe_secret_key=clean_key(env.get("STRIPE_SECRET_KEY")),
+            stripe_api_base=clean_key(env.get("STRIPE_API_BASE")),
             stripe_max_rps=env_float(env, "STRIPE_MAX_RPS", None),
             stripe_endpoint_rps=env_float(env, "STRIPE_ENDPOINT_RPS", None),
-            supabase_url=env.get("SUPABASE_URL") or None,
-            supabase_service_role_key=env.get("SUPABASE_SERVICE_ROLE_KEY") or None,
-            cms_database_url=env.get("CMS_DATABASE_URL") or None,
+            supabase_url=clean_key(env.get("SUPABASE_URL")),
+            supabase_service_role_key=clean_key(env.get("SUPABASE_SERVICE_ROLE_KEY")),
+            cms_database_url=clean_key(env.get("CMS_DATABASE_URL")),
             dry_run=env_bool(env, "MIGRATION_DRY_RUN", True),
             strategy=strategy,
             start_date=start,
@@ -151,22 +379,24 @@ class Settings:
             checkpoint_interval=env_int(env, "MIGRATION_CHECKPOINT_INTERVAL", 100) or 100,
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
             validation_threshold=threshold,
-            reports_dir=env.get("MIGRATION_REPORTS_DIR") or "reports",
+            reports_dir=reports_dir_from_env(env),
         )
 
     @property
     def live_key(self) -> bool:
-        return bool(self.stripe_secret_key and self.stripe_secret_key.startswith(("sk_live_", "rk_live_")))
+        """Whether the live-key guard applies (see `is_live_key`): also with no key at all, since the
+        guard cannot tell what key the writes would use."""
+        return is_live_key(self.stripe_secret_key)
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, secrets masked: safe to print and to put in run metadata."""
         return {
             "STRIPE_SECRET_KEY": mask_secret(self.stripe_secret_key),
-            "STRIPE_API_BASE": self.stripe_api_base or "(Stripe)",
+            "STRIPE_API_BASE": mask_url(self.stripe_api_base) if self.stripe_api_base else "(Stripe)",
             "STRIPE_MAX_RPS": str(self.stripe_max_rps or "(by key mode)"),
             "STRIPE_ENDPOINT_RPS": str(self.stripe_endpoint_rps or 25),
             "CMS_DATABASE_URL": mask_url(self.cms_database_url),
-            "SUPABASE_URL": self.supabase_url or "(not set)",
+            "SUPABASE_URL": mask_url(self.supabase_url),
             "SUPABASE_SERVICE_ROLE_KEY": mask_secret(self.supabase_service_role_key),
             "MIGRATION_DRY_RUN": str(self.dry_run).lower(),
             "MIGRATION_STRATEGY": self.strategy,
@@ -178,4 +408,12 @@ class Settings:
             "MIGRATION_MAX_CONCURRENCY": str(self.max_concurrency or "(from latency)"),
             "MIGRATION_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),
+            "MIGRATION_REPORTS_DIR": self.reports_dir,
         }
+
+
+def reports_dir_from_env(env: Mapping[str, str] | None = None) -> str:
+    """Where plans and reports go: MIGRATION_REPORTS_DIR of the code location's environment only (a
+    run-config folder would let whoever opens the UI write files anywhere the process can)."""
+    env = os.environ if env is None else env
+    return (env.get("MIGRATION_REPORTS_DIR") or "").strip() or "reports"

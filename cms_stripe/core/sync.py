@@ -31,6 +31,7 @@ from cms_stripe.core.catalog import (
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
+from cms_stripe.core.settings import scrub
 from cms_stripe.core.state import read_state
 from cms_stripe.core.validation import quarantine_updates
 
@@ -261,13 +262,6 @@ def _keep_ids(update: SyncUpdate, product: CmsProduct | None) -> SyncUpdate:
         stripe_price_id=update.stripe_price_id or product.stripe_price_id,
         sync_hash=product.sync_hash,
     )
-
-
-def scrub(text: str) -> str:
-    # Placeholder until the secrets work lands its shared scrubber: drop URL credentials.
-    import re
-
-    return re.sub(r"://[^/@\s]*@", "://(hidden)@", text)
 
 
 def _with_expected(update: SyncUpdate, product: CmsProduct | None) -> SyncUpdate:

@@ -1,14 +1,17 @@
 """The CMS catalog as Dagster resources: SQL (CMS_DATABASE_URL) or Supabase REST, one interface.
 
 Both expose the CatalogSource methods, so assets and sensors take `dg.ResourceParam[CatalogSource]`
-and never see which backend runs. Secrets stay `EnvVar`s, resolved at launch and never shown in the
-UI; the backend object is built in `setup_for_execution` (or lazily via `source()` for the CLI).
+and never see which backend runs. Addresses and secrets are read from the code location's
+environment, never from config (see `_CatalogResource`); the backend object is built in
+`setup_for_execution` (or lazily via `source()` for the CLI). Every write passes the live-key guard.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +35,14 @@ from cms_stripe.cms.source import (
     backend_from_env,
 )
 from cms_stripe.core.catalog import CmsProduct, SyncUpdate, WriteBackResult
+from cms_stripe.core.settings import (
+    LIVE_REFUSAL_HINT,
+    LiveKeyRefused,
+    clean_key,
+    is_live_key,
+    scrub,
+    scrubbed_exception,
+)
 
 ENV_TABLE = "CMS_TABLE"
 BACKUP_DIR_TAG = "cms_stripe/backup_dir"
@@ -39,45 +50,139 @@ ENV_PAGE_SIZE = "CMS_PAGE_SIZE"
 ENV_WRITE_BATCH_SIZE = "CMS_WRITE_BATCH_SIZE"
 
 
-def _resolved(value: str | None) -> str | None:
-    """A field's value; outside a run an EnvVar field is still the EnvVar and must be read explicitly."""
-    if isinstance(value, dg.EnvVar):
-        return value.get_value()
-    return value
+ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
+ENV_ALLOW_LIVE = "MIGRATION_ALLOW_LIVE"
+
+
+class CmsLiveWriteRefused(dg.Failure, LiveKeyRefused):
+    """A CMS write refused by the live-key guard. Not retried: the same key would be refused again."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            description=(
+                f"refusing to {what}: {ENV_STRIPE_KEY} is not a test key (or is not set) and live writes "
+                f"were not allowed; {LIVE_REFUSAL_HINT}"
+            ),
+            allow_retries=False,
+        )
+
+
+def check_live_write(what: str, allow_live: bool, env: Mapping[str, str] | None = None) -> None:
+    """The CMS half of the live-key guard: a write-back belongs to a sync against the Stripe account of
+    STRIPE_SECRET_KEY, so with a live key (anything not clearly a test key) it needs the same
+    explicit allowance as the Stripe writes."""
+    env = os.environ if env is None else env
+    if not allow_live and is_live_key(env.get(ENV_STRIPE_KEY)):
+        raise CmsLiveWriteRefused(what)
+
+
+def _scrub_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Exceptions from SQLAlchemy, psycopg, httpx or supabase-py can quote URLs, headers and keys:
+    re-raise them scrubbed before Dagster stores them (event log) or anything prints them."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LiveKeyRefused, dg.Failure):
+            raise
+        except Exception as exc:
+            clean = scrubbed_exception(exc)
+            if clean is exc:
+                raise
+            raise clean from None
+
+    return wrapper
+
+
+class _Guarded:
+    """A CatalogSource whose writes pass the live-key guard (reads are forwarded unchanged)."""
+
+    def __init__(self, source: Any, allow_live: bool) -> None:
+        self._inner = source
+        self._allow_live = bool(allow_live)
+
+    @property
+    def backend_name(self) -> str:
+        return type(self._inner).__name__
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        return _scrub_errors(value) if callable(value) else value
+
+    @_scrub_errors
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
+        check_live_write("write back to the CMS", self._allow_live)
+        return self._inner.write_back([_scrub_update(u) for u in updates], run_id=run_id)
+
+    @_scrub_errors
+    def restore_backup(self, run_id: str) -> WriteBackResult:
+        check_live_write("restore CMS rows from a backup", self._allow_live)
+        return self._inner.restore_backup(run_id)
+
+
+def guarded_writer(catalog: Any, allow_live: bool) -> Any:
+    """What a run hands to code that writes to the CMS: the catalog with its writes guarded, the
+    allowance stated explicitly (a run passes its SyncSettingsResource.live_allowed)."""
+    if isinstance(catalog, _CatalogResource):
+        return catalog.writer(allow_live)
+    return _Guarded(catalog, allow_live)
+
+
+def _scrub_update(update: SyncUpdate) -> SyncUpdate:
+    """sync_error carries exception text from Stripe calls: never store a secret in the CMS."""
+    if update.sync_error:
+        clean = scrub(update.sync_error)
+        if clean != update.sync_error:
+            return replace(update, sync_error=clean)
+    return update
 
 
 class _CatalogResource(dg.ConfigurableResource):
-    table: str | None = None
-    mapping_file: str | None = None
+    """Only pacing is config. Where the catalog lives (URL, key, table, mapping file, backup folder) is
+    read from the code location's environment: run config set from the Launchpad could otherwise
+    point a run, with the service-role key or database password, at another host or folder."""
+
     page_size: int = DEFAULT_PAGE_SIZE
     write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE
 
     _source: CatalogSource | None = PrivateAttr(default=None)
 
-    def _mapping(self) -> ColumnMapping:
-        return ColumnMapping.load(self.mapping_file, table=self.table)
+    @staticmethod
+    def _mapping(env: Mapping[str, str]) -> ColumnMapping:
+        return ColumnMapping.load(_env_text(env, ENV_MAPPING_FILE), table=_env_text(env, ENV_TABLE))
 
-    def _build(self) -> CatalogSource:
+    def _build(self, env: Mapping[str, str]) -> CatalogSource:
         raise NotImplementedError
 
-    def source(self) -> CatalogSource:
-        """The backend object (built once); its schema check runs on first use."""
+    @_scrub_errors
+    def _backend(self) -> CatalogSource:
         if self._source is None:
-            self._source = self._build()
+            self._source = self._build(os.environ)
         return self._source
 
+    def source(self) -> Any:
+        """The backend (built once; its schema check runs on first use), its writes guarded like the
+        resource's own: with a live key they need `writer(allow_live=True)`."""
+        return _Guarded(self._backend(), allow_live=False)
+
+    def writer(self, allow_live: bool) -> Any:
+        """The catalog for a run that writes: writes pass the live-key guard with this allowance."""
+        return _Guarded(self._backend(), allow_live)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._source = self._build()
+        self._source = None
+        self._backend()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._source is not None:
-            self._source.close()
-            self._source = None
+        self.close()
 
-    # CatalogSource, delegated.
+    # CatalogSource, delegated; exceptions scrubbed.
+    @_scrub_errors
     def check(self) -> None:
-        self.source().check()
+        self._backend().check()
 
+    @_scrub_errors
     def read_window(
         self,
         start: datetime | None,
@@ -86,28 +191,38 @@ class _CatalogResource(dg.ConfigurableResource):
         include_undated: bool = False,
         page_size: int | None = None,
     ) -> Iterator[CmsProduct]:
-        return self.source().read_window(start, end, include_undated=include_undated, page_size=page_size)
+        # Materialised here so that errors raised while paging are scrubbed too.
+        return iter(
+            list(self._backend().read_window(start, end, include_undated=include_undated, page_size=page_size))
+        )
 
+    @_scrub_errors
     def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
-        return self.source().read_ids(ids)
+        return self._backend().read_ids(ids)
 
+    @_scrub_errors
     def read_all(self) -> Iterator[CmsProduct]:
-        return self.source().read_all()
+        return iter(list(self._backend().read_all()))
 
+    @_scrub_errors
     def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
-        return self.source().read_by_stripe_product_ids(stripe_product_ids)
+        return self._backend().read_by_stripe_product_ids(stripe_product_ids)
 
+    @_scrub_errors
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
-        return self.source().changed_days_since(cursor, lookback=lookback)
+        return self._backend().changed_days_since(cursor, lookback=lookback)
 
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
-        return self.source().write_back(updates, run_id=run_id)
+    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str, allow_live: bool = False) -> WriteBackResult:
+        """Write sync results to the CMS; with a live Stripe key refused unless `allow_live=True`."""
+        return self.writer(allow_live).write_back(updates, run_id=run_id)
 
+    @_scrub_errors
     def backup_for_run(self, run_id: str) -> list[BackupRow]:
-        return self.source().backup_for_run(run_id)
+        return self._backend().backup_for_run(run_id)
 
-    def restore_backup(self, run_id: str) -> WriteBackResult:
-        return self.source().restore_backup(run_id)
+    def restore_backup(self, run_id: str, *, allow_live: bool = False) -> WriteBackResult:
+        """Undo a run's write-back; with a live Stripe key refused unless `allow_live=True`."""
+        return self.writer(allow_live).restore_backup(run_id)
 
     def close(self) -> None:
         if self._source is not None:
@@ -116,43 +231,39 @@ class _CatalogResource(dg.ConfigurableResource):
 
 
 class SqlCatalogResource(_CatalogResource):
-    """CMS catalog over SQL: Supabase Postgres (direct or pooled) or SQLite; backups in cms_stripe_backups."""
+    """CMS catalog over SQL (CMS_DATABASE_URL): Supabase Postgres (direct or pooled) or SQLite;
+    backups in cms_stripe_backups."""
 
-    database_url: str
-
-    def _build(self) -> CatalogSource:
+    def _build(self, env: Mapping[str, str]) -> CatalogSource:
         from cms_stripe.cms.sql import SqlCatalogSource
 
-        url = _resolved(self.database_url)
+        url = _env_text(env, ENV_DATABASE_URL)
         if not url:
-            # Neither backend was configured when the code location loaded (catalog_resource_from_env):
-            # say what is missing now, in the words of the environment variables.
-            backend_from_env(os.environ)
-            raise CmsConfigError(
-                f"{ENV_DATABASE_URL} or {ENV_SUPABASE_URL} was not set when the code location loaded; reload it"
-            )
+            # Say what is missing in the words of the environment variables.
+            backend_from_env(env)
+            raise CmsConfigError(f"{ENV_DATABASE_URL} is not set in the code location's environment")
         return SqlCatalogSource(
-            url, mapping=self._mapping(), page_size=self.page_size, write_batch_size=self.write_batch_size
+            url, mapping=self._mapping(env), page_size=self.page_size, write_batch_size=self.write_batch_size
         )
 
 
 class SupabaseCatalogResource(_CatalogResource):
-    """CMS catalog over Supabase's REST API (supabase-py); backups as JSON files under backup_dir."""
+    """CMS catalog over Supabase's REST API (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY); backups as JSON
+    files under CMS_BACKUP_DIR."""
 
-    url: str
-    service_role_key: str
-    backup_dir: str = DEFAULT_BACKUP_DIR
-
-    def _build(self) -> CatalogSource:
+    def _build(self, env: Mapping[str, str]) -> CatalogSource:
         from cms_stripe.cms.rest import RestCatalogSource
 
+        url, key = _env_text(env, ENV_SUPABASE_URL), _env_text(env, ENV_SUPABASE_KEY)
+        if not (url and key):
+            backend_from_env(env)
         return RestCatalogSource(
-            _resolved(self.url) or "",
-            _resolved(self.service_role_key) or "",
-            mapping=self._mapping(),
+            url or "",
+            key or "",
+            mapping=self._mapping(env),
             page_size=self.page_size,
             write_batch_size=self.write_batch_size,
-            backup_dir=self.backup_dir,
+            backup_dir=backup_dir_from_env(env),
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -164,6 +275,15 @@ class SupabaseCatalogResource(_CatalogResource):
             folder = str(getattr(self._source, "backup_dir", ""))
             if folder and run.tags.get(BACKUP_DIR_TAG) != folder:
                 context.instance.add_run_tags(run.run_id, {BACKUP_DIR_TAG: folder})
+
+
+def _env_text(env: Mapping[str, str], name: str) -> str | None:
+    return clean_key(env.get(name))
+
+
+def backup_dir_from_env(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return _env_text(env, ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -179,6 +299,14 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def backend_is_rest(env: Mapping[str, str] | None = None) -> bool:
+    """True when the environment configures the Supabase REST backend (CMS_DATABASE_URL unset)."""
+    try:
+        return backend_from_env(os.environ if env is None else env) == "rest"
+    except CmsConfigError:
+        return False
+
+
 def catalog_resource_from_env(
     env: Mapping[str, str] | None = None, *, strict: bool = False
 ) -> SqlCatalogResource | SupabaseCatalogResource:
@@ -189,8 +317,6 @@ def catalog_resource_from_env(
     """
     env = os.environ if env is None else env
     options: dict[str, Any] = {
-        "table": env.get(ENV_TABLE) or None,
-        "mapping_file": env.get(ENV_MAPPING_FILE) or None,
         "page_size": _env_int(env, ENV_PAGE_SIZE, DEFAULT_PAGE_SIZE),
         "write_batch_size": _env_int(env, ENV_WRITE_BATCH_SIZE, DEFAULT_WRITE_BATCH_SIZE),
     }
@@ -199,12 +325,7 @@ def catalog_resource_from_env(
     except CmsConfigError:
         if strict:
             raise
-        return SqlCatalogResource(database_url="", **options)
+        return SqlCatalogResource(**options)
     if kind == "sql":
-        return SqlCatalogResource(database_url=dg.EnvVar(ENV_DATABASE_URL), **options)
-    return SupabaseCatalogResource(
-        url=dg.EnvVar(ENV_SUPABASE_URL),
-        service_role_key=dg.EnvVar(ENV_SUPABASE_KEY),
-        backup_dir=env.get(ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR,
-        **options,
-    )
+        return SqlCatalogResource(**options)
+    return SupabaseCatalogResource(**options)

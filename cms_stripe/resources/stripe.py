@@ -12,17 +12,13 @@ from pydantic import PrivateAttr
 
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
-from cms_stripe.core.gateway import StripeGateway
-from cms_stripe.core.limits import (
-    ENV_ENDPOINT_RPS,
-    ENV_MAX_CONCURRENCY,
-    ENV_MAX_RPS,
-    is_live_key,
-)
+from cms_stripe.core.gateway import ENV_API_BASE, StripeGateway
+from cms_stripe.core.limits import ENV_ENDPOINT_RPS, ENV_MAX_CONCURRENCY, ENV_MAX_RPS
 from cms_stripe.core.plan import Plan, build_plan
+from cms_stripe.core.settings import SettingsError, clean_key, is_live_key
 from cms_stripe.core.state import ProductState, read_state
 
-_MASK = "********"
+ENV_SECRET_KEY = "STRIPE_SECRET_KEY"  # noqa: S105 - the variable's name, not a key
 
 
 def _capped(env: dict[str, str], name: str, value: float | int | None) -> None:
@@ -38,24 +34,21 @@ def _capped(env: dict[str, str], name: str, value: float | int | None) -> None:
 
 
 class StripeResource(dg.ConfigurableResource):
-    """Stripe products and prices for the CMS sync (the API key never leaves this object)."""
+    """Stripe products and prices for the CMS sync (the API key never leaves this object).
 
-    api_key: str
-    api_base: str | None = None
+    The key and the API base are not config: they are read from the code location's environment
+    (STRIPE_SECRET_KEY, STRIPE_API_BASE) when the gateway is built. Config set per run (the
+    Launchpad) could otherwise point the run at another host while the key still flows to it.
+    Config can only lower the request pace, never raise it.
+    """
+
     max_rps: float | None = None
     endpoint_rps: float | None = None
     max_concurrency: int | None = None
     # Applied to every price the sync creates; None leaves Stripe's "unspecified".
     tax_behavior: str | None = None
 
-    _gateway: StripeGateway | None = PrivateAttr(default=None)
-
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, (_MASK if name == "api_key" and value else value)
-
-    def __str__(self) -> str:
-        return repr(self)
+    _gateways: dict[bool, StripeGateway] = PrivateAttr(default_factory=dict)
 
     def _limits_env(self, env: Mapping[str, str]) -> dict[str, str]:
         out = dict(env)
@@ -64,24 +57,45 @@ class StripeResource(dg.ConfigurableResource):
         _capped(out, ENV_MAX_CONCURRENCY, self.max_concurrency)
         return out
 
-    def build_gateway(self, env: Mapping[str, str] | None = None) -> StripeGateway:
+    @staticmethod
+    def _api_key(env: Mapping[str, str]) -> str:
+        key = clean_key(env.get(ENV_SECRET_KEY))
+        if not key:
+            raise SettingsError(f"{ENV_SECRET_KEY} is not set in the code location's environment")
+        return key
+
+    def build_gateway(self, env: Mapping[str, str] | None = None, *, allow_live: bool = False) -> StripeGateway:
+        """A gateway on the environment's key and API base; writes with a live key are refused unless
+        `allow_live` (the guard sits in the gateway, so no caller can skip it)."""
+        env = os.environ if env is None else env
         return StripeGateway.from_settings(
-            self.api_key, api_base=self.api_base or None, env=self._limits_env(os.environ if env is None else env)
+            self._api_key(env),
+            api_base=clean_key(env.get(ENV_API_BASE)),
+            env=self._limits_env(env),
+            allow_live=allow_live,
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._gateway = self.build_gateway()
+        # Fail at launch on a missing key, not at the first Stripe call.
+        self._api_key(os.environ)
 
     @property
     def is_live(self) -> bool:
-        """True for a live-mode key (the asset refuses live writes unless explicitly allowed)."""
-        return is_live_key(self.api_key)
+        """True unless the key is clearly a test key (the one live-key rule, core.settings.is_live_key)."""
+        return is_live_key(os.environ.get(ENV_SECRET_KEY))
+
+    def gateway_for(self, allow_live: bool) -> StripeGateway:
+        """The gateway a writer uses: `allow_live` must be said explicitly (a run passes its
+        SyncSettingsResource.live_allowed)."""
+        allow = bool(allow_live)
+        if allow not in self._gateways:
+            self._gateways[allow] = self.build_gateway(allow_live=allow)
+        return self._gateways[allow]
 
     @property
     def gateway(self) -> StripeGateway:
-        if self._gateway is None:
-            self._gateway = self.build_gateway()
-        return self._gateway
+        """For reads: with a live key every write through it is refused."""
+        return self.gateway_for(False)
 
     # -- domain methods ---------------------------------------------------------------------------
 
@@ -101,10 +115,17 @@ class StripeResource(dg.ConfigurableResource):
         progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] | None = None,
         raise_on_critical: bool = True,
+        *,
+        allow_live: bool = False,
     ) -> ApplyResult:
-        """Apply a plan. On a CRITICAL stop raises SyncAborted (its `.result` holds the finished work)."""
+        """Apply a plan. On a CRITICAL stop raises SyncAborted (its `.result` holds the finished work).
+        With a live key nothing is written unless `allow_live=True`."""
         result = apply_plan(
-            plan, self.gateway, max_concurrency=self.max_concurrency, progress=progress, should_stop=should_stop
+            plan,
+            self.gateway_for(allow_live),
+            max_concurrency=self.max_concurrency,
+            progress=progress,
+            should_stop=should_stop,
         )
         if raise_on_critical:
             result.raise_for_critical()
@@ -123,14 +144,9 @@ class StripeResource(dg.ConfigurableResource):
 
 
 def stripe_resource_from_env(env: Mapping[str, str] | None = None) -> StripeResource:
-    """The resource as Definitions wires it: the key stays an EnvVar (resolved at launch, never shown).
-
-    Rate and concurrency caps (STRIPE_MAX_RPS, STRIPE_ENDPOINT_RPS, MIGRATION_MAX_CONCURRENCY) are read
-    by the limit model when the gateway is built, so they need no config field here.
+    """The resource as Definitions wires it. The key and API base are read from the environment when
+    a run builds the gateway; rate and concurrency caps (STRIPE_MAX_RPS, STRIPE_ENDPOINT_RPS,
+    MIGRATION_MAX_CONCURRENCY) are read by the limit model then too, so they need no config here.
     """
     source = os.environ if env is None else env
-    return StripeResource(
-        api_key=dg.EnvVar("STRIPE_SECRET_KEY"),
-        api_base=dg.EnvVar("STRIPE_API_BASE") if source.get("STRIPE_API_BASE") else None,
-        tax_behavior=source.get("STRIPE_TAX_BEHAVIOR") or None,
-    )
+    return StripeResource(tax_behavior=source.get("STRIPE_TAX_BEHAVIOR") or None)

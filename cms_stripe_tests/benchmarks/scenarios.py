@@ -34,7 +34,7 @@ def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
     from cms_stripe.core.plan import build_plan
     from cms_stripe.core.state import read_state
 
-    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={})
+    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True)
     t0 = time.monotonic()
     state = read_state(gateway, products)
     t1 = time.monotonic()
@@ -140,7 +140,7 @@ def sync_e2e(p: dict[str, Any]) -> dict[str, Any]:
     source = SqlCatalogSource(p["database_url"])
     try:
         products = list(source.read_all())
-        gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={})
+        gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True)
         with tempfile.TemporaryDirectory() as reports:
             outcome = run_sync(
                 products,

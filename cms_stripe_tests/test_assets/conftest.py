@@ -63,14 +63,36 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
+_env: pytest.MonkeyPatch | None = None
+
+
+@pytest.fixture(autouse=True)
+def resource_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Addresses, keys and folders are read from the environment (never config): make_resources sets
+    them through this test's monkeypatch, so they are gone after the test."""
+    global _env
+    _env = monkeypatch
+    yield monkeypatch
+    _env = None
+
+
 def make_resources(cms_url: str, emulator: EmulatorServer, tmp_path: Any, **settings: Any) -> dict[str, Any]:
-    options = {"dry_run": False, "reports_dir": str(tmp_path / "reports"), "checkpoint_interval": 20}
+    assert _env is not None
+    for name, value in {
+        "CMS_DATABASE_URL": cms_url,
+        "STRIPE_SECRET_KEY": TEST_KEY,
+        "STRIPE_API_BASE": emulator.url,
+        "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+        "CMS_STRIPE_FRAMES_DIR": str(tmp_path / "frames"),
+    }.items():
+        _env.setenv(name, value)
+    options = {"dry_run": False, "checkpoint_interval": 20}
     options.update(settings)
     return {
-        "catalog": SqlCatalogResource(database_url=cms_url),
-        "stripe": StripeResource(api_key=TEST_KEY, api_base=emulator.url),
+        "catalog": SqlCatalogResource(),
+        "stripe": StripeResource(),
         "settings": SyncSettingsResource(**options),
-        "frames_io_manager": DailyFrameIOManager(base_dir=str(tmp_path / "frames")),
+        "frames_io_manager": DailyFrameIOManager(),
     }
 
 

@@ -546,7 +546,7 @@ EMU_KEY = "sk_live_" + "e" * 24
 
 def emu_gateway(url: str, **kw: Any) -> StripeGateway:
     # env={} keeps a developer's STRIPE_MAX_RPS / MIGRATION_MAX_CONCURRENCY out of the measurement.
-    return StripeGateway.from_settings(EMU_KEY, api_base=url, env={}, **kw)
+    return StripeGateway.from_settings(EMU_KEY, api_base=url, env={}, **{"allow_live": True, **kw})
 
 
 def emulator_log(url: str) -> list[dict[str, Any]]:

@@ -60,8 +60,11 @@ def max_in_any_window(times: list[float], window: float = 1.0) -> int:
         ("rk_live_abc", True, 100.0),
         ("sk_test_abc", False, 25.0),
         ("rk_test_abc", False, 25.0),
-        ("pk_live_abc", False, 25.0),  # unknown / publishable key: the cautious budget
-        ("", False, 25.0),
+        (" sk_live_abc\n", True, 100.0),  # a pasted key is trimmed
+        # Not clearly a test key: live for the guard, but paced with the cautious test budget.
+        ("pk_live_abc", True, 25.0),
+        ("sk_test", True, 25.0),
+        ("", True, 25.0),
     ],
 )
 def test_for_key_mode_from_prefix(key: str, live: bool, global_rps: float) -> None:

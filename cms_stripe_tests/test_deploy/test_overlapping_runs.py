@@ -48,11 +48,21 @@ def write_two_days(url: str) -> None:
 def materialize_in_child(home: str, url: str, emu_url: str, tmp: str, day: str, go) -> bool:
     """One run in its own process, as the daemon would launch it, on the shared instance in `home`."""
     os.environ["DAGSTER_HOME"] = home
+    # Addresses, keys and folders come from the (child process's) environment, as in a deployment.
+    os.environ.update(
+        {
+            "CMS_DATABASE_URL": url,
+            "STRIPE_SECRET_KEY": "sk_test_overlap",
+            "STRIPE_API_BASE": emu_url,
+            "MIGRATION_REPORTS_DIR": f"{tmp}/reports",
+            "CMS_STRIPE_FRAMES_DIR": f"{tmp}/frames",
+        }
+    )
     resources = {
-        "catalog": SqlCatalogResource(database_url=url),
-        "stripe": StripeResource(api_key="sk_test_overlap", api_base=emu_url),
-        "settings": SyncSettingsResource(dry_run=False, reports_dir=f"{tmp}/reports"),
-        "frames_io_manager": DailyFrameIOManager(base_dir=f"{tmp}/frames"),
+        "catalog": SqlCatalogResource(),
+        "stripe": StripeResource(),
+        "settings": SyncSettingsResource(dry_run=False),
+        "frames_io_manager": DailyFrameIOManager(),
     }
     with dg.DagsterInstance.get() as instance:
         go.wait(60)

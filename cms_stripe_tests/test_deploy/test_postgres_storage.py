@@ -68,15 +68,23 @@ def test_materializations_and_metadata_stored_in_postgres(
         EmulatorServer() as emu,
         dg.DagsterInstance.from_config(str(deployment_home(tmp_path))) as instance,
     ):
+        for name, value in {
+            "CMS_DATABASE_URL": pg_database,
+            "STRIPE_SECRET_KEY": "sk_test_pg_storage",
+            "STRIPE_API_BASE": emu.url,
+            "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+            "CMS_STRIPE_FRAMES_DIR": str(tmp_path / "frames"),
+        }.items():
+            monkeypatch.setenv(name, value)
         result = dg.materialize(
             [raw_cms_products, validated_products, stripe_products, reconciliation_report],
             partition_key=DAY,
             instance=instance,
             resources={
-                "catalog": SqlCatalogResource(database_url=pg_database),
-                "stripe": StripeResource(api_key="sk_test_pg_storage", api_base=emu.url),
-                "settings": SyncSettingsResource(dry_run=False, reports_dir=str(tmp_path / "reports")),
-                "frames_io_manager": DailyFrameIOManager(base_dir=str(tmp_path / "frames")),
+                "catalog": SqlCatalogResource(),
+                "stripe": StripeResource(),
+                "settings": SyncSettingsResource(dry_run=False),
+                "frames_io_manager": DailyFrameIOManager(),
             },
         )
         assert result.success

@@ -1,6 +1,7 @@
 """The CMS Dagster resources: the backend chosen from the environment (CMS_DATABASE_URL wins, neither
-is one clear error), secrets kept as EnvVars, and both resources working as `ResourceParam[CatalogSource]`
-inside a real materialization (SQLite for SQL, the PostgREST test server for Supabase).
+is one clear error), addresses and secrets read from the environment and never config, and both
+resources working as `ResourceParam[CatalogSource]` inside a real
+materialization (SQLite for SQL, the PostgREST test server for Supabase).
 """
 
 from __future__ import annotations
@@ -22,16 +23,27 @@ from cms_stripe_tests.postgrest_server import PostgrestTestServer
 from cms_stripe_tests.test_cms.conftest import BASE, fresh_table, make_products
 
 SMALL = make_products(300)
-ALL_ENV = ("CMS_DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "CMS_MAPPING_FILE", "CMS_TABLE")
+ALL_ENV = (
+    "CMS_DATABASE_URL",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "CMS_MAPPING_FILE",
+    "CMS_TABLE",
+    "CMS_BACKUP_DIR",
+    "MIGRATION_ALLOW_LIVE",
+)
+CONFIG_FIELDS = {"page_size", "write_batch_size"}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in ALL_ENV:
         monkeypatch.delenv(name, raising=False)
+    # Write-backs pass the live-key guard: these tests sync against a test-mode account.
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_cms_resources")
 
 
-def test_database_url_wins_and_stays_an_envvar():
+def test_database_url_wins_and_is_no_config():
     env = {
         "CMS_DATABASE_URL": "sqlite:///x.db",
         "SUPABASE_URL": "https://p.supabase.co",
@@ -39,14 +51,15 @@ def test_database_url_wins_and_stays_an_envvar():
     }
     resource = catalog_resource_from_env(env)
     assert isinstance(resource, SqlCatalogResource)
-    assert isinstance(resource.database_url, dg.EnvVar) and resource.database_url.env_var_name == "CMS_DATABASE_URL"
+    # Neither the URL nor anything else that says where the catalog lives can be set per run.
+    assert set(SqlCatalogResource.model_fields) == CONFIG_FIELDS
 
 
 def test_supabase_when_only_it_is_set():
     env = {"SUPABASE_URL": "https://p.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "k", "CMS_PAGE_SIZE": "250"}
     resource = catalog_resource_from_env(env)
     assert isinstance(resource, SupabaseCatalogResource)
-    assert isinstance(resource.service_role_key, dg.EnvVar) and resource.page_size == 250
+    assert set(SupabaseCatalogResource.model_fields) == CONFIG_FIELDS and resource.page_size == 250
 
 
 def test_neither_set_is_one_clear_error():
@@ -63,7 +76,7 @@ def test_neither_set_is_one_clear_error():
 def test_source_outside_dagster_resolves_envvars(monkeypatch, tmp_path):
     monkeypatch.setenv("CMS_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
     source = catalog_resource_from_env().source()
-    assert isinstance(source, SqlCatalogSource) and isinstance(source, CatalogSource)
+    assert source.backend_name == "SqlCatalogSource" and isinstance(source, CatalogSource)
     source.close()
 
 
@@ -74,7 +87,9 @@ def test_bad_mapping_file_fails_at_first_use(monkeypatch, tmp_path):
     engine.dispose()
     mapping = tmp_path / "mapping.json"
     mapping.write_text(json.dumps({"columns": {"title": "name", "price": "price_eur"}, "metadata_columns": ["brand"]}))
-    resource = SqlCatalogResource(database_url=url, mapping_file=str(mapping))
+    monkeypatch.setenv("CMS_DATABASE_URL", url)
+    monkeypatch.setenv("CMS_MAPPING_FILE", str(mapping))
+    resource = SqlCatalogResource()
     with pytest.raises(CmsConfigError) as err:
         resource.check()
     assert str(err.value) == (

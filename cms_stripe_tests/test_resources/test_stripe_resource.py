@@ -1,4 +1,5 @@
-"""StripeResource: wired from EnvVar, builds its gateway at execution, plans and applies, never shows the key."""
+"""StripeResource: key and API base from the environment only, builds its gateway at execution, plans and
+applies (live writes only when allowed explicitly), never shows the key."""
 
 from __future__ import annotations
 
@@ -21,24 +22,24 @@ ROWS = [
 
 
 @pytest.fixture()
-def emu():
+def emu(monkeypatch):
     with EmulatorServer(EmulatorConfig()) as server:
+        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
+        monkeypatch.setenv("STRIPE_API_BASE", server.url)
         yield server
 
 
-def test_materialize_with_envvar_key(emu, monkeypatch) -> None:
-    monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
-    monkeypatch.setenv("STRIPE_API_BASE", emu.url)
+def test_materialize_with_key_from_env(emu) -> None:
     seen: dict = {}
 
     @dg.asset
     def synced(stripe: StripeResource) -> dg.MaterializeResult:
         plan = stripe.plan(ROWS)
-        result = stripe.apply(plan, progress=lambda *a: seen.setdefault("progress", a))
+        result = stripe.apply(plan, progress=lambda *a: seen.setdefault("progress", a), allow_live=True)
         seen.update(plan=plan.counts(), result=result.counts(), stats=stripe.call_stats())
         return dg.MaterializeResult(metadata={"created": result.counts().get("created", 0)})
 
-    resource = StripeResource(api_key=dg.EnvVar("STRIPE_SECRET_KEY"), api_base=dg.EnvVar("STRIPE_API_BASE"))
+    resource = StripeResource()
     assert dg.materialize([synced], resources={"stripe": resource}).success
     assert seen["plan"]["create"] == 2 and seen["plan"]["quarantined"] == 1
     assert seen["result"] == {"created": 2}
@@ -47,44 +48,47 @@ def test_materialize_with_envvar_key(emu, monkeypatch) -> None:
 
 
 def test_key_is_never_shown(emu) -> None:
-    resource = StripeResource(api_key=KEY, api_base=emu.url)
+    resource = StripeResource()
     assert KEY not in repr(resource) and KEY not in str(resource)
     assert KEY not in repr(resource.gateway)
 
 
 def test_config_caps_limits(emu, monkeypatch) -> None:
     monkeypatch.setenv("STRIPE_MAX_RPS", "40")
-    resource = StripeResource(api_key=KEY, api_base=emu.url, max_rps=60, endpoint_rps=10, max_concurrency=3)
+    resource = StripeResource(max_rps=60, endpoint_rps=10, max_concurrency=3)
     limits = resource.gateway.limits
     assert (limits.global_rps, limits.endpoint_rps, limits.max_concurrency, limits.live) == (40, 10, 3, True)
-    test_mode = StripeResource(api_key="sk_test_" + "1" * 24, api_base=emu.url).build_gateway(env={})
+    test_mode = StripeResource().build_gateway(env={"STRIPE_SECRET_KEY": "sk_test_" + "1" * 24})
     assert test_mode.limits.global_rps == 25
 
 
-def test_critical_stop_raises_with_resume_hint() -> None:
+def test_critical_stop_raises_with_resume_hint(monkeypatch) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
     with EmulatorServer(EmulatorConfig()) as server:
-        resource = StripeResource(api_key=KEY, api_base=server.url)
+        monkeypatch.setenv("STRIPE_API_BASE", server.url)
+        resource = StripeResource()
         plan = resource.plan(ROWS[:2])
     with pytest.raises(SyncAborted) as info:
-        resource.apply(plan)
+        resource.apply(plan, allow_live=True)
     assert "re-run" in str(info.value) and info.value.result.stopped
     assert KEY not in str(info.value)
 
 
 def test_reads_for_reconciliation(emu) -> None:
-    resource = StripeResource(api_key=KEY, api_base=emu.url)
-    resource.apply(resource.plan(ROWS[:2]))
-    assert resource.is_live and not StripeResource(api_key="sk_test_x").is_live
+    resource = StripeResource()
+    resource.apply(resource.plan(ROWS[:2]), allow_live=True)
+    assert resource.is_live
     listed = resource.list_products(["prod_cms_r1", "prod_cms_r2", "prod_cms_nope"])
     assert sorted(p["id"] for p in listed) == ["prod_cms_r1", "prod_cms_r2"]
     assert all(isinstance(p["default_price"], dict) for p in listed)
     assert sorted(p["id"] for p in resource.iter_all_products()) == ["prod_cms_r1", "prod_cms_r2"]
 
 
-def test_from_env_keeps_the_key_an_envvar(monkeypatch) -> None:
+def test_key_and_api_base_are_no_config(monkeypatch) -> None:
     from cms_stripe.resources.stripe import stripe_resource_from_env
 
     monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
     resource = stripe_resource_from_env(env={"STRIPE_API_BASE": "http://127.0.0.1:1"})
-    assert isinstance(resource.api_key, dg.EnvVar) and KEY not in repr(resource)
-    assert stripe_resource_from_env(env={}).api_base is None
+    # Only pacing and tax behaviour can be set per run; where the key goes cannot.
+    assert set(StripeResource.model_fields) == {"max_rps", "endpoint_rps", "max_concurrency", "tax_behavior"}
+    assert KEY not in repr(resource)

@@ -36,10 +36,12 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def evaluate(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
     # The catalog resource sets up and tears down (it owns an engine): open the context as a manager.
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"catalog": SqlCatalogResource(database_url=url)}
-    ) as ctx:
-        return cms_change_sensor(ctx)
+    # The URL is read from the environment (never config), as in a deployed code location.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CMS_DATABASE_URL", url)
+        resources = {"catalog": SqlCatalogResource()}
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+            return cms_change_sensor(ctx)
 
 
 def requests_of(result) -> dict[tuple[str, str], str]:
