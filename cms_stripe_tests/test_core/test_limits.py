@@ -358,3 +358,61 @@ def test_threads_share_one_schedule() -> None:
         assert max_in_any_window([t for name, t in slots if name == ep]) <= 60
     # Every acquire returned only once its slot had come.
     assert time.monotonic() >= max(t for _, t in slots) >= started
+
+
+class OversleepingClock(FakeClock):
+    """A busy machine: each sleep returns `extra` seconds late (taken in turn from a list)."""
+
+    def __init__(self, extra: list[float]) -> None:
+        super().__init__()
+        self.extra = extra
+        self.i = 0
+
+    def sleep(self, seconds: float) -> None:
+        late = self.extra[self.i % len(self.extra)] if self.extra else 0.0
+        self.i += 1
+        super().sleep(seconds + late)
+
+
+def test_a_late_wake_up_gives_up_its_slot() -> None:
+    clock = OversleepingClock([0.030, 0.0])
+    slots: list[float] = []
+    limiter = RateLimiter(LimitModel(25, 25), clock=clock, sleep=clock.sleep, observer=lambda e, t: slots.append(t))
+    assert limiter.max_late(EP_CREATE_PRODUCT) == pytest.approx((25 / 24 - 1) / 2, abs=1e-6)  # ~20.8 ms
+    limiter.acquire(EP_CREATE_PRODUCT)  # slot now, no sleep
+    limiter.acquire(EP_CREATE_PRODUCT)  # sleeps to 1/24 s, wakes 30 ms late: takes the next free slot
+    assert limiter.late_reslots == 1
+    assert len(slots) == 3 and clock() == pytest.approx(slots[2])
+    assert slots[2] - slots[1] == pytest.approx(1 / 24, abs=1e-6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=0.3)), min_size=1, max_size=40),
+    st.lists(st.floats(min_value=0.0, max_value=0.0205), min_size=100, max_size=100),
+)
+def test_late_wake_ups_never_overfill_a_window(oversleep: list[float], network: list[float]) -> None:
+    """However late threads wake, requests that go are within max_late of a slot; with up to 20.5 ms
+    more on the way (client + network), Stripe's window still never counts more than 25."""
+    from unittest import mock
+
+    import cms_stripe.core.limits as limits_module
+
+    clock = OversleepingClock(oversleep)
+    limiter = RateLimiter(LimitModel(25, 25), clock=clock, sleep=clock.sleep)
+    sends = []
+    with mock.patch.object(limits_module, "MAX_RESLOTS", 10_000):
+        for _ in network:
+            limiter.acquire(EP_CREATE_PRODUCT)
+            sends.append(clock())
+    arrivals = [t + d for t, d in zip(sends, network, strict=True)]
+    assert _emulator_admits_all(arrivals, 25)
+
+
+def test_no_late_check_without_margin() -> None:
+    """At safety 1.0 there is no margin to protect: a late thread sends rather than re-queueing."""
+    clock = OversleepingClock([0.5])
+    limiter = RateLimiter(LimitModel(25, 25), clock=clock, sleep=clock.sleep, safety=1.0)
+    limiter.acquire(EP_CREATE_PRODUCT)
+    limiter.acquire(EP_CREATE_PRODUCT)
+    assert limiter.late_reslots == 0
