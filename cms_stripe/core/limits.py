@@ -212,6 +212,10 @@ class RateLimiter:
 
     # -- rates -----------------------------------------------------------------------------------
 
+    @property
+    def safety(self) -> float:
+        return self._safety
+
     def global_rate(self, now: float | None = None) -> float:
         """Current global rate (req/s) after safety and any 429 penalty."""
         t = self._clock() if now is None else now
