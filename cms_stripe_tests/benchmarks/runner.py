@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         or DEFAULT_PG_ADMIN_URL,
         help="PostgreSQL server where a throw-away database is created (and dropped)",
     )
+    ap.add_argument(
+        "--safety",
+        type=float,
+        default=None,
+        help="pace the engine scenarios at this share of each limit instead of the default (an A/B of the margin)",
+    )
     ap.add_argument("--json", dest="json_path", default=None, help="also write the JSON object to this file")
     ap.add_argument("--verbose", action="store_true", help="show the scenario processes' logs")
     return ap
@@ -133,7 +139,14 @@ class Bench:
     def creates_live(self, n: int) -> None:
         """1 (engine), 3 and 4 share one emulator: create, then re-run unchanged, then 1 % changed."""
         with emulator_process(*LIVE_EMULATOR) as url:
-            base = {"n": n, "seed": 7, "id_prefix": "bench-", "key": LIVE_KEY, "api_base": url}
+            base = {
+                "n": n,
+                "seed": 7,
+                "id_prefix": "bench-",
+                "key": LIVE_KEY,
+                "api_base": url,
+                "safety": self.args.safety,
+            }
             self.say(f"creates, live-mode limits, engine alone: {n} products")
             before = inspect_emulator(url)
             out, run = self.child("engine_creates", base)
@@ -255,7 +268,14 @@ class Bench:
     def creates_test(self, n: int) -> None:
         with emulator_process(*LIVE_EMULATOR, "--test-mode-limits") as url:
             self.say(f"creates, test-mode limits (25/s global): {n} products")
-            base = {"n": n, "seed": 13, "id_prefix": "test-", "key": TEST_KEY, "api_base": url}
+            base = {
+                "n": n,
+                "seed": 13,
+                "id_prefix": "test-",
+                "key": TEST_KEY,
+                "api_base": url,
+                "safety": self.args.safety,
+            }
             before = inspect_emulator(url)
             out, run = self.child("engine_creates", base)
             after = inspect_emulator(url)

@@ -31,10 +31,14 @@ def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
     """Read Stripe state, plan, apply: the engine's part of a sync, without CMS or Dagster."""
     from cms_stripe.core.executor import apply_plan
     from cms_stripe.core.gateway import StripeGateway
+    from cms_stripe.core.limits import LimitModel, RateLimiter
     from cms_stripe.core.plan import build_plan
     from cms_stripe.core.state import read_state
 
-    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={})
+    kw: dict[str, Any] = {}
+    if p.get("safety"):  # an A/B of the limiter's pacing (--safety); otherwise the engine's default
+        kw["limiter"] = RateLimiter(LimitModel.for_key(p["key"], {}), safety=float(p["safety"]))
+    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, **kw)
     t0 = time.monotonic()
     state = read_state(gateway, products)
     t1 = time.monotonic()
