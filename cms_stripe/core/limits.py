@@ -154,8 +154,9 @@ class _Budget:
 # relative to the 25 (or 100) sent after it before Stripe's one-second window could count one too
 # many: 25/24 - 1 = 42 ms on endpoints and in test mode, 100/97 - 1 = 31 ms globally (where live
 # creates without lookup keys use at most 3 x 24 = 72/s). 0.9 (the earlier value) gave 22/s and
-# 90/s: 4 products/s of the live 50/s ceiling and 2/s of test mode's 25/s for margin that measured
-# runs never used (0 pacing 429s at 0.97 in the benchmark; see README "Performance").
+# 90/s: 4 products/s of the live 50/s ceiling and 2/s of test mode's 25/s. acquire() itself keeps the
+# first half of the tolerance (a late thread takes a new slot); README "Performance" has the measured
+# A/B, including the few 429s seen when the host was 3x oversubscribed.
 DEFAULT_SAFETY = 0.97
 # A request whose thread woke later than max_late() after its slot takes a new slot (up to this many
 # times; then it goes, and a 429 would be retried and slow the limiter down as any other).
