@@ -32,9 +32,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The Dagster UI on the embedded default (its own DAGSTER_HOME: the repo's dagster.yaml is for shared deployments).
+## The Dagster UI on the embedded default (its own DAGSTER_HOME: the repo's dagster.yaml is for shared deployments;
+## the embedded one the CLI writes keeps Stripe's one-writer pool limit).
 dev: $(STAMP)
-	mkdir -p .dagster_home && touch .dagster_home/dagster.yaml
+	$(BIN)/python -c 'import pathlib; from cms_stripe.cli import _embedded_home; _embedded_home(pathlib.Path(".dagster_home").resolve())'
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 clean:

@@ -43,10 +43,28 @@ def _load_env(env_file: str | None) -> None:
         _embedded_home(pathlib.Path(DEFAULT_DAGSTER_HOME).resolve())
 
 
+EMBEDDED_DAGSTER_YAML = """\
+# Written by cms-stripe for the embedded default: SQLite storage in this directory (no storage block).
+# Stripe's rate limits are account-wide, so the Stripe-calling steps (pool "stripe_api") run one at a
+# time across all runs, as in the shared deployment's dagster.yaml. Edit freely: cms-stripe only
+# writes this file when it is missing or empty.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
 def _embedded_home(home: pathlib.Path) -> None:
-    """The embedded default: SQLite storage in a local DAGSTER_HOME (an empty dagster.yaml says so)."""
+    """The embedded default: SQLite storage in a local DAGSTER_HOME, one Stripe writer at a time.
+
+    Without a pool limit, runs queued together (a backfill, the change sensor) would each pace
+    themselves to the whole account's budget and trip 429s together. A dagster.yaml with content is
+    the user's and is left alone; an empty one is what earlier versions created and is filled in.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        config.write_text(EMBEDDED_DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
 
 

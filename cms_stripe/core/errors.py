@@ -104,8 +104,8 @@ class AmbiguousWriteError(StripeSyncError):
     """A write got a 5xx: it may or may not have been applied.
 
     Stripe stores the 5xx under the idempotency key and replays it, so retrying with the same key
-    can never succeed. The caller looks the object up (deterministic id / lookup key) and, only if
-    it is absent, retries with a new key.
+    can never succeed. The caller looks the object up (deterministic product id; a price by its
+    content and metadata among the product's prices) and, only if it is absent, retries with a new key.
     """
 
     default_severity = Severity.MEDIUM

@@ -4,15 +4,26 @@ The gateway paces, retries (same idempotency key) and trips the breaker; this mo
 retry cannot decide:
 - "already exists" on a create means an earlier attempt (or run) got there first: re-read the
   product, re-plan it against what Stripe now holds, and carry on;
-- an ambiguous write (5xx: Stripe stored the failure under the key) is looked up by its
-  deterministic id / lookup key, and only when absent sent again under a new key generation;
+- an ambiguous write (5xx, dropped connection: Stripe may have stored it under the key) is looked
+  up, and only when proven absent sent again under a new key generation. A product is looked up by
+  its deterministic id. A price cannot take an id: it is found among the product's live prices by
+  its content (amount, currency, recurrence, tax behavior) and the metadata the sync stamps on every
+  price it creates (cms_id + the price fingerprint), or by its lookup key when those are on;
 - a CRITICAL error (Stripe down, bad key) stops submitting work, lets in-flight products finish,
   and reports how to resume. Nothing needs undoing: the next plan starts from Stripe's state.
 
+Price lookup keys (STRIPE_PRICE_LOOKUP_KEYS) are optional and off by default: exactly-once rests on
+the deterministic product id, idempotency keys and the price metadata above, so a lookup key only
+serves users who look prices up by it, at the cost of a second request per new product.
+
 Creates use two lanes so they are not capped by the 25/s budget of `POST /v1/products`:
-  A: POST /v1/products (id + default_price_data), then POST /v1/prices/:id (lookup key);
+  A: POST /v1/products (id + default_price_data) — one request; with lookup keys on, then
+     POST /v1/prices/:id (lookup key);
   B: POST /v1/prices (product_data[id]), then POST /v1/products/:id (fields product_data lacks).
-The four endpoints are distinct, so both lanes together can use the whole global budget.
+The endpoints are distinct, so both lanes together can use more than one endpoint's budget. Lane B
+costs two requests, so it is used only where the global budget exceeds one endpoint's (live mode:
+100/s against 25/s) and lane A's endpoint is the one holding a product back; in test mode (25/s
+overall) every create takes lane A.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from cms_stripe.core.mapping import (
     Target,
 )
 from cms_stripe.core.plan import Operation, Plan, plan_product
-from cms_stripe.core.state import refresh_state
+from cms_stripe.core.state import product_prices, refresh_state
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +296,11 @@ class _Applier:
     def choose_lane(self) -> str:
         if not self.lanes:
             return "A"
+        limiter = self.gw.limiter
+        if limiter.global_rate() <= limiter.endpoint_rate(EP_CREATE_PRODUCT):
+            # The account budget, not lane A's endpoint, is the bound: a two-request lane B create
+            # would only spend more of it.
+            return "A"
         with self._lane_lock:
             wa = self.gw.limiter.wait_time(EP_CREATE_PRODUCT)
             wb = self.gw.limiter.wait_time(EP_CREATE_PRICE)
@@ -320,7 +336,8 @@ class _Applier:
             if not price_id:
                 raise _Replan
             ctx.price_id = price_id
-            self._set_lookup_key(ctx, price_id, t)
+            if t.lookup_key:
+                self._set_lookup_key(ctx, price_id, t)
             return
 
         params = t.create_price_with_product_params()
@@ -358,9 +375,15 @@ class _Applier:
         )
 
     def _find_price(self, t: Target) -> dict[str, Any] | None:
-        """The price holding the target's lookup key, if it is the live one we would have created."""
-        if not t.lookup_key or t.price is None:
+        """The live price we would have created for the target, if an earlier attempt made it.
+
+        Without a lookup key: the product's live prices, matched on content and our metadata
+        (`GET /v1/prices?product=…`, strongly consistent, unlike Search).
+        """
+        if t.price is None:
             return None
+        if not t.lookup_key:
+            return product_prices(self.gw, t)
         for price in self.gw.list_prices(lookup_keys=[t.lookup_key]):
             if (
                 price.get("lookup_key") == t.lookup_key
@@ -372,6 +395,7 @@ class _Applier:
         return None
 
     def _set_lookup_key(self, ctx: _Ctx, price_id: str, t: Target) -> None:
+        assert t.lookup_key
         params = {"lookup_key": t.lookup_key, "transfer_lookup_key": True}
         self._write(
             ctx,

@@ -1,9 +1,11 @@
 """Deterministic Stripe identities for CMS rows.
 
 The product id is chosen by us on create, so a replayed or concurrent create fails with
-"already exists" instead of making a second product. Prices cannot take an id, so the current
-price carries a lookup key derived from the CMS id and the price's fingerprint: a reprice that
-crashed after creating the new price finds it again instead of creating another.
+"already exists" instead of making a second product. Prices cannot take an id: a price the sync
+made is recognised among its product's prices by its content and the cms_id + fingerprint metadata
+it carries (mapping.Target.is_reusable_price), so a reprice that crashed after creating the new
+price finds it again instead of creating another. With STRIPE_PRICE_LOOKUP_KEYS on, prices also
+carry a lookup key derived from the CMS id and the price's fingerprint (lookup_key_for).
 
 Two disjoint id forms keep the mapping collision-free:
 - `prod_cms_<id>` when the CMS id is short and uses only lower-case letters, digits, `-` and `_`;

@@ -26,6 +26,7 @@ from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT, STATUS_PUBLIS
 from cms_stripe.core.currency import MoneyError, is_supported, normalize_currency, to_minor_units
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.identity import is_valid_stripe_id, lookup_key_for, product_id_for
+from cms_stripe.core.settings import price_lookup_keys
 
 # Metadata keys the sync writes itself; a CMS row may not use them.
 META_CMS_ID = "cms_id"
@@ -168,6 +169,7 @@ class Target:
     fields: dict[str, Any] = field(default_factory=dict)  # PRODUCT_FIELDS; None = no value
     metadata: dict[str, str] = field(default_factory=dict)  # full desired metadata incl. ours
     price: PriceSpec | None = None
+    # Set only with STRIPE_PRICE_LOOKUP_KEYS on; None = prices are created without one.
     lookup_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,34 +214,44 @@ class Target:
         Only `cms_id` goes into the product's metadata here: the content hash is written by the
         follow-up update, so a crash in between leaves a visibly unfinished product.
         """
-        assert self.price is not None and self.lookup_key
+        assert self.price is not None
         product_data: dict[str, Any] = {"id": self.product_id, "active": True}
         product_data.update({k: v for k, v in self.fields.items() if k in PRODUCT_DATA_FIELDS and v not in (None, "")})
         product_data["metadata"] = {META_CMS_ID: self.cms_id}
         params = self.price.params()
-        params.update(
-            {
-                "lookup_key": self.lookup_key,
-                "transfer_lookup_key": True,
-                "metadata": self.price_metadata(),
-                "product_data": product_data,
-            }
-        )
+        params.update(self._lookup_key_params())
+        params.update({"metadata": self.price_metadata(), "product_data": product_data})
         return params
 
+    def _lookup_key_params(self) -> dict[str, Any]:
+        if not self.lookup_key:
+            return {}
+        return {"lookup_key": self.lookup_key, "transfer_lookup_key": True}
+
     def create_price_params(self) -> dict[str, Any]:
-        """A new price on the existing product, taking the lookup key from any price that holds it."""
-        assert self.price is not None and self.lookup_key
+        """A new price on the existing product (taking the lookup key from any price that holds it, when on)."""
+        assert self.price is not None
         params = self.price.params()
-        params.update(
-            {
-                "product": self.product_id,
-                "lookup_key": self.lookup_key,
-                "transfer_lookup_key": True,
-                "metadata": self.price_metadata(),
-            }
-        )
+        params["product"] = self.product_id
+        params.update(self._lookup_key_params())
+        params["metadata"] = self.price_metadata()
         return params
+
+    def is_reusable_price(self, price: Mapping[str, Any]) -> bool:
+        """A live price of this product that the sync itself made for exactly this content.
+
+        This is how a price from an interrupted or ambiguous create is recognised without a lookup
+        key: same product, active, same amount/currency/recurrence/tax behavior, and the metadata
+        the sync stamps on its prices (cms_id and the price fingerprint). Hand-made prices lack it.
+        """
+        if self.price is None or price.get("product") != self.product_id or not price.get("active"):
+            return False
+        meta = price.get("metadata") or {}
+        return (
+            meta.get(META_CMS_ID) == self.cms_id
+            and meta.get(META_PRICE) == self.price.fingerprint
+            and self.price.matches(price)
+        )
 
     def product_diff(self, product: Mapping[str, Any]) -> dict[str, Any]:
         """Update params for the managed fields and metadata that differ from a Stripe product."""
@@ -500,8 +512,11 @@ def price_spec(p: CmsProduct, *, tax_behavior: str | None = None) -> PriceSpec:
     )
 
 
-def target_for(p: CmsProduct, *, tax_behavior: str | None = None) -> Target:
-    """The desired Stripe state of a row that passed validate_product."""
+def target_for(p: CmsProduct, *, tax_behavior: str | None = None, lookup_keys: bool | None = None) -> Target:
+    """The desired Stripe state of a row that passed validate_product.
+
+    `lookup_keys`: give the price a lookup key; None = the STRIPE_PRICE_LOOKUP_KEYS setting.
+    """
     product_id = product_id_for(p)
     adopted = bool(p.stripe_product_id and p.stripe_product_id.strip())
     chash = content_hash(p)
@@ -529,18 +544,24 @@ def target_for(p: CmsProduct, *, tax_behavior: str | None = None) -> Target:
         fields=fields,
         metadata=metadata,
         price=spec,
-        lookup_key=lookup_key_for(p.id, spec.fingerprint),
+        lookup_key=lookup_key_for(p.id, spec.fingerprint)
+        if (price_lookup_keys() if lookup_keys is None else lookup_keys)
+        else None,
     )
 
 
-def stripe_product_params(p: CmsProduct, *, tax_behavior: str | None = None) -> dict[str, Any]:
+def stripe_product_params(
+    p: CmsProduct, *, tax_behavior: str | None = None, lookup_keys: bool | None = None
+) -> dict[str, Any]:
     """Full `POST /v1/products` params (deterministic id, default price inline) for a valid row."""
-    return target_for(p, tax_behavior=tax_behavior).create_product_params()
+    return target_for(p, tax_behavior=tax_behavior, lookup_keys=lookup_keys).create_product_params()
 
 
-def stripe_price_params(p: CmsProduct, product_id: str, *, tax_behavior: str | None = None) -> dict[str, Any]:
+def stripe_price_params(
+    p: CmsProduct, product_id: str, *, tax_behavior: str | None = None, lookup_keys: bool | None = None
+) -> dict[str, Any]:
     """`POST /v1/prices` params for a valid row's current price on `product_id`."""
-    target = target_for(p, tax_behavior=tax_behavior)
+    target = target_for(p, tax_behavior=tax_behavior, lookup_keys=lookup_keys)
     params = target.create_price_params()
     params["product"] = product_id
     return params

@@ -4,8 +4,11 @@ Decisions compare the CMS row's desired state (mapping.Target) with what Stripe 
 field, so an unchanged catalog plans zero writes and drift made by hand in the Dashboard is undone.
 
 Reprice order (each step leaves a state the next plan completes):
-  1. new price with the row's lookup key (transfer_lookup_key) — a crash here: the next read finds
-     the price by lookup key and reuses it;
+  1. new price, stamped with the row's cms_id and price fingerprint in its metadata (and, with
+     STRIPE_PRICE_LOOKUP_KEYS on, the row's lookup key via transfer_lookup_key) — a crash here: the
+     next read sees a default price that does not match, looks for a live price of the product that
+     the sync made for this content (by lookup key, or by listing the product's prices) and reuses
+     it; the new price itself is the marker that survives the crash;
   2. product update: default_price → new price, changed fields, and the `cms_prev_price` marker —
      a crash here: the marker makes the next plan finish the reprice;
   3. archive the old price (and any other live price of the product);
@@ -40,6 +43,7 @@ from cms_stripe.core.mapping import (
     target_for,
     validate_product,
 )
+from cms_stripe.core.settings import price_lookup_keys
 from cms_stripe.core.state import ProductState
 
 OperationKind = Literal["create", "update", "reprice", "archive", "reactivate", "noop"]
@@ -64,14 +68,14 @@ class Operation:
     target: Target
     # Product fields to write (changed ones only; `active` included for reactivate/archive).
     product_params: dict[str, Any] = field(default_factory=dict)
-    # Reprice: the price to make default (existing one found by lookup key), else a new one is created.
+    # Reprice: the price to make default (one the sync made earlier for this content), else a new one is created.
     reuse_price_id: str | None = None
     new_price: bool = False
     # The default price before this operation (archived after the switch).
     old_price_id: str | None = None
     # Prices left live by an interrupted reprice (from the `cms_prev_price` marker).
     stale_price_ids: tuple[str, ...] = ()
-    # The current default price lacks the lookup key: set it (no new price needed).
+    # The current default price lacks the lookup key (lookup keys on): set it (no new price needed).
     set_lookup_price_id: str | None = None
     # Price id that is current after this operation when it is known at plan time.
     price_id: str | None = None
@@ -290,7 +294,8 @@ def plan_product(target: Target, state: ProductState) -> Operation | RowIssue:
     price_id = current_price_id
     if price_ok:
         assert dp is not None
-        if dp.get("lookup_key") != target.lookup_key:
+        # With lookup keys off an existing key is left alone (it names this very price content).
+        if target.lookup_key and dp.get("lookup_key") != target.lookup_key:
             set_lookup = current_price_id
             reasons.append("price lookup key missing")
     else:
@@ -336,8 +341,13 @@ def build_plan(
     *,
     tax_behavior: str | None = None,
     now: datetime | None = None,
+    lookup_keys: bool | None = None,
 ) -> Plan:
-    """Validate every row, then plan one operation per valid row against the Stripe state read for it."""
+    """Validate every row, then plan one operation per valid row against the Stripe state read for it.
+
+    `lookup_keys`: give new prices a lookup key; None = the STRIPE_PRICE_LOOKUP_KEYS setting.
+    """
+    keys = price_lookup_keys() if lookup_keys is None else lookup_keys
     operations: list[Operation] = []
     quarantined: list[Quarantined] = []
     seen_products: dict[str, str] = {}
@@ -346,7 +356,7 @@ def build_plan(
         if issues:
             quarantined.append(Quarantined(p.id, tuple(issues)))
             continue
-        target = target_for(p, tax_behavior=tax_behavior)
+        target = target_for(p, tax_behavior=tax_behavior, lookup_keys=keys)
         other = seen_products.get(target.product_id)
         if other is not None:
             # Two rows naming one Stripe product would overwrite each other on every run.

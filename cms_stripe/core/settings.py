@@ -27,6 +27,13 @@ _ON_OFF = {"on": True, "off": False}
 STRICT_BOOLEANS = frozenset({"MIGRATION_DRY_RUN", "MIGRATION_ALLOW_LIVE"})
 
 
+# Put a lookup key on every price the sync creates (`cms:<id>:<fingerprint>`). Off by default: it
+# costs a second request per new product (`POST /v1/prices/:id`), which halves test-mode throughput,
+# and exactly-once does not need it (the product's own prices are listed instead; see executor.py).
+ENV_PRICE_LOOKUP_KEYS = "STRIPE_PRICE_LOOKUP_KEYS"
+DEFAULT_PRICE_LOOKUP_KEYS = False
+
+
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
 
@@ -80,6 +87,11 @@ def env_float(env: Mapping[str, str], name: str, default: float | None) -> float
     if not math.isfinite(value) or value <= 0:
         raise SettingsError(f"{name} must be a positive number, not {raw!r}")
     return value
+
+
+def price_lookup_keys(env: Mapping[str, str] | None = None) -> bool:
+    """STRIPE_PRICE_LOOKUP_KEYS: the engine's default when no caller passes `lookup_keys` explicitly."""
+    return env_bool(os.environ if env is None else env, ENV_PRICE_LOOKUP_KEYS, DEFAULT_PRICE_LOOKUP_KEYS)
 
 
 def parse_day(name: str, raw: str | None) -> date | None:
@@ -343,6 +355,7 @@ class Settings:
     allow_live: bool = False
     validation_threshold: float = 0.95
     reports_dir: str = "reports"
+    price_lookup_keys: bool = DEFAULT_PRICE_LOOKUP_KEYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -380,6 +393,7 @@ class Settings:
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
             validation_threshold=threshold,
             reports_dir=reports_dir_from_env(env),
+            price_lookup_keys=price_lookup_keys(env),
         )
 
     @property
@@ -409,6 +423,7 @@ class Settings:
             "MIGRATION_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),
             "MIGRATION_REPORTS_DIR": self.reports_dir,
+            ENV_PRICE_LOOKUP_KEYS: str(self.price_lookup_keys).lower(),
         }
 
 

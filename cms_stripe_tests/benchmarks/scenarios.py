@@ -31,10 +31,14 @@ def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
     """Read Stripe state, plan, apply: the engine's part of a sync, without CMS or Dagster."""
     from cms_stripe.core.executor import apply_plan
     from cms_stripe.core.gateway import StripeGateway
+    from cms_stripe.core.limits import LimitModel, RateLimiter
     from cms_stripe.core.plan import build_plan
     from cms_stripe.core.state import read_state
 
-    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True)
+    kw: dict[str, Any] = {}
+    if p.get("safety"):  # an A/B of the limiter's pacing (--safety); otherwise the engine's default
+        kw["limiter"] = RateLimiter(LimitModel.for_key(p["key"], {}), safety=float(p["safety"]))
+    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True, **kw)
     t0 = time.monotonic()
     state = read_state(gateway, products)
     t1 = time.monotonic()
@@ -55,6 +59,8 @@ def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
         "total_s": round(t3 - t0, 3),
         "lanes": _lanes(result.results),
         "gateway": result.stats,
+        "late_reslots": gateway.limiter.late_reslots,
+        "limiter_safety": gateway.limiter.safety,
     }
 
 
@@ -160,7 +166,30 @@ def sync_e2e(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def naive_sequential(p: dict[str, Any]) -> dict[str, Any]:
+    """The baseline: what a straightforward script does — stripe-python, one create after another,
+    no pacing model, no concurrency (one request per product, the same params the engine sends)."""
+    import stripe
+
+    from cms_stripe.core.mapping import target_for
+
+    products = _catalog(p)
+    client = stripe.StripeClient(p["key"], base_addresses={"api": p["api_base"]}, max_network_retries=0)
+    t0 = time.monotonic()
+    created = failed = 0
+    for row in products:
+        params = target_for(row, lookup_keys=False).create_product_params()
+        try:
+            client.v1.products.create(params=params)  # type: ignore[arg-type]
+            created += 1
+        except stripe.StripeError:
+            failed += 1
+    elapsed = time.monotonic() - t0
+    return {"rows": len(products), "created": created, "failed": failed, "apply_s": round(elapsed, 3)}
+
+
 SCENARIOS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "naive_sequential": naive_sequential,
     "engine_creates": engine_creates,
     "engine_rerun": engine_rerun,
     "engine_changed": engine_changed,

@@ -58,8 +58,14 @@ def row(cms_id: str, **kw: Any) -> CmsProduct:
     return CmsProduct(id=cms_id, **base)
 
 
-def sync(gw: StripeGateway, rows: Sequence[CmsProduct], **kw: Any) -> tuple[Plan, ApplyResult]:
-    plan = build_plan(rows, read_state(gw, rows))
+# Both settings of STRIPE_PRICE_LOOKUP_KEYS, for the exactly-once tests that must hold under either.
+LOOKUP_KEYS = pytest.mark.parametrize("lookup_keys", [False, True], ids=["no-lookup-keys", "lookup-keys"])
+
+
+def sync(
+    gw: StripeGateway, rows: Sequence[CmsProduct], *, lookup_keys: bool = False, **kw: Any
+) -> tuple[Plan, ApplyResult]:
+    plan = build_plan(rows, read_state(gw, rows, lookup_keys=lookup_keys), lookup_keys=lookup_keys)
     return plan, apply_plan(plan, gw, **kw)
 
 
@@ -67,15 +73,18 @@ def changed(p: CmsProduct, **kw: Any) -> CmsProduct:
     return dataclasses.replace(p, **kw)
 
 
-def assert_stripe_matches(objects: dict[str, Any], rows: Sequence[CmsProduct]) -> None:
-    """Stripe equals the CMS: one product per row, right fields, right default price, old prices archived."""
+def assert_stripe_matches(objects: dict[str, Any], rows: Sequence[CmsProduct], *, lookup_keys: bool = False) -> None:
+    """Stripe equals the CMS: one product per row, right fields, right default price, old prices archived.
+
+    With lookup keys on, the default price carries the row's key; off, it carries none.
+    """
     products = {p["id"]: p for p in objects["products"]}
     prices = {p["id"]: p for p in objects["prices"]}
     per_cms = Counter(p["metadata"].get(META_CMS_ID) for p in products.values())
     dupes = {k: v for k, v in per_cms.items() if v > 1}
     assert not dupes, f"duplicate products per cms_id: {dupes}"
     for r in rows:
-        t = target_for(r)
+        t = target_for(r, lookup_keys=lookup_keys)
         prod = products.get(t.product_id)
         if not t.active:
             assert prod is None or not prod["active"], r.id

@@ -1,6 +1,7 @@
 """Subprocess for test_crash_safety: plans and applies `catalog(phase)` against an emulator, one product at a time.
 
-Run as `python -m cms_stripe_tests.test_core.crash_driver URL PHASE`; the test SIGKILLs it mid-apply.
+Run as `python -m cms_stripe_tests.test_core.crash_driver URL PHASE LOOKUP_KEYS(0|1)`; the test SIGKILLs it
+mid-apply.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def catalog(phase: int) -> list[CmsProduct]:
     ]
 
 
-def main(url: str, phase: int) -> int:
+def main(url: str, phase: int, lookup_keys: bool) -> int:
     gw = StripeGateway.from_settings(LIVE_KEY, api_base=url, env={}, allow_live=True)
     rows = catalog(phase)
-    plan = build_plan(rows, read_state(gw, rows))
+    plan = build_plan(rows, read_state(gw, rows, lookup_keys=lookup_keys), lookup_keys=lookup_keys)
     # One product at a time, lanes fixed: the k-th request is the same step in every run.
     result = apply_plan(plan, gw, max_concurrency=1, lanes=False)
     print(result.counts(), flush=True)
@@ -58,4 +59,4 @@ def main(url: str, phase: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2])))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"))

@@ -9,14 +9,16 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT
-from cms_stripe.core.errors import RESUME_HINT
+from cms_stripe.core.errors import RESUME_HINT, AmbiguousWriteError
 from cms_stripe.core.executor import apply_plan
+from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
-from cms_stripe_tests.test_core.conftest import assert_stripe_matches, changed, make_gateway, row, sync
+from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, assert_stripe_matches, changed, make_gateway, row, sync
 
 
 def catalog() -> list:
@@ -34,20 +36,21 @@ def catalog() -> list:
     ]
 
 
-def test_every_operation_kind(emulator, gateway) -> None:
+@LOOKUP_KEYS
+def test_every_operation_kind(emulator, gateway, lookup_keys: bool) -> None:
     rows = catalog()
-    plan, result = sync(gateway, rows)
+    plan, result = sync(gateway, rows, lookup_keys=lookup_keys)
     assert plan.counts()["create"] == 7 and plan.counts()["noop"] == 1
     assert result.counts() == {"created": 7, "noop": 1}, [r.error for r in result.results]
     assert {r.lane for r in result.results if r.kind == "create"} == {"A", "B"}
-    assert_stripe_matches(emulator.objects(), rows)
+    assert_stripe_matches(emulator.objects(), rows, lookup_keys=lookup_keys)
     updates = {u.id: u for u in result.to_sync_updates()}
     assert updates["jpy-once"].stripe_product_id == "prod_cms_jpy-once" and updates["jpy-once"].stripe_price_id
     assert updates["draft-never"].sync_status == "archived" and updates["draft-never"].stripe_product_id is None
 
     # An unchanged catalog: no writes, one list call per 100 products.
     before = emulator.inspect()["requests_total"]
-    plan, result = sync(gateway, rows)
+    plan, result = sync(gateway, rows, lookup_keys=lookup_keys)
     assert plan.writes == [] and emulator.inspect()["requests_total"] - before == 1
 
     rows2 = [
@@ -60,7 +63,7 @@ def test_every_operation_kind(emulator, gateway) -> None:
         rows[6],
         rows[7],
     ]
-    plan, result = sync(gateway, rows2)
+    plan, result = sync(gateway, rows2, lookup_keys=lookup_keys)
     assert plan.counts() == {
         "create": 0,
         "update": 1,
@@ -71,21 +74,21 @@ def test_every_operation_kind(emulator, gateway) -> None:
         "quarantined": 0,
     }
     assert all(r.ok for r in result.results), [r.error for r in result.results]
-    assert_stripe_matches(emulator.objects(), rows2)
+    assert_stripe_matches(emulator.objects(), rows2, lookup_keys=lookup_keys)
 
     rows3 = [
         changed(r, status="published", deleted_at=None) if r.id in ("jpy-yearly", "kwd-once") else r for r in rows2
     ]
     rows3[4] = changed(rows3[4], price=Decimal("13000"))  # reactivate with a new price
-    plan, result = sync(gateway, rows3)
+    plan, result = sync(gateway, rows3, lookup_keys=lookup_keys)
     assert plan.counts()["reactivate"] == 2
     assert result.counts()["reactivated"] == 2
-    assert_stripe_matches(emulator.objects(), rows3)
+    assert_stripe_matches(emulator.objects(), rows3, lookup_keys=lookup_keys)
     # And back to the very first price (A -> B -> A): a new price, not a replayed idempotent answer.
     rows4 = [changed(r, price=Decimal("9.00")) if r.id == "usd-monthly" else r for r in rows3]
-    sync(gateway, rows4)
-    assert_stripe_matches(emulator.objects(), rows4)
-    assert sync(gateway, rows4)[0].writes == []
+    sync(gateway, rows4, lookup_keys=lookup_keys)
+    assert_stripe_matches(emulator.objects(), rows4, lookup_keys=lookup_keys)
+    assert sync(gateway, rows4, lookup_keys=lookup_keys)[0].writes == []
 
 
 def test_existing_stripe_product_id_is_synced_into_that_product(emulator, gateway) -> None:
@@ -113,18 +116,20 @@ def test_existing_stripe_product_id_is_synced_into_that_product(emulator, gatewa
     assert_stripe_matches(objs, rows)
 
 
-def test_already_exists_is_verified_not_duplicated(emulator, gateway) -> None:
+@LOOKUP_KEYS
+def test_already_exists_is_verified_not_duplicated(emulator, gateway, lookup_keys: bool) -> None:
     rows = [row(f"r{i}", price=Decimal(i + 1)) for i in range(6)]
-    stale_plan = build_plan(rows, {})  # planned before anything existed
-    sync(gateway, rows[:3])  # ...then another run created half of them, one with older content
-    sync(gateway, [changed(rows[3], title="older")])
+    stale_plan = build_plan(rows, {}, lookup_keys=lookup_keys)  # planned before anything existed
+    sync(gateway, rows[:3], lookup_keys=lookup_keys)  # ...then another run created half of them, one with older content
+    sync(gateway, [changed(rows[3], title="older")], lookup_keys=lookup_keys)
     result = apply_plan(stale_plan, gateway)
     assert all(r.ok for r in result.results), [r.error for r in result.results]
     assert result.counts() == {"created": 6}
-    assert_stripe_matches(emulator.objects(), rows)
+    assert_stripe_matches(emulator.objects(), rows, lookup_keys=lookup_keys)
 
 
-def test_faults_every_product_synced_exactly_once() -> None:
+@LOOKUP_KEYS
+def test_faults_every_product_synced_exactly_once(lookup_keys: bool) -> None:
     faults = FaultConfig(
         rate_429=0.3, error_500_before=0.05, error_500_after=0.05, drop_before=0.025, drop_after=0.025, seed=7
     )
@@ -140,18 +145,18 @@ def test_faults_every_product_synced_exactly_once() -> None:
             )
             for i in range(40)
         ]
-        _plan, result = sync(gw, rows)
+        _plan, result = sync(gw, rows, lookup_keys=lookup_keys)
         assert all(r.ok for r in result.results), [(r.cms_id, r.error) for r in result.results if not r.ok]
         rows2 = [
             changed(r, price=r.price + 1) if i % 3 == 0 else changed(r, title=r.title + "!") for i, r in enumerate(rows)
         ]
-        _plan, result2 = sync(gw, rows2)
+        _plan, result2 = sync(gw, rows2, lookup_keys=lookup_keys)
         assert all(r.ok for r in result2.results), [(r.cms_id, r.error) for r in result2.results if not r.ok]
         info = emu.inspect()
         print("\nfault run:", info["faults"], "429s:", info["rate_limited"], "gateway:", gw.stats.snapshot())
         emu.configure(faults=FaultConfig())
-        assert_stripe_matches(emu.objects(), rows2)
-        assert sync(gw, rows2)[0].writes == []
+        assert_stripe_matches(emu.objects(), rows2, lookup_keys=lookup_keys)
+        assert sync(gw, rows2, lookup_keys=lookup_keys)[0].writes == []
 
 
 def test_stripe_down_stops_with_critical_and_resume_hint() -> None:
@@ -193,18 +198,91 @@ def test_should_stop_lets_in_flight_finish(emulator, gateway) -> None:
     assert_stripe_matches(emulator.objects(), rows)
 
 
-def test_half_done_lane_b_create_is_completed(emulator, gateway) -> None:
+@LOOKUP_KEYS
+def test_half_done_lane_b_create_is_completed(emulator, gateway, lookup_keys: bool) -> None:
     """A crash after `POST /v1/prices` with product_data (before the product update) leaves a bare product
     carrying only cms_id and no default price; the next plan reuses that price instead of making another."""
     from cms_stripe.core.mapping import target_for
 
     rows = [row("lane-b", recurring_interval="month", tax_code="txcd_10000000", unit_label="seat")]
-    t = target_for(rows[0])
+    t = target_for(rows[0], lookup_keys=lookup_keys)
     gateway.create_price(t.create_price_with_product_params(), "test-half-done-b")
-    plan, result = sync(gateway, rows)
+    plan, result = sync(gateway, rows, lookup_keys=lookup_keys)
     op = plan.operations[0]
     assert op.kind == "reprice" and op.reuse_price_id and not op.new_price
     assert all(r.ok for r in result.results)
     objs = emulator.objects()
     assert len(objs["products"]) == 1 and len(objs["prices"]) == 1
-    assert_stripe_matches(objs, rows)
+    assert_stripe_matches(objs, rows, lookup_keys=lookup_keys)
+
+
+TEST_KEY = "sk_test_" + "0" * 24
+
+
+@LOOKUP_KEYS
+def test_a_new_product_costs_one_request_without_lookup_keys(lookup_keys: bool) -> None:
+    """Test mode (25/s overall): every create takes lane A; the lookup key is the only second request."""
+    with EmulatorServer(EmulatorConfig(test_mode_limits=True, latency_ms=0, jitter_ms=0)) as emu:
+        gw = StripeGateway.from_settings(TEST_KEY, api_base=emu.url, env={})
+        rows = [row(f"one{i}", price=Decimal(i + 1)) for i in range(12)]
+        _plan, result = sync(gw, rows, lookup_keys=lookup_keys)
+        assert result.counts() == {"created": 12}
+        assert {r.lane for r in result.results} == {"A"}
+        expected = {"GET /v1/products": 1, "POST /v1/products": 12}
+        if lookup_keys:
+            expected["POST /v1/prices/:id"] = 12
+        assert emu.inspect()["requests"] == expected
+        assert_stripe_matches(emu.objects(), rows, lookup_keys=lookup_keys)
+
+
+class LosesAnswers:
+    """A gateway whose first `n` answers to `method` are lost after Stripe applied the write (a 5xx
+    stored under the key, or the connection dropped on the way back): the caller sees only ambiguity."""
+
+    def __init__(self, gw: StripeGateway, method: str, n: int = 1) -> None:
+        self._gw, self._method, self._left = gw, method, n
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._gw, name)
+        if name != self._method:
+            return real
+
+        def call(*args: Any, **kw: Any) -> Any:
+            out = real(*args, **kw)
+            if self._left > 0:
+                self._left -= 1
+                raise AmbiguousWriteError(f"{name}: answer lost", http_status=500)
+            return out
+
+        return call
+
+
+@LOOKUP_KEYS
+def test_ambiguous_price_create_is_found_not_repeated(emulator, gateway, lookup_keys: bool) -> None:
+    """Reprice step 1 lands but its answer is lost: the price is found (lookup key, or the product's
+    prices matched on content + metadata) and no second price is made."""
+    rows = [row("amb", recurring_interval="month")]
+    sync(gateway, rows, lookup_keys=lookup_keys)
+    rows2 = [changed(rows[0], price=Decimal("29.99"))]
+    plan = build_plan(rows2, read_state(gateway, rows2, lookup_keys=lookup_keys), lookup_keys=lookup_keys)
+    result = apply_plan(plan, LosesAnswers(gateway, "create_price"))  # type: ignore[arg-type]
+    assert result.counts() == {"repriced": 1}, [r.error for r in result.results]
+    prices = emulator.objects()["prices"]
+    assert sorted((p["unit_amount"], p["active"]) for p in prices) == [(1999, False), (2999, True)]
+    assert result.results[0].price_id == next(p["id"] for p in prices if p["active"])
+    assert_stripe_matches(emulator.objects(), rows2, lookup_keys=lookup_keys)
+    assert sync(gateway, rows2, lookup_keys=lookup_keys)[0].writes == []
+
+
+@LOOKUP_KEYS
+def test_ambiguous_creates_in_both_lanes_make_one_product_and_price(emulator, gateway, lookup_keys: bool) -> None:
+    rows = [row(f"lane{i}", price=Decimal(i + 5)) for i in range(8)]
+    plan = build_plan(rows, read_state(gateway, rows, lookup_keys=lookup_keys), lookup_keys=lookup_keys)
+    lossy = LosesAnswers(LosesAnswers(gateway, "create_product", 3), "create_price", 3)  # type: ignore[arg-type]
+    result = apply_plan(plan, lossy)  # type: ignore[arg-type]
+    assert result.counts() == {"created": 8}, [r.error for r in result.results]
+    assert {r.lane for r in result.results} == {"A", "B"}
+    objs = emulator.objects()
+    assert len(objs["products"]) == 8 and len(objs["prices"]) == 8
+    assert_stripe_matches(objs, rows, lookup_keys=lookup_keys)
+    assert sync(gateway, rows, lookup_keys=lookup_keys)[0].writes == []

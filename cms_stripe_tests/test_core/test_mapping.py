@@ -94,16 +94,53 @@ def test_price_params_recurring_and_currencies() -> None:
     params = stripe_price_params(p, "prod_x")
     assert params["product"] == "prod_x" and params["currency"] == "jpy" and params["unit_amount"] == 1200
     assert params["recurring"] == {"interval": "month", "interval_count": 3}
-    assert params["transfer_lookup_key"] is True and params["lookup_key"].startswith("cms:a:")
+    assert params["metadata"] == {META_CMS_ID: "a", META_PRICE: target_for(p).price.fingerprint}  # type: ignore[union-attr]
+    assert "lookup_key" not in params and "transfer_lookup_key" not in params
+    keyed = stripe_price_params(p, "prod_x", lookup_keys=True)
+    assert keyed["transfer_lookup_key"] is True and keyed["lookup_key"].startswith("cms:a:")
     kwd = stripe_price_params(row("b", price=Decimal("2.5"), currency="kwd"), "prod_y")
     assert kwd["unit_amount"] == 2500
 
 
 def test_lookup_key_follows_price_content() -> None:
-    a = target_for(row("a"))
-    assert a.lookup_key == target_for(row("a", title="other")).lookup_key
-    assert a.lookup_key != target_for(row("a", price=Decimal("20"))).lookup_key
-    assert a.lookup_key != target_for(row("a", recurring_interval="year")).lookup_key
+    a = target_for(row("a"), lookup_keys=True)
+    assert a.lookup_key == target_for(row("a", title="other"), lookup_keys=True).lookup_key
+    assert a.lookup_key != target_for(row("a", price=Decimal("20")), lookup_keys=True).lookup_key
+    assert a.lookup_key != target_for(row("a", recurring_interval="year"), lookup_keys=True).lookup_key
+
+
+def test_lookup_keys_are_off_unless_the_setting_says_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRIPE_PRICE_LOOKUP_KEYS", raising=False)
+    off = target_for(row("a"))
+    assert off.lookup_key is None
+    assert "lookup_key" not in off.create_price_with_product_params()
+    monkeypatch.setenv("STRIPE_PRICE_LOOKUP_KEYS", "true")
+    assert target_for(row("a")).lookup_key == target_for(row("a"), lookup_keys=True).lookup_key
+    assert (target_for(row("a")).lookup_key or "").startswith("cms:a:")
+    assert target_for(row("a"), lookup_keys=False).lookup_key is None  # an explicit choice wins
+
+
+def test_reusable_price_is_ours_live_and_of_this_content() -> None:
+    t = target_for(row("a", recurring_interval="month"))
+    assert t.price is not None
+    ours = {
+        "id": "price_1",
+        "product": t.product_id,
+        "active": True,
+        "currency": "usd",
+        "unit_amount": 1999,
+        "recurring": {"interval": "month", "interval_count": 1},
+        "tax_behavior": "unspecified",
+        "metadata": {META_CMS_ID: "a", META_PRICE: t.price.fingerprint},
+    }
+    assert t.is_reusable_price(ours)
+    assert not t.is_reusable_price({**ours, "active": False})
+    assert not t.is_reusable_price({**ours, "product": "prod_other"})
+    assert not t.is_reusable_price({**ours, "unit_amount": 2000})
+    assert not t.is_reusable_price({**ours, "recurring": None})
+    assert not t.is_reusable_price({**ours, "metadata": {}})  # made by hand
+    assert not t.is_reusable_price({**ours, "metadata": {META_CMS_ID: "b", META_PRICE: t.price.fingerprint}})
+    assert not t.is_reusable_price({**ours, "metadata": {META_CMS_ID: "a", META_PRICE: "0" * 16}})
 
 
 def test_diff_only_changed_fields_and_clears_removed() -> None:

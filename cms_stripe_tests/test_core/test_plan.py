@@ -116,12 +116,23 @@ def test_marker_finishes_interrupted_reprice() -> None:
 
 def test_missing_lookup_key_is_set_without_new_price() -> None:
     p = row("a")
-    t = target_for(p)
+    t = target_for(p, lookup_keys=True)
     st = stripe_state(t)
     assert st.default_price is not None
     st.default_price["lookup_key"] = None
-    op = plan_one(p, st).operations[0]
+    op = build_plan([p], {p.id: st}, lookup_keys=True).operations[0]
     assert op.kind == "update" and op.set_lookup_price_id == "price_1" and not op.new_price
+    assert op.target.lookup_key == t.lookup_key and (t.lookup_key or "").startswith("cms:a:")
+
+
+def test_lookup_keys_off_leaves_an_existing_key_alone() -> None:
+    """A catalog synced with lookup keys on, then the setting turned off: nothing to write."""
+    p = row("a")
+    st = stripe_state(target_for(p, lookup_keys=True))
+    assert st.default_price is not None and st.default_price["lookup_key"]
+    assert build_plan([p], {p.id: st}, lookup_keys=False).operations[0].kind == "noop"
+    st.default_price["lookup_key"] = None
+    assert build_plan([p], {p.id: st}, lookup_keys=False).operations[0].kind == "noop"
 
 
 def test_archive_and_noop_for_inactive_rows() -> None:
