@@ -1,0 +1,66 @@
+"""Review of issue 11: two CMS rows that end up writing the same Stripe product without being told apart.
+
+1. The shared-link check compares the stored `stripe_product_id` values, but the planner syncs a row
+   without one into its derived product (`prod_cms_<id>`). A copy that kept `prod_cms_a` while the
+   original's link was cleared (an editor "fixing" the pair, a compare-and-set conflict, a lost
+   write-back) makes both rows target the same product: neither is quarantined.
+2. The SQL lookup of rows outside the batch groups by the exact stored text while validation and the
+   planner strip it: 'prod_X' and 'prod_X ' name one Stripe product, yet the row in another partition
+   is not found, so the batch row is planned into the product the other row keeps.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from cms_stripe.cms.sql import SqlCatalogSource
+from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.identity import product_id_for
+from cms_stripe.core.validation import split_valid
+from cms_stripe_tests.test_cms.conftest import fresh_table
+
+T = datetime(2026, 2, 1, 12, tzinfo=UTC)
+
+
+def _row(cms_id: str, stripe_product_id: str | None, created: datetime, title: str) -> CmsProduct:
+    return CmsProduct(
+        id=cms_id,
+        title=title,
+        price=Decimal("5.00"),
+        currency="usd",
+        status="published",
+        stripe_product_id=stripe_product_id,
+        created_at=created,
+        updated_at=T,
+    )
+
+
+def test_review_derived_product_id_shared_with_a_copy_is_detected():
+    original = _row("a", None, T - timedelta(days=400), "Original")
+    # The copy kept the id the original was synced into before its link was cleared.
+    copy = _row("b", "prod_cms_a", T - timedelta(days=1), "Copy, other price")
+    assert product_id_for(original) == product_id_for(copy)  # both would write one Stripe product
+    valid, quarantined = split_valid([original, copy])
+    assert [p.id for p in valid] == ["a"]
+    assert [p.id for p, _ in quarantined] == ["b"]
+
+
+def test_review_sql_holder_lookup_ignores_whitespace_the_planner_strips(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'cms.sqlite'}")
+    original = _row("a", "prod_Legacy1 ", T - timedelta(days=400), "Original")  # pasted with a space
+    copy = _row("b", "prod_Legacy1", T - timedelta(days=1), "Copy")
+    fresh_table(engine, [original, copy])
+    source = SqlCatalogSource(engine)
+    try:
+        # validated_products for the copy's partition only (the original lives in another day).
+        batch = [p for p in source.read_all() if p.id == "b"]
+        holders = source.read_by_stripe_product_ids(["prod_Legacy1"])
+    finally:
+        source.close()
+        engine.dispose()
+    valid, quarantined = split_valid(batch, link_holders=holders)
+    assert product_id_for(original) == product_id_for(copy)
+    assert [p.id for p, _ in quarantined] == ["b"], "the copy would be written into the original's product"
