@@ -38,14 +38,24 @@ def _row(cms_id: str, stripe_product_id: str | None, created: datetime, title: s
     )
 
 
-def test_review_derived_product_id_shared_with_a_copy_is_detected():
+def test_review_derived_product_id_shared_with_a_copy_is_detected(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'cms.sqlite'}")
     original = _row("a", None, T - timedelta(days=400), "Original")
-    # The copy kept the id the original was synced into before its link was cleared.
+    # The copy kept the id the original was synced into before the original's link was cleared.
     copy = _row("b", "prod_cms_a", T - timedelta(days=1), "Copy, other price")
-    assert product_id_for(original) == product_id_for(copy)  # both would write one Stripe product
-    valid, quarantined = split_valid([original, copy])
-    assert [p.id for p in valid] == ["a"]
-    assert [p.id for p, _ in quarantined] == ["b"]
+    assert product_id_for(original) == product_id_for(copy) == "prod_cms_a"  # one Stripe product
+    fresh_table(engine, [original, copy])
+    source = SqlCatalogSource(engine)
+    try:
+        # validated_products for the copy's partition (the original lives in another day); the
+        # planner's own same-product check sees only this batch.
+        batch = [p for p in source.read_all() if p.id == "b"]
+        holders = source.read_by_stripe_product_ids(["prod_cms_a"])
+    finally:
+        source.close()
+        engine.dispose()
+    _, quarantined = split_valid(batch, link_holders=holders)
+    assert [p.id for p, _ in quarantined] == ["b"], "the copy would overwrite the original's product"
 
 
 def test_review_sql_holder_lookup_ignores_whitespace_the_planner_strips(tmp_path):
