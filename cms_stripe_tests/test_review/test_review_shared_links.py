@@ -25,7 +25,7 @@ from cms_stripe_tests.test_cms.conftest import fresh_table
 T = datetime(2026, 2, 1, 12, tzinfo=UTC)
 
 
-def _row(cms_id: str, stripe_product_id: str | None, created: datetime, title: str) -> CmsProduct:
+def _row(cms_id: str, stripe_product_id: str | None, created: datetime | None, title: str) -> CmsProduct:
     return CmsProduct(
         id=cms_id,
         title=title,
@@ -74,3 +74,21 @@ def test_review_sql_holder_lookup_ignores_whitespace_the_planner_strips(tmp_path
     valid, quarantined = split_valid(batch, link_holders=holders)
     assert product_id_for(original) == product_id_for(copy)
     assert [p.id for p, _ in quarantined] == ["b"], "the copy would be written into the original's product"
+
+
+def test_review_keeper_without_created_at_is_the_row_stripe_reflects():
+    """A table without `created_at` (mapped to null, or never set by an old import): the keeper is the
+    smallest id. With random UUID ids the copy wins half the time, the synced original is quarantined,
+    and the copy's price is then written into the product the original has sold under for years."""
+    from dataclasses import replace
+
+    from cms_stripe.core.catalog import SYNC_SYNCED, content_hash
+
+    original = replace(_row("f3a9c2d0-0000-4000-8000-000000000001", "prod_Legacy1", None, "Original"), created_at=None)
+    original = replace(original, sync_status=SYNC_SYNCED, sync_hash=content_hash(original))
+    copy = replace(
+        _row("0b7e4d11-0000-4000-8000-000000000002", "prod_Legacy1", None, "Copy"), created_at=None, price=Decimal("1.00")
+    )
+    valid, quarantined = split_valid([original, copy])
+    assert [p.id for p in valid] == [original.id]
+    assert [p.id for p, _ in quarantined] == [copy.id]
