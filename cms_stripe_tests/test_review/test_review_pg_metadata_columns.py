@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import sqlalchemy as sa
 
 from cms_stripe.cms.mapping import ColumnMapping
 from cms_stripe.cms.sql import SqlCatalogSource
@@ -22,7 +21,9 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("column_type, value", [("timestamptz", "infinity"), ("date", "infinity"), ("date", "0044-03-15 BC")])
+@pytest.mark.parametrize(
+    "column_type, value", [("timestamptz", "infinity"), ("date", "infinity"), ("date", "0044-03-15 BC")]
+)
 def test_review_metadata_column_unloadable_value_does_not_end_the_read(pg_engine, column_type, value):
     fresh_table(pg_engine, ROWS)
     with pg_engine.begin() as conn:

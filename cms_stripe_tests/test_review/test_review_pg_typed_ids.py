@@ -40,7 +40,15 @@ def test_review_typed_id_column_read_and_write_back(pg_engine, ids, alter):
         assert [(p.id, p.read_errors) for p in read] == [(i, ()) for i in ids]
         assert sorted(p.id for p in source.read_ids(ids)) == sorted(ids)
         result = source.write_back(
-            [SyncUpdate(id=ids[0], sync_status="synced", stripe_product_id="prod_x", sync_hash="h", expected=SyncLink(None, None, None))],
+            [
+                SyncUpdate(
+                    id=ids[0],
+                    sync_status="synced",
+                    stripe_product_id="prod_x",
+                    sync_hash="h",
+                    expected=SyncLink(None, None, None),
+                )
+            ],
             run_id="review-run",
         )
         assert result.written == 1

@@ -71,7 +71,7 @@ def test_review_sql_holder_lookup_ignores_whitespace_the_planner_strips(tmp_path
     finally:
         source.close()
         engine.dispose()
-    valid, quarantined = split_valid(batch, link_holders=holders)
+    _valid, quarantined = split_valid(batch, link_holders=holders)
     assert product_id_for(original) == product_id_for(copy)
     assert [p.id for p, _ in quarantined] == ["b"], "the copy would be written into the original's product"
 
@@ -87,7 +87,9 @@ def test_review_keeper_without_created_at_is_the_row_stripe_reflects():
     original = replace(_row("f3a9c2d0-0000-4000-8000-000000000001", "prod_Legacy1", None, "Original"), created_at=None)
     original = replace(original, sync_status=SYNC_SYNCED, sync_hash=content_hash(original))
     copy = replace(
-        _row("0b7e4d11-0000-4000-8000-000000000002", "prod_Legacy1", None, "Copy"), created_at=None, price=Decimal("1.00")
+        _row("0b7e4d11-0000-4000-8000-000000000002", "prod_Legacy1", None, "Copy"),
+        created_at=None,
+        price=Decimal("1.00"),
     )
     valid, quarantined = split_valid([original, copy])
     assert [p.id for p in valid] == [original.id]
