@@ -35,3 +35,15 @@ def test_review_metadata_column_unloadable_value_does_not_end_the_read(pg_engine
     assert sorted(p.id for p in rows) == ["r0", "r1", "r2"]
     r1 = next(p for p in rows if p.id == "r1")
     assert r1.read_errors or r1.metadata.get("available_until")
+
+
+def test_review_metadata_column_unloadable_value_does_not_stall_the_sensor_read(pg_engine):
+    fresh_table(pg_engine, ROWS)
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE products ADD COLUMN available_until timestamptz")
+        conn.exec_driver_sql("UPDATE products SET available_until = 'infinity' WHERE id = 'r1'")
+    source = SqlCatalogSource(pg_engine, mapping=ColumnMapping(metadata_columns=("available_until",)))
+    # The sensor turns any exception into "could not read the CMS (will retry next tick)" and keeps
+    # its cursor: a stored value that never loads makes it skip on every tick, forever.
+    changed = source.changed_days_since(None)
+    assert changed.scanned_rows == 3
