@@ -403,7 +403,13 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bo
     if run.tags.get(BACKUP_DIR_TAG) and backend_is_rest():
         # A REST CMS keeps backups as files: read them where the run wrote them, whatever this
         # process's working directory (the run recorded the absolute folder).
-        os.environ["CMS_BACKUP_DIR"] = run.tags[BACKUP_DIR_TAG]
+        folder = run.tags[BACKUP_DIR_TAG]
+        if not pathlib.Path(folder).is_dir():
+            _fail(
+                f"run {run.run_id} kept its CMS backups in {folder}, which this machine does not have: "
+                "run the rollback where that folder is (or copy it here)"
+            )
+        os.environ["CMS_BACKUP_DIR"] = folder
     # Through the resource, so the restore passes the same live-key guard as every CMS write.
     catalog = catalog_resource_from_env()
     rows = catalog.backup_for_run(run.run_id)

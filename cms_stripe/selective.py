@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from cms_stripe.assets.common import link_holders
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL
@@ -39,10 +40,7 @@ def sync_selected_products(
     if missing:
         context.log.warning(f"{len(missing)} ids are not in the CMS: {', '.join(missing[:20])}")
     # The same row-by-row validation as the validated_products asset, shared Stripe ids included.
-    holders = catalog.read_by_stripe_product_ids(
-        sorted({p.stripe_product_id.strip() for p in products if p.stripe_product_id and p.stripe_product_id.strip()})
-    )
-    valid, quarantined = split_valid(products, link_holders=holders)
+    valid, quarantined = split_valid(products, link_holders=link_holders(catalog, products))
     for p, issues in quarantined:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
     writer = guarded_writer(catalog, settings.live_allowed)

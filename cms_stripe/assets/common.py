@@ -1,13 +1,16 @@
 """Small helpers shared by the assets: policies, partition windows, per-partition metadata."""
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import dagster as dg
 
+from cms_stripe.cms.source import CatalogSource
+from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.days import PartitionSpan
+from cms_stripe.core.validation import holder_queries
 
 T = TypeVar("T")
 
@@ -52,3 +55,13 @@ def add_partition_metadata(
         return
     for pk in keys:
         context.add_asset_metadata(dict(per_partition.get(pk, empty)), partition_key=pk)
+
+
+def link_holders(catalog: CatalogSource, products: Sequence[CmsProduct]) -> list[CmsProduct]:
+    """Other CMS rows that may write to the Stripe products these rows write to: rows naming one of
+    their products (stored or derived ids), and the rows whose own derived id one of them names."""
+    stripe_ids, cms_ids = holder_queries(products)
+    found = catalog.read_by_stripe_product_ids(stripe_ids)
+    if cms_ids:
+        found += catalog.read_ids(cms_ids)
+    return found

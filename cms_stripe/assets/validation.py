@@ -12,7 +12,9 @@ from cms_stripe.assets.common import (
     BACKFILL_POLICY,
     FRAMES_IO_MANAGER,
     RETRY_POLICY,
+    add_partition_metadata,
     group_by_partition,
+    link_holders,
 )
 from cms_stripe.checks import validation_rate_check, validation_rate_result
 from cms_stripe.cms.source import CatalogSource
@@ -30,6 +32,7 @@ from cms_stripe.core.catalog import WriteBackResult
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue
+from cms_stripe.core.settings import LiveKeyRefused, scrub
 from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.partitions import current_span, daily_partitions
 from cms_stripe.resources.cms import guarded_writer
@@ -99,10 +102,7 @@ def validated_products(
     """CMS rows that Stripe would accept; every other live row is quarantined with a reason and severity
     (visible here and written back as sync_status='quarantined'), never dropped silently."""
     products = frame_to_products(raw_cms_products)
-    holders = catalog.read_by_stripe_product_ids(
-        sorted({p.stripe_product_id.strip() for p in products if p.stripe_product_id and p.stripe_product_id.strip()})
-    )
-    valid, quarantined = split_valid(products, link_holders=holders)
+    valid, quarantined = split_valid(products, link_holders=link_holders(catalog, products))
     frame = products_to_frame(valid)
     refused = schema_failures(frame)
     if refused:
@@ -113,9 +113,17 @@ def validated_products(
     live_valid = live - sum(1 for p, _ in quarantined if p.should_be_active)
 
     written = WriteBackResult()
+    write_failed = ""
     if quarantined and not settings.dry_run:
         writer = guarded_writer(catalog, settings.live_allowed)
-        written = writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
+        try:
+            written = writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
+        except LiveKeyRefused:
+            raise
+        except Exception as exc:
+            # The valid rows still sync; the quarantine is in this run's metadata and the next run retries it.
+            write_failed = f"{type(exc).__name__}: {scrub(str(exc))}"[:500]
+            context.log.error(f"[HIGH] writing the quarantine back to the CMS failed: {write_failed}")
     for p, issues in quarantined[:20]:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
     if len(quarantined) > 20:
@@ -137,6 +145,16 @@ def validated_products(
                 (day_live - live_bad_by_partition.get(day, 0)) / day_live if day_live else 1.0
             ),
         }
+    add_partition_metadata(
+        context,
+        per_day,
+        {
+            ROWS: dg.MetadataValue.int(0),
+            VALID_ROWS: dg.MetadataValue.int(0),
+            QUARANTINED_ROWS: dg.MetadataValue.int(0),
+            VALIDATION_RATE: dg.MetadataValue.float(1.0),
+        },
+    )
     codes = Counter(i.code for _, issues in quarantined for i in issues)
     return dg.MaterializeResult(
         value=frame,
@@ -148,6 +166,7 @@ def validated_products(
             QUARANTINE_TABLE: dg.MetadataValue.md(quarantine_markdown(quarantined)),
             "quarantine_by_code": dg.MetadataValue.json(dict(codes)),
             "quarantine_written_back": dg.MetadataValue.int(written.written),
+            "quarantine_write_back_error": dg.MetadataValue.text(write_failed),
             DRY_RUN: dg.MetadataValue.bool(settings.dry_run),
         },
         check_results=[validation_rate_result(live_valid, live, settings.validation_threshold)],

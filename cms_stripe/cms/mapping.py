@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -308,7 +309,8 @@ def _text(value: Any) -> str:
         raise ValueError(f"expected text, got {type(value).__name__} {_short(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"expected text, got {value!r}")
-    if isinstance(value, (int, float, Decimal)):
+    if isinstance(value, (int, float, Decimal, uuid.UUID)):
+        # A uuid or bigint id (a common Supabase layout) is text to us.
         return str(value)
     raise ValueError(f"expected text, got {type(value).__name__}")
 
@@ -363,6 +365,9 @@ def _convert(cms_field: str, value: Any) -> Any:
         return from_db_timestamp(value)
     if cms_field == "price":
         return _decimal(value)
+    if cms_field == "recurring_interval":
+        # Old catalogs store '' (or spaces) for one-time prices.
+        return _text(value).strip().lower() or None
     if cms_field in ("currency", "status"):
         # Whitespace and case are formatting, not content: "USD " is usd, " Published" is published.
         return _text(value).strip().lower()

@@ -254,6 +254,9 @@ class RestCatalogSource:
         self._ensure_checked()
 
         def bounded(query: Any) -> Any:
+            # Undated rows (null, or ±infinity that no datetime holds) are read by the first
+            # partition's pass below, never here: PostgREST sorts them last in this walk.
+            query = query.not_.is_(self._u, "null").neq(self._u, "infinity").neq(self._u, "-infinity")
             if lo is not None:
                 query = query.gte(self._u, lo)
             if hi is not None:
@@ -263,7 +266,8 @@ class RestCatalogSource:
         for row in self._keyset(bounded, page_size or self.page_size):
             yield self.mapping.product_from_row(row)
         if include_undated:
-            yield from self._by_id(lambda q: q.is_(self._u, "null"))
+            u = self._u
+            yield from self._by_id(lambda q: q.or_(f"{u}.is.null,{u}.eq.infinity,{u}.eq.-infinity"))
 
     def _by_id(self, apply: Callable[[Any], Any]) -> Iterator[CmsProduct]:
         last: str | None = None

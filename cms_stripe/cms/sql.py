@@ -7,6 +7,7 @@ written in the same transaction as the write-back batch they protect.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -101,6 +102,7 @@ def create_cms_engine(url: str, **kwargs: Any) -> Engine:
             "use postgresql+psycopg://... (Supabase direct or pooled) or sqlite:///... (demo)"
         )
     options: dict[str, Any] = {"pool_pre_ping": True}
+    safe_loaders = parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg"
     if parsed.get_backend_name() == "postgresql":
         connect_args: dict[str, Any] = {"connect_timeout": 10, "application_name": "cms-stripe"}
         if parsed.get_driver_name() == "psycopg":
@@ -111,7 +113,31 @@ def create_cms_engine(url: str, **kwargs: Any) -> Engine:
     else:
         options["connect_args"] = {"timeout": 30}
     options.update(kwargs)
-    return sa.create_engine(parsed, **options)
+    engine = sa.create_engine(parsed, **options)
+    if safe_loaders:
+        sa.event.listen(engine, "connect", _register_safe_loaders)
+    return engine
+
+
+def _register_safe_loaders(dbapi_connection: Any, _record: Any) -> None:
+    """psycopg refuses to load 'infinity', BC dates or years past 9999 into a datetime, and the error
+    ends the whole page. Such a value in any column (a metadata column, say) comes back as its text,
+    so the row converter quarantines that row, or keeps the text as metadata, and the page reads on."""
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    for name, base in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
+        dbapi_connection.adapters.register_loader(name, _safe_loader(base))
+
+
+def _safe_loader(base: Any) -> Any:
+    class SafeLoader(base):  # type: ignore[misc, valid-type]
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except Exception:  # psycopg.DataError: a value Python's datetime cannot hold
+                return bytes(data).decode("utf-8", "replace")
+
+    return SafeLoader
 
 
 class SqlCatalogSource:
@@ -150,6 +176,7 @@ class SqlCatalogSource:
         self._retry_args = {"attempts": retry_attempts, "wait": retry_wait, "max_wait": retry_max_wait}
         self._checked = False
         self._backup_ready = False
+        self._naive_fields: set[str] = set()
         self._build_statements()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -190,8 +217,10 @@ class SqlCatalogSource:
             self._undated = f"({self._u} IS NULL OR {self._u} < '0001-01-02' OR {self._u} > '9999-12-30')"
         else:
             self._after_key = f"({self._u} > :cu OR ({self._u} = :cu AND {self._id} > :ci))"
-            self._loadable = ""
-            self._undated = f"{self._u} IS NULL"
+            # SQLite stores any text: what does not start like a timestamp is undated, like NULL.
+            stamp = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+            self._loadable = f"{self._u} GLOB {stamp}"
+            self._undated = f"({self._u} IS NULL OR {self._u} NOT GLOB {stamp})"
         sync = [(c, q(m.column(c))) for c in SYNC_COLUMNS]
         self._link_cols = [q(m.column(c)) for c in LINK_COLUMNS]
         self._update_sql = sa.text(
@@ -228,13 +257,25 @@ class SqlCatalogSource:
                 return fn()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    def _ts(self, value: datetime | None) -> Any:
-        """A timestamp as this dialect compares it: aware datetime for Postgres, fixed-format text for SQLite."""
+    def _ts(self, value: datetime | None, cms_field: str = "updated_at") -> Any:
+        """A timestamp as this dialect compares it: aware datetime for Postgres (naive UTC for a
+        `timestamp without time zone` column, which the reader takes as UTC too: an aware value would
+        be shifted by the session's TimeZone), fixed-format text for SQLite."""
         if value is None:
             return None
         if self.dialect == "sqlite":
             return to_sqlite_timestamp(value)
+        if cms_field in self._naive_fields:
+            return value.astimezone(UTC).replace(tzinfo=None)
         return value.astimezone(UTC)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        """A read connection that loads any stored timestamp, even one Python's datetime cannot hold."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.driver == "psycopg":
+                _register_safe_loaders(conn.connection.dbapi_connection, None)
+            yield conn
 
     def _ensure_checked(self) -> None:
         if not self._checked:
@@ -249,26 +290,29 @@ class SqlCatalogSource:
     def check(self) -> None:
         schema, table = split_table_name(self.mapping.table)
 
-        def inspect() -> tuple[bool, list[str]]:
+        def inspect() -> tuple[bool, list[Any]]:
             insp = sa.inspect(self.engine)
             if not insp.has_table(table, schema=schema):
                 return False, []
-            return True, [c["name"] for c in insp.get_columns(table, schema=schema)]
+            return True, list(insp.get_columns(table, schema=schema))
 
         try:
-            exists, columns = self._retry(inspect)
+            exists, described = self._retry(inspect)
         except sa.exc.OperationalError as exc:
             raise CmsConfigError(f"cannot reach the CMS database: {type(exc.orig).__name__}") from exc
+        columns = [c["name"] for c in described]
         message = self.mapping.missing_message(exists, columns)
         if message:
             raise CmsConfigError(message)
+        naive = {c["name"] for c in described if isinstance(c["type"], sa.DateTime) and not c["type"].timezone}
+        self._naive_fields = {f for f, col in self.mapping.mapped_fields.items() if col in naive}
         self._checked = True
 
     # -- reads --------------------------------------------------------------------------------
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[sa.Row[Any]]:
         def run() -> list[sa.Row[Any]]:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 return list(conn.execute(sa.text(sql), dict(params)))
 
         return self._retry(run)
@@ -325,6 +369,7 @@ class SqlCatalogSource:
         include_undated: bool = False,
         page_size: int | None = None,
     ) -> Iterator[CmsProduct]:
+        self._ensure_checked()
         where: list[str] = []
         params: dict[str, Any] = {}
         if start is not None:
@@ -333,7 +378,6 @@ class SqlCatalogSource:
         if end is not None:
             where.append(f"{self._u} < :end")
             params["end"] = self._ts(require_aware(end, "end"))
-        self._ensure_checked()
         yield from self._keyset(where, params, page_size or self.page_size)
         if include_undated:
             yield from self._by_id(self._undated)
@@ -349,7 +393,7 @@ class SqlCatalogSource:
         for chunk in chunks(list(values), self.id_chunk_size):
 
             def run(chunk: Sequence[str] = chunk) -> list[sa.Row[Any]]:
-                with self.engine.connect() as conn:
+                with self._connect() as conn:
                     return list(conn.execute(sql, {"ids": list(chunk)}))
 
             for row in self._retry(run):
@@ -364,19 +408,25 @@ class SqlCatalogSource:
         return [found[i] for i in wanted if i in found]
 
     def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
-        """Only the rows that share one of these products with another row: one aggregate over the
-        table finds the shared ids (usually none), instead of an IN scan per thousand ids."""
-        wanted = set(dedupe(stripe_product_ids))
+        """Rows whose stripe_product_id, trimmed as the planner trims it, is one of these."""
+        wanted = dedupe(stripe_product_ids)
         if not wanted:
             return []
         self._ensure_checked()
-        column = self._q(self.mapping.column("stripe_product_id"))
-        shared = self._fetch(
-            f"SELECT {column} AS v FROM {self._t} WHERE {column} IS NOT NULL GROUP BY {column} HAVING count(*) > 1",
-            {},
-        )
-        ids = sorted(wanted & {str(r.v) for r in shared})
-        return list(self._read_in(column, ids)) if ids else []
+        column = f"TRIM({self._q(self.mapping.column('stripe_product_id'))})"
+        if self.dialect == "postgresql":
+            # One hash join over the table however many ids a full run brings (the column has no index).
+            sql = sa.text(
+                f"SELECT {self._select_text} FROM {self._t} JOIN unnest(CAST(:ids AS text[])) AS _w(v) "
+                f"ON {column} = _w.v"
+            )
+
+            def run() -> list[sa.Row[Any]]:
+                with self._connect() as conn:
+                    return list(conn.execute(sql, {"ids": wanted}))
+
+            return [self.mapping.product_from_row(r._mapping) for r in self._retry(run)]
+        return list(self._read_in(column, wanted))
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
         self._ensure_checked()
@@ -414,7 +464,7 @@ class SqlCatalogSource:
             "stripe_price_id": update.stripe_price_id,
             "sync_status": update.sync_status,
             "sync_error": update.sync_error,
-            "synced_at": self._ts(update.synced_at),
+            "synced_at": self._ts(update.synced_at, "synced_at"),
             "sync_hash": update.sync_hash,
         }
 
@@ -435,7 +485,7 @@ class SqlCatalogSource:
                     {
                         "source_table": self.mapping.table,
                         "run_id": run_id,
-                        "now": self._ts(datetime.now(UTC)),
+                        "now": self._ts(datetime.now(UTC), "backed_up_at"),
                         "ids": [u.id for u in write],
                     },
                 )
@@ -468,7 +518,7 @@ class SqlCatalogSource:
         self._ensure_backup_table()
 
         def run() -> list[sa.Row[Any]]:
-            with self.engine.connect() as conn:
+            with self._connect() as conn:
                 return list(
                     conn.execute(self._backup_select_sql, {"source_table": self.mapping.table, "run_id": run_id})
                 )

@@ -173,6 +173,18 @@ def content_hash(product: CmsProduct) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
+def quarantine_hash(product: CmsProduct) -> str:
+    """What a quarantine stores as `sync_hash`: the content hash plus the row's Stripe links, so an
+    editor who fixes a row by clearing its link (not its content) is seen as a change."""
+    basis = f"{content_hash(product)}|{product.stripe_product_id or ''}|{product.stripe_price_id or ''}"
+    return "q" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:31]
+
+
+def is_handled(product: CmsProduct) -> bool:
+    """The row's current content (and, for a quarantine, link) was already synced or quarantined."""
+    return product.sync_hash is not None and product.sync_hash in (content_hash(product), quarantine_hash(product))
+
+
 def needs_sync(product: CmsProduct) -> bool:
     """True when the row's content differs from what was last synced (or it never was)."""
     return product.sync_hash != content_hash(product)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from cms_stripe.core.catalog import CmsProduct, content_hash
+from cms_stripe.core.catalog import CmsProduct, content_hash, is_handled
 from cms_stripe.core.days import PartitionSpan
 
 
@@ -53,7 +53,7 @@ def summarize_changes(products: Iterable[CmsProduct], cursor: datetime | None) -
         scanned += 1
         updated = product.updated_at
         chash = content_hash(product)
-        is_change = product.sync_hash != chash
+        is_change = not is_handled(product)
         if updated is None:
             if is_change:
                 undated_changes += 1

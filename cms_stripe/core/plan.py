@@ -29,9 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from cms_stripe.core.catalog import (
-    SYNC_QUARANTINED,
     CmsProduct,
-    SyncUpdate,
 )
 from cms_stripe.core.currency import from_minor_units
 from cms_stripe.core.errors import Severity
@@ -210,14 +208,6 @@ class Plan:
             if len(self.quarantined) > limit:
                 lines.append(f"| … | {len(self.quarantined) - limit} more |")
         return "\n".join(lines)
-
-    def quarantine_updates(self, now: datetime | None = None) -> list[SyncUpdate]:
-        """CMS write-back for rows that never reached Stripe."""
-        at = now or datetime.now(UTC)
-        return [
-            SyncUpdate(id=q.cms_id, sync_status=SYNC_QUARANTINED, sync_error=q.message[:1000], synced_at=at)
-            for q in self.quarantined
-        ]
 
 
 # -- deciding -------------------------------------------------------------------------------------

@@ -10,8 +10,18 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from cms_stripe.core.catalog import SYNC_QUARANTINED, CmsProduct, SyncLink, SyncUpdate, content_hash
+from cms_stripe.core.catalog import (
+    SYNC_ARCHIVED,
+    SYNC_QUARANTINED,
+    SYNC_SYNCED,
+    CmsProduct,
+    SyncLink,
+    SyncUpdate,
+    content_hash,
+    quarantine_hash,
+)
 from cms_stripe.core.errors import Severity
+from cms_stripe.core.identity import PRODUCT_PREFIX, derived_product_id, product_id_for
 from cms_stripe.core.mapping import RowIssue, validate_product
 
 Quarantine = list[tuple[CmsProduct, list[RowIssue]]]
@@ -59,38 +69,77 @@ def duplicate_id_issues(products: Sequence[CmsProduct]) -> dict[int, RowIssue]:
     return out
 
 
-def _keeper_order(p: CmsProduct) -> tuple[int, datetime, str]:
-    # The oldest row keeps the product: an editor's copy is newer than what it copied.
-    created = p.created_at
-    return (0, created, p.id) if created is not None else (1, datetime.max.replace(tzinfo=None), p.id)
+def _stored_link_in_sync(p: CmsProduct) -> bool:
+    return p.sync_status in (SYNC_SYNCED, SYNC_ARCHIVED) and p.sync_hash == content_hash(p)
+
+
+def choose_keeper(product_id: str, rows: Sequence[CmsProduct]) -> CmsProduct | None:
+    """The row a shared Stripe product belongs to, or None when the CMS alone cannot tell.
+
+    In order: the row the product's id was derived from (the sync made it for that row); the only row
+    whose stored link is in sync with its content; the only oldest row by `created_at`. Without one
+    of these (copied rows both look synced, no timestamps), guessing could write one row's price into
+    the other's product, so nobody keeps it until an editor clears the copy's link.
+    """
+    derived = [p for p in rows if derived_product_id(p.id) == product_id]
+    if len(derived) == 1:
+        return derived[0]
+    in_sync = [p for p in rows if _stored_link_in_sync(p)]
+    if len(in_sync) == 1:
+        return in_sync[0]
+    dated = sorted((p for p in rows if p.created_at is not None), key=lambda p: p.created_at)  # type: ignore[arg-type, return-value]
+    if len(dated) == len(rows) and (len(dated) == 1 or dated[0].created_at != dated[1].created_at):
+        return dated[0]
+    return None
+
+
+def holder_queries(products: Sequence[CmsProduct]) -> tuple[list[str], list[str]]:
+    """What to look up to find other rows tied to the batch's Stripe products: the product ids the
+    batch writes to (stored or derived), and the CMS ids whose derived product a batch row names."""
+    targets = sorted({product_id_for(p) for p in products if p.id})
+    owners = sorted(
+        {
+            t[len(PRODUCT_PREFIX) :]
+            for t in targets
+            if t.startswith(PRODUCT_PREFIX) and derived_product_id(t[len(PRODUCT_PREFIX) :]) == t
+        }
+        - {p.id for p in products}
+    )
+    return targets, owners
 
 
 def shared_link_issues(products: Sequence[CmsProduct], holders: Iterable[CmsProduct] = ()) -> dict[int, RowIssue]:
-    """Rows of the batch that name a Stripe product (or price) another CMS row also names: an editor
-    duplicated a row with its Stripe ids. The oldest row (created_at, then id) keeps it; every other
-    one is quarantined with a reason naming the keeper, so the two never overwrite each other."""
+    """Rows of the batch that would write to a Stripe product another CMS row also writes to: an
+    editor duplicated a row with its Stripe ids, or cleared the original's. The product is compared
+    as the planner will use it (stripped, derived when blank), so no two rows ever write one product.
+    The keeper (see `choose_keeper`) syncs on; every other row is quarantined naming the keeper."""
     out: dict[int, RowIssue] = {}
-    by_id = {p.id: p for p in holders}
+    by_id = {p.id: p for p in holders if p.id}
     by_id.update({p.id: p for p in products if p.id})
-    for column in ("stripe_product_id", "stripe_price_id"):
-        sharing: dict[str, list[CmsProduct]] = defaultdict(list)
-        for p in by_id.values():
-            value = (getattr(p, column) or "").strip()
-            if value:
-                sharing[value].append(p)
-        for value, rows in sharing.items():
-            if len(rows) < 2:
+    sharing: dict[str, list[CmsProduct]] = defaultdict(list)
+    for p in by_id.values():
+        sharing[product_id_for(p)].append(p)
+    for product_id, rows in sharing.items():
+        if len(rows) < 2:
+            continue
+        keeper = choose_keeper(product_id, rows)
+        others = ", ".join(
+            repr(p.id[:80]) for p in sorted(rows, key=lambda p: p.id) if keeper is None or p.id != keeper.id
+        )
+        for i, p in enumerate(products):
+            if product_id_for(p) != product_id or (keeper is not None and p.id == keeper.id):
                 continue
-            keeper = min(rows, key=_keeper_order)
-            for i, p in enumerate(products):
-                if p.id != keeper.id and (getattr(p, column) or "").strip() == value and i not in out:
-                    out[i] = RowIssue(
-                        f"shared_{column}",
-                        column,
-                        f"{value} is also the {column} of CMS row {keeper.id!r:.80} (which keeps it); "
-                        f"clear {column} on this row to give it its own Stripe product",
-                        Severity.HIGH,
-                    )
+            if keeper is not None:
+                message = (
+                    f"Stripe product {product_id} belongs to CMS row {keeper.id!r:.80}; clear stripe_product_id and "
+                    "stripe_price_id on this row to give it its own product"
+                )
+            else:
+                message = (
+                    f"Stripe product {product_id} is named by CMS rows {others} and the CMS cannot tell whose it "
+                    "is; clear stripe_product_id and stripe_price_id on the copy"
+                )
+            out[i] = RowIssue("shared_stripe_product_id", "stripe_product_id", message, Severity.HIGH)
     return out
 
 
@@ -106,8 +155,8 @@ def quarantine_updates(quarantined: Quarantine, now: datetime) -> list[SyncUpdat
     for p, issues in quarantined:
         if not p.id:
             continue  # nothing to write back to; the run's report lists it
-        reason, chash = quarantine_reason(issues), content_hash(p)
-        if p.sync_status == SYNC_QUARANTINED and p.sync_error == reason and p.sync_hash == chash:
+        reason, qhash = quarantine_reason(issues), quarantine_hash(p)
+        if p.sync_status == SYNC_QUARANTINED and p.sync_error == reason and p.sync_hash == qhash:
             continue
         updates.append(
             SyncUpdate(
@@ -117,9 +166,10 @@ def quarantine_updates(quarantined: Quarantine, now: datetime) -> list[SyncUpdat
                 stripe_price_id=p.stripe_price_id,
                 sync_error=reason,
                 synced_at=now,
-                # The hash marks this content as handled: the change sensor ignores the write-back,
-                # and an edit that fixes the row changes the hash and brings it back.
-                sync_hash=chash,
+                # The hash marks this content and link as handled: the change sensor ignores the
+                # write-back, and an edit that fixes the row (its content, or clearing its link as the
+                # reason asks) changes the hash and brings it back.
+                sync_hash=qhash,
                 expected=SyncLink.of(p),
             )
         )

@@ -192,9 +192,7 @@ class _CatalogResource(dg.ConfigurableResource):
         page_size: int | None = None,
     ) -> Iterator[CmsProduct]:
         # Materialised here so that errors raised while paging are scrubbed too.
-        return iter(
-            list(self._backend().read_window(start, end, include_undated=include_undated, page_size=page_size))
-        )
+        return iter(list(self._backend().read_window(start, end, include_undated=include_undated, page_size=page_size)))
 
     @_scrub_errors
     def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+from cms_stripe.assets.common import link_holders
 from cms_stripe.cms.sql import SqlCatalogSource
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.identity import product_id_for
@@ -50,7 +51,7 @@ def test_review_derived_product_id_shared_with_a_copy_is_detected(tmp_path):
         # validated_products for the copy's partition (the original lives in another day); the
         # planner's own same-product check sees only this batch.
         batch = [p for p in source.read_all() if p.id == "b"]
-        holders = source.read_by_stripe_product_ids(["prod_cms_a"])
+        holders = link_holders(source, batch)  # what validated_products and the selective job look up
     finally:
         source.close()
         engine.dispose()
@@ -67,7 +68,7 @@ def test_review_sql_holder_lookup_ignores_whitespace_the_planner_strips(tmp_path
     try:
         # validated_products for the copy's partition only (the original lives in another day).
         batch = [p for p in source.read_all() if p.id == "b"]
-        holders = source.read_by_stripe_product_ids(["prod_Legacy1"])
+        holders = link_holders(source, batch)
     finally:
         source.close()
         engine.dispose()
