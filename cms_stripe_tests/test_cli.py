@@ -186,6 +186,11 @@ def test_demo_end_to_end_then_a_rerun_writes_nothing(tmp_path):
     assert '"missing": 0' in summary and '"drift": 0' in summary and '"duplicates": 0' in summary
     assert '"orphans": 0' in summary and '"quarantined": 6' in summary
     assert "dagster dev -w workspace.yaml" in first.stdout
+    # The demo's rows span 90 days and its partitions one month: the older rows are read (and synced)
+    # through the open first partition, none left out.
+    raw = next(x for x in first.stdout.splitlines() if x.startswith("raw_cms_products"))
+    counts = dict(kv.split("=") for kv in raw.split(": ", 1)[1].split(", "))
+    assert counts["rows"] == "200" and int(counts["rows_before_start"]) > 0
 
     second = run_cli(["demo", "--products", "200", "--dir", str(tmp_path / "demo")], env)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
