@@ -159,7 +159,9 @@ def test_changed_days_since_uses_content_hash(source):
     assert later.days == (datetime(2026, 1, 8).date(), datetime(2026, 1, 9).date(), datetime(2026, 1, 10).date())
     assert later.changed_rows == sum(1 for p in pending if p.updated_at > cursor)
 
-    assert source.changed_days_since(result.max_updated_at) == replace(result, days=(), changed_rows=0, scanned_rows=0)
+    assert source.changed_days_since(result.max_updated_at) == replace(
+        result, days=(), changed_rows=0, scanned_rows=0, fresh_rows=0
+    )
 
 
 def _updates_for(products, now):
