@@ -78,6 +78,12 @@ def list_products(store: Store, p: Json) -> Json:
     ids = p.get("ids")
     if ids is not None and len(ids) > MAX_IDS:
         raise invalid("You may pass at most 100 ids.", param="ids")
+    if ids is not None:
+        # Stripe's List all products: `ids` "cannot be used with starting_after or ending_before",
+        # so a list by ids is one page; a caller needing more must split the ids, not page.
+        for cursor in ("starting_after", "ending_before"):
+            if cursor in p:
+                raise invalid(f"You may only specify one of these parameters: ids, {cursor}.", param="ids")
     idset = set(ids) if ids is not None else None
     items = (
         o

@@ -17,8 +17,9 @@ import h11
 
 from .pipeline import DropConnection, Request, Response
 
-# The old hand-written parser refused a request head over asyncio's default 64 KiB stream limit with
-# a 431; h11 enforces the same bound on anything it has to buffer before it can parse it.
+# A request head is refused with a 431 once more than MAX_HEAD_BYTES of it sit in h11's buffer still
+# incomplete. Reads come READ_CHUNK at a time, so a head over 64 KiB may pass and one over 128 KiB
+# never does (the old parser's bound was asyncio's 64 KiB stream limit; real clients send ~1 KiB).
 MAX_HEAD_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 
@@ -80,7 +81,7 @@ async def _read_request(
     if not isinstance(event, h11.Request):  # pragma: no cover - h11 yields a Request first
         raise h11.RemoteProtocolError("expected a request", error_status_hint=400)
     if conn.they_are_waiting_for_100_continue:
-        writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+        writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b"")
     chunks: list[bytes] = []
     while True:
         part = await _next_event(conn, reader)
