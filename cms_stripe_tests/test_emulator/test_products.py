@@ -119,8 +119,12 @@ def test_list_by_ids_refuses_a_cursor(client: stripe.StripeClient, emulator) -> 
     """Stripe's List all products: `ids` "cannot be used with starting_after or ending_before" (400)."""
     a = client.v1.products.create(params={"name": "a"})
     b = client.v1.products.create(params={"name": "b"})
-    for cursor in ("starting_after", "ending_before"):
-        err = stripe_error(lambda c=cursor: client.v1.products.list(params={"ids": [a.id, b.id], c: a.id}))  # type: ignore[misc]
+    ids = [a.id, b.id]
+    errors = {
+        "starting_after": stripe_error(lambda: client.v1.products.list(params={"ids": ids, "starting_after": a.id})),
+        "ending_before": stripe_error(lambda: client.v1.products.list(params={"ids": ids, "ending_before": a.id})),
+    }
+    for cursor, err in errors.items():
         assert err.http_status == 400
         assert err.json_body["error"]["type"] == "invalid_request_error"
         assert err.param == "ids"
