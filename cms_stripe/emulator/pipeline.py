@@ -7,9 +7,9 @@ auth -> rate limits (global, endpoint, concurrency; injected 429s) -> idempotenc
 concurrent duplicate) -> latency -> parameter validation -> lock_timeout / 500 / drop "before" faults
 -> apply the write -> 500 / drop "after" faults -> store the result under the idempotency key.
 
-A single event loop (see `server`) serves every connection: latency is an `asyncio.sleep`, so hundreds of requests
-can be in flight without a thread each, and state needs no lock because validation and the write
-run with no await between them.
+A single event loop (see `server`) serves every connection: latency is an `asyncio.sleep`, so
+hundreds of requests can be in flight without a thread each, and state needs no lock because
+validation and the write run with no await between them.
 """
 
 from __future__ import annotations
