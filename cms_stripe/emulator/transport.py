@@ -48,7 +48,9 @@ def _wants_keep_alive(event: h11.Request) -> bool:
     return True
 
 
-def _encode(conn: h11.Connection, resp: Response, keep_alive: bool) -> bytes:
+def _encode(conn: h11.Connection, resp: Response, keep_alive: bool, head: bool = False) -> bytes:
+    """Status line, headers and body; a HEAD answer keeps the headers (Content-Length included) but
+    carries no body, which h11 enforces."""
     headers = [
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(resp.body))),
@@ -58,7 +60,7 @@ def _encode(conn: h11.Connection, resp: Response, keep_alive: bool) -> bytes:
     return b"".join(
         (
             conn.send(h11.Response(status_code=resp.status, headers=headers, reason=_reason(resp.status))) or b"",
-            conn.send(h11.Data(data=resp.body)) or b"",
+            b"" if head else conn.send(h11.Data(data=resp.body)) or b"",
             conn.send(h11.EndOfMessage()) or b"",
         )
     )
@@ -124,7 +126,7 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 resp = await handler(req)
             except DropConnection:
                 return
-            writer.write(_encode(conn, resp, keep_alive))
+            writer.write(_encode(conn, resp, keep_alive, head=req.method == "HEAD"))
             await writer.drain()
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # MUST_CLOSE (Connection: close, HTTP/1.0) or a client still sending

@@ -1,5 +1,5 @@
-"""The HTTP/1.1 layer on raw sockets: chunked bodies, pipelining, `Connection: close`, HTTP/1.0,
-`Expect: 100-continue`, malformed and oversized requests, and a client vanishing mid-body.
+"""The HTTP/1.1 layer on raw sockets: chunked bodies, pipelining, `Connection: close`, HTTP/1.0, HEAD,
+`Expect: 100-continue`, malformed and oversized requests, and a client closing mid-body.
 
 Responses are read with the small reader below, not with the server's own code."""
 
@@ -89,6 +89,21 @@ def test_http_1_0_request_is_answered_then_closed(emulator) -> None:
         status, headers, _ = _read_response(fh)
         assert (status, headers["connection"]) == (200, "close")
         assert fh.read() == b""
+
+
+def test_head_request_gets_headers_without_a_body_and_the_connection_stays_usable(emulator) -> None:
+    with _connect(emulator.url) as sock, sock.makefile("rb") as fh:
+        sock.sendall(f"HEAD /v1/products HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
+        status_line = fh.readline()
+        headers = []
+        while (line := fh.readline()) != b"\r\n":
+            headers.append(line.split(b":", 1)[0].lower())
+        # Stripe has no HEAD route (404), and the answer to a HEAD carries no body.
+        assert status_line == b"HTTP/1.1 404 Not Found\r\n"
+        assert b"content-length" in headers
+        sock.sendall(f"GET /v1/products HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
+        status, _, body = _read_response(fh)
+    assert (status, json.loads(body)["object"]) == (200, "list")
 
 
 def test_expect_100_continue_gets_an_interim_response_before_the_body(emulator) -> None:
