@@ -1,9 +1,11 @@
 """A subset of Stripe's Search Query Language: `field:'v'`, `field~'v'`, `-field:'v'`,
-`metadata['k']:'v'`, `metadata['k']:null`, numeric `created>N`, joined by AND or by OR (not both)."""
+`metadata['k']:'v'`, `metadata['k']:null`, numeric `created>N`, joined by AND or by OR (not both);
+and the lagging view of the objects that search reads (Stripe's search is eventually consistent)."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +21,56 @@ _CLAUSE_RE = re.compile(
 _JOIN_RE = re.compile(r"(AND|OR)\s+")
 
 Predicate = Callable[[dict[str, Any]], bool]
+Json = dict[str, Any]
+
+
+class LaggedIndex:
+    """What search sees: each write becomes visible only `lag` seconds after it is made.
+
+    Objects are replaced on every write, never mutated in place, so keeping references is enough
+    for snapshots. With no lag nothing is recorded and search reads the live objects.
+    """
+
+    def __init__(self) -> None:
+        # (kind, id) -> [(visible_from_wall_time, snapshot or None when deleted)], only while lag > 0
+        self.versions: dict[tuple[str, str], list[tuple[float, Json | None]]] = {}
+
+    def record(self, kind: str, oid: str, prev: Json | None, obj: Json | None, lag: float) -> None:
+        key = (kind, oid)
+        versions = self.versions.get(key)
+        if versions is None:
+            if lag <= 0:
+                return
+            versions = self.versions[key] = [(0.0, prev)] if prev is not None else []
+        versions.append((time.time() + max(lag, 0.0), obj))
+
+    def view(self, kind: str, objects: dict[str, Json], seq: dict[str, int]) -> list[Json]:
+        """The objects of `kind` as search sees them now, newest first."""
+        now = time.time()
+        out: list[tuple[int, Json]] = []
+        seen: set[str] = set()
+        for key, versions in list(self.versions.items()):
+            if key[0] != kind:
+                continue
+            oid = key[1]
+            seen.add(oid)
+            n_visible = sum(1 for t, _ in versions if t <= now)
+            if n_visible == 0:
+                continue
+            del versions[: n_visible - 1]
+            snap = versions[0][1]
+            if len(versions) == 1 and snap is objects.get(oid):
+                # Caught up with the live object: back to the fast path.
+                del self.versions[key]
+                seen.discard(oid)
+                continue
+            if snap is not None:
+                out.append((seq.get(oid, 0), snap))
+        for oid, obj in objects.items():
+            if oid not in seen:
+                out.append((seq[oid], obj))
+        out.sort(key=lambda t: -t[0])
+        return [o for _, o in out]
 
 
 def _field_value(obj: dict[str, Any], field: str, mkey: str | None) -> Any:

@@ -1,44 +1,30 @@
-"""The emulated Stripe account: products, prices, lookup keys, search index, idempotency store.
+"""The emulated Stripe account's objects: products, prices, lookup keys, creation order, and the writes
+on them (create, update, delete) with Stripe's rules.
 
 Every write is split in two: validation (which may raise `ApiError` and changes nothing) returns a
 `Commit` callable that applies the write. The server runs both on its single event-loop thread with
 no await in between, so a write is atomic, and it can inject faults between the two halves.
+
+Lists and search live in `queries`, idempotency in `idempotency`, the state file in `persistence`.
 """
 
 from __future__ import annotations
 
-import base64
-import itertools
-import json
-import os
 import random
 import string
-import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from . import rules
 from .errors import ApiError, invalid, missing_resource, unsupported
 from .params import UNSET
-from .search import compile_query
+from .search import LaggedIndex
 
 Json = dict[str, Any]
 Commit = Callable[[], Json]
 
 _ALNUM = string.ascii_letters + string.digits
-PRODUCT_SEARCH_FIELDS = frozenset({"active", "created", "description", "name", "shippable", "url", "id"})
-PRICE_SEARCH_FIELDS = frozenset({"active", "created", "currency", "lookup_key", "product", "type", "id"})
-IDEMPOTENCY_TTL_S = 24 * 3600
-
-
-@dataclass
-class IdemRecord:
-    fingerprint: str
-    status: int
-    body: bytes
-    created: float
 
 
 class Store:
@@ -54,9 +40,35 @@ class Store:
         self.deleted_products: set[str] = set()
         self.lookup_keys: dict[str, str] = {}
         self.prices_by_product: dict[str, list[str]] = {}
-        # (kind, id) -> [(visible_from_wall_time, snapshot or None when deleted)], only while lag > 0
-        self.search_versions: dict[tuple[str, str], list[tuple[float, Json | None]]] = {}
-        self.idempotency: dict[tuple[str, str], IdemRecord] = {}
+        self.search_index = LaggedIndex()
+        self.dirty = False
+
+    def rebuild(
+        self,
+        *,
+        products: Iterable[Json],
+        prices: Iterable[Json],
+        seq: dict[str, int],
+        next_seq: int,
+        deleted_products: Iterable[str],
+    ) -> None:
+        """Replace everything with saved objects, rebuilding the derived indexes (creation order,
+        prices by product, lookup keys). Objects saved without a sequence number go last."""
+        self.clear()
+        self.seq = dict(seq)
+        self.next_seq = next_seq
+        for prod in sorted(products, key=lambda o: self.seq.get(o["id"], 0)):
+            self.products[prod["id"]] = prod
+            self.prices_by_product.setdefault(prod["id"], [])
+        for price in sorted(prices, key=lambda o: self.seq.get(o["id"], 0)):
+            self.prices[price["id"]] = price
+            self.prices_by_product.setdefault(price["product"], []).append(price["id"])
+            if price.get("lookup_key"):
+                self.lookup_keys[price["lookup_key"]] = price["id"]
+        for oid in list(self.products) + list(self.prices):
+            if oid not in self.seq:
+                self._register(oid)
+        self.deleted_products = set(deleted_products)
         self.dirty = False
 
     # -- ids, ordering, search visibility ---------------------------------------------------
@@ -72,44 +84,9 @@ class Store:
         self.next_seq += 1
 
     def _index(self, kind: str, oid: str, prev: Json | None, obj: Json | None, lag: float) -> None:
-        """Record a write for search, which sees it only `lag` seconds later (Stripe's search is
-        eventually consistent). Objects are replaced on every write, never mutated in place, so
-        keeping references is enough for snapshots."""
+        """Every write passes here: it marks the state unsaved and tells search about it."""
         self.dirty = True
-        key = (kind, oid)
-        versions = self.search_versions.get(key)
-        if versions is None:
-            if lag <= 0:
-                return
-            versions = self.search_versions[key] = [(0.0, prev)] if prev is not None else []
-        versions.append((time.time() + max(lag, 0.0), obj))
-
-    def _search_view(self, kind: str, objects: dict[str, Json]) -> list[Json]:
-        now = time.time()
-        out: list[tuple[int, Json]] = []
-        seen: set[str] = set()
-        for key, versions in list(self.search_versions.items()):
-            if key[0] != kind:
-                continue
-            oid = key[1]
-            seen.add(oid)
-            n_visible = sum(1 for t, _ in versions if t <= now)
-            if n_visible == 0:
-                continue
-            del versions[: n_visible - 1]
-            snap = versions[0][1]
-            if len(versions) == 1 and snap is objects.get(oid):
-                # Caught up with the live object: back to the fast path.
-                del self.search_versions[key]
-                seen.discard(oid)
-                continue
-            if snap is not None:
-                out.append((self.seq.get(oid, 0), snap))
-        for oid, obj in objects.items():
-            if oid not in seen:
-                out.append((self.seq[oid], obj))
-        out.sort(key=lambda t: -t[0])
-        return [o for _, o in out]
+        self.search_index.record(kind, oid, prev, obj, lag)
 
     # -- rendering --------------------------------------------------------------------------
 
@@ -493,225 +470,3 @@ class Store:
             return self.render_price(new, expand)
 
         return commit
-
-    # -- lists and search -------------------------------------------------------------------
-
-    @staticmethod
-    def _limit(p: Json) -> int:
-        limit = p.get("limit", 10)
-        if limit < 1:
-            raise invalid("This value must be greater than or equal to 1.", param="limit")
-        if limit > 100:
-            raise invalid("This value must be less than or equal to 100.", param="limit")
-        return int(limit)
-
-    @staticmethod
-    def _created_ok(created: int, flt: Any) -> bool:
-        if flt is None:
-            return True
-        if isinstance(flt, int):
-            return created == flt
-        return (
-            ("gt" not in flt or created > flt["gt"])
-            and ("gte" not in flt or created >= flt["gte"])
-            and ("lt" not in flt or created < flt["lt"])
-            and ("lte" not in flt or created <= flt["lte"])
-        )
-
-    def _paginate(self, items: Iterable[Json], p: Json, kind: str, objects: dict[str, Json]) -> tuple[list[Json], bool]:
-        """`items` is a lazy newest-first stream; read only as far as the page needs."""
-        limit = self._limit(p)
-        after, before = p.get("starting_after"), p.get("ending_before")
-        if after is not None and before is not None:
-            raise invalid(
-                "You may only specify one of these parameters: starting_after, ending_before.",
-                param="starting_after",
-            )
-        page: list[Json] = []
-        if before is not None:
-            if before not in objects:
-                raise missing_resource(kind, before, param="ending_before", status=400)
-            cut = self.seq[before]
-            newer = list(itertools.takewhile(lambda o: self.seq[o["id"]] > cut, items))
-            return newer[-limit:], len(newer) > limit
-        if after is not None:
-            if after not in objects:
-                raise missing_resource(kind, after, param="starting_after", status=400)
-            cut = self.seq[after]
-            items = (o for o in items if self.seq[o["id"]] < cut)
-        for o in items:
-            if len(page) == limit:
-                return page, True
-            page.append(o)
-        return page, False
-
-    def list_products(self, p: Json) -> Json:
-        expand = self.expansions(p, frozenset({"data.default_price"}))
-        ids = p.get("ids")
-        if ids is not None and len(ids) > 100:
-            raise invalid("You may pass at most 100 ids.", param="ids")
-        idset = set(ids) if ids is not None else None
-        items = (
-            o
-            for o in reversed(self.products.values())
-            if (idset is None or o["id"] in idset)
-            and ("active" not in p or o["active"] == p["active"])
-            and ("shippable" not in p or o["shippable"] == p["shippable"])
-            and ("type" not in p or o["type"] == p["type"])
-            and ("url" not in p or o["url"] == p["url"])
-            and self._created_ok(o["created"], p.get("created"))
-        )
-        page, has_more = self._paginate(items, p, "product", self.products)
-        inner = {e.split(".", 1)[1] for e in expand}
-        return {
-            "object": "list",
-            "data": [self.render_product(o, inner) for o in page],
-            "has_more": has_more,
-            "url": "/v1/products",
-        }
-
-    def list_prices(self, p: Json) -> Json:
-        expand = self.expansions(p, frozenset({"data.product"}))
-        lookup = p.get("lookup_keys")
-        if lookup is not None and len(lookup) > 10:
-            raise invalid("You may only specify up to 10 lookup_keys.", param="lookup_keys")
-        lkset = set(lookup) if lookup is not None else None
-        currency = p["currency"].lower() if "currency" in p else None
-        rec = p.get("recurring") or {}
-        if "product" in p:
-            source: Iterable[Json] = (self.prices[i] for i in reversed(self.prices_by_product.get(p["product"], [])))
-        else:
-            source = reversed(self.prices.values())
-        items = (
-            o
-            for o in source
-            if (lkset is None or o["lookup_key"] in lkset)
-            and ("active" not in p or o["active"] == p["active"])
-            and (currency is None or o["currency"] == currency)
-            and ("type" not in p or o["type"] == p["type"])
-            and ("interval" not in rec or (o["recurring"] or {}).get("interval") == rec["interval"])
-            and ("usage_type" not in rec or (o["recurring"] or {}).get("usage_type") == rec["usage_type"])
-            and self._created_ok(o["created"], p.get("created"))
-        )
-        page, has_more = self._paginate(items, p, "price", self.prices)
-        inner = {e.split(".", 1)[1] for e in expand}
-        return {
-            "object": "list",
-            "data": [self.render_price(o, inner) for o in page],
-            "has_more": has_more,
-            "url": "/v1/prices",
-        }
-
-    def _search(self, kind: str, p: Json, url: str) -> Json:
-        objects = self.products if kind == "product" else self.prices
-        inner_field = "data.default_price" if kind == "product" else "data.product"
-        allowed = frozenset({inner_field, "total_count"})
-        expand = self.expansions(p, allowed)
-        pred = compile_query(p["query"], PRODUCT_SEARCH_FIELDS if kind == "product" else PRICE_SEARCH_FIELDS)
-        limit = self._limit(p)
-        offset = 0
-        if "page" in p:
-            try:
-                offset = int(base64.urlsafe_b64decode(p["page"].encode()).decode().removeprefix("off:"))
-            except ValueError:
-                raise invalid("Invalid page token.", param="page") from None
-        hits = [o for o in self._search_view(kind, objects) if pred(o)]
-        page = hits[offset : offset + limit]
-        has_more = len(hits) > offset + limit
-        inner = {e.split(".", 1)[1] for e in expand if e.startswith("data.")}
-        render = self.render_product if kind == "product" else self.render_price
-        out: Json = {
-            "object": "search_result",
-            "data": [render(o, inner) for o in page],
-            "has_more": has_more,
-            "next_page": base64.urlsafe_b64encode(f"off:{offset + limit}".encode()).decode() if has_more else None,
-            "url": url,
-        }
-        if "total_count" in expand:
-            out["total_count"] = len(hits)
-        return out
-
-    def search_products(self, p: Json) -> Json:
-        return self._search("product", p, "/v1/products/search")
-
-    def search_prices(self, p: Json) -> Json:
-        return self._search("price", p, "/v1/prices/search")
-
-    # -- idempotency ------------------------------------------------------------------------
-
-    def idem_get(self, scope: str, key: str) -> IdemRecord | None:
-        rec = self.idempotency.get((scope, key))
-        if rec is not None and time.time() - rec.created > IDEMPOTENCY_TTL_S:
-            del self.idempotency[(scope, key)]
-            return None
-        return rec
-
-    def idem_put(self, scope: str, key: str, fingerprint: str, status: int, body: bytes) -> None:
-        self.idempotency[(scope, key)] = IdemRecord(fingerprint, status, body, time.time())
-        self.dirty = True
-
-    # -- persistence ------------------------------------------------------------------------
-
-    def snapshot(self) -> Json:
-        return {
-            "version": 1,
-            "products": list(self.products.values()),
-            "prices": list(self.prices.values()),
-            "seq": self.seq,
-            "next_seq": self.next_seq,
-            "deleted_products": sorted(self.deleted_products),
-            "idempotency": [
-                {
-                    "scope": scope,
-                    "key": key,
-                    "fingerprint": r.fingerprint,
-                    "status": r.status,
-                    "body": r.body.decode(),
-                    "created": r.created,
-                }
-                for (scope, key), r in self.idempotency.items()
-            ],
-        }
-
-    def restore(self, data: Json) -> None:
-        self.clear()
-        self.seq = {k: int(v) for k, v in data.get("seq", {}).items()}
-        self.next_seq = int(data.get("next_seq", 1))
-        for prod in sorted(data.get("products", []), key=lambda o: self.seq.get(o["id"], 0)):
-            self.products[prod["id"]] = prod
-            self.prices_by_product.setdefault(prod["id"], [])
-        for price in sorted(data.get("prices", []), key=lambda o: self.seq.get(o["id"], 0)):
-            self.prices[price["id"]] = price
-            self.prices_by_product.setdefault(price["product"], []).append(price["id"])
-            if price.get("lookup_key"):
-                self.lookup_keys[price["lookup_key"]] = price["id"]
-        for oid in list(self.products) + list(self.prices):
-            if oid not in self.seq:
-                self._register(oid)
-        self.deleted_products = set(data.get("deleted_products", []))
-        for r in data.get("idempotency", []):
-            self.idempotency[(r["scope"], r["key"])] = IdemRecord(
-                r["fingerprint"], int(r["status"]), r["body"].encode(), float(r["created"])
-            )
-        self.dirty = False
-
-    def save(self, path: str) -> None:
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".emulator-state-", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.snapshot(), fh)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        self.dirty = False
-
-    def load(self, path: str) -> bool:
-        if not os.path.exists(path):
-            return False
-        with open(path) as fh:
-            self.restore(json.load(fh))
-        return True

@@ -119,20 +119,21 @@ def test_latency_is_applied_without_serialising_requests(emulator) -> None:
     client.v1.products.list()
     assert time.monotonic() - t0 >= 0.125
 
-    def call() -> None:
-        new_client(emulator.url).v1.products.list()
-
-    threads = [threading.Thread(target=call) for _ in range(40)]
+    # Forty requests that each sleep 4 s on the server. If latency blocked the event loop they would
+    # run one at a time and the server would never hold more than one in flight; waiting for all forty
+    # to be in flight at once (not for a wall-clock window) proves they sleep side by side.
+    emulator.configure(latency_ms=4000.0, jitter_ms=0.0)
+    clients = [new_client(emulator.url) for _ in range(40)]
+    threads = [threading.Thread(target=c.v1.products.list) for c in clients]
     for t in threads:
         t.start()
+    peak = 0
+    deadline = time.monotonic() + 60
+    while peak < 40 and time.monotonic() < deadline:
+        peak = max(peak, emulator.inspect()["in_flight"])
     for t in threads:
         t.join()
+    assert peak == 40
     log = emulator.requests_log()[-40:]
-    # Count how many requests were in flight at once on the server (sleeping requests don't block).
-    events = sorted([(e["start"], 1) for e in log] + [(e["end"], -1) for e in log])
-    depth = peak = 0
-    for _, d in events:
-        depth += d
-        peak = max(peak, depth)
-    assert peak >= 20
-    assert all(e["end"] - e["start"] >= 0.129 for e in log)
+    assert len(log) == 40
+    assert all(e["status"] == 200 and e["end"] - e["start"] >= 3.99 for e in log)

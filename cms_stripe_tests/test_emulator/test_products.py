@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 import stripe
 
 from .helpers import stripe_error
@@ -112,3 +113,37 @@ def test_list_filters_active_and_ids(client: stripe.StripeClient) -> None:
     assert [p.id for p in client.v1.products.list(params={"ids": [a.id, b.id]}).data] == [b.id, a.id]
     err = stripe_error(lambda: client.v1.products.list(params={"ids": [f"p{i}" for i in range(101)]}))
     assert err.param == "ids"
+
+
+def test_list_by_ids_refuses_a_cursor(client: stripe.StripeClient, emulator) -> None:
+    """Stripe's List all products: `ids` "cannot be used with starting_after or ending_before" (400)."""
+    a = client.v1.products.create(params={"name": "a"})
+    b = client.v1.products.create(params={"name": "b"})
+    ids = [a.id, b.id]
+    errors = {
+        "starting_after": stripe_error(lambda: client.v1.products.list(params={"ids": ids, "starting_after": a.id})),
+        "ending_before": stripe_error(lambda: client.v1.products.list(params={"ids": ids, "ending_before": a.id})),
+    }
+    for cursor, err in errors.items():
+        assert err.http_status == 400
+        assert err.json_body["error"]["type"] == "invalid_request_error"
+        assert err.param == "ids"
+        assert err.user_message == f"You may only specify one of these parameters: ids, {cursor}."
+    # So stripe-python's auto-paging cannot walk a list by ids: its second page sends starting_after.
+    first = client.v1.products.list(params={"ids": [a.id, b.id], "limit": 1})
+    assert ([p.id for p in first.data], first.has_more) == ([b.id], True)
+    pages = first.auto_paging_iter()
+    assert next(pages).id == b.id
+    assert stripe_error(lambda: next(pages)).param == "ids"
+    # The same request as bare form parameters, as any client would send it.
+    resp = requests.get(
+        f"{emulator.url}/v1/products",
+        params=[("ids[]", a.id), ("ids[]", b.id), ("starting_after", a.id)],
+        headers={"Authorization": "Bearer sk_test_x"},
+        timeout=5,
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+    # Cursors without ids, and ids without cursors, still work.
+    assert [p.id for p in client.v1.products.list(params={"starting_after": b.id}).data] == [a.id]
+    assert [p.id for p in client.v1.products.list(params={"ids": [a.id]}).data] == [a.id]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 
 import requests
 import stripe
 
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 
-from .helpers import new_client
+from .helpers import new_client, stripe_error
 
 
 def test_state_survives_restart(tmp_path) -> None:
@@ -100,3 +102,94 @@ def test_state_file_survives_a_sigterm_restart_of_the_cli(tmp_path) -> None:
         new_client(url).v1.products.create(params={"name": "kept", "id": "cms_kept"})
     with emulator_process("--state-file", state) as url:
         assert new_client(url).v1.products.retrieve("cms_kept").name == "kept"
+
+
+def test_a_version_1_state_file_written_by_hand_loads(tmp_path) -> None:
+    """The state file's format is the contract between runs: objects, creation order, deleted ids and
+    idempotency records written literally here must come back as the emulator's account."""
+    product = {
+        "id": "cms_old",
+        "object": "product",
+        "active": True,
+        "created": 1700000000,
+        "default_price": "price_old",
+        "description": None,
+        "images": [],
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": {"cms_id": "old"},
+        "name": "Old poster",
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": None,
+        "tax_code": None,
+        "type": "service",
+        "unit_label": None,
+        "updated": 1700000000,
+        "url": None,
+    }
+    price = {
+        "id": "price_old",
+        "object": "price",
+        "active": True,
+        "billing_scheme": "per_unit",
+        "created": 1700000000,
+        "currency": "usd",
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": "old_lk",
+        "metadata": {},
+        "nickname": None,
+        "product": "cms_old",
+        "recurring": None,
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "one_time",
+        "unit_amount": 1500,
+        "unit_amount_decimal": "1500",
+    }
+    newer = {**product, "id": "cms_newer", "name": "Newer", "default_price": None, "metadata": {}}
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "products": [newer, product],
+                "prices": [price],
+                "seq": {"cms_old": 1, "price_old": 2, "cms_newer": 3},
+                "next_seq": 4,
+                "deleted_products": ["cms_gone"],
+                "idempotency": [
+                    {
+                        "scope": "sk_test_emulator",
+                        "key": "old-key",
+                        "fingerprint": "not-the-fingerprint-of-any-request",
+                        "status": 200,
+                        "body": json.dumps(product),
+                        "created": time.time(),
+                    }
+                ],
+            }
+        )
+    )
+    with EmulatorServer(EmulatorConfig(state_file=str(state), enforce_rate_limits=False)) as emu:
+        client = new_client(emu.url)
+        assert client.v1.products.retrieve("cms_old").to_dict() == product
+        assert [p.id for p in client.v1.products.list().data] == ["cms_newer", "cms_old"]  # by seq, not file order
+        assert [p.id for p in client.v1.prices.list(params={"lookup_keys": ["old_lk"]}).data] == ["price_old"]
+        assert [p.id for p in client.v1.prices.list(params={"product": "cms_old"}).data] == ["price_old"]
+        err = stripe_error(lambda: client.v1.products.create(params={"name": "again", "id": "cms_gone"}))
+        assert err.code == "resource_already_exists"
+        err = stripe_error(
+            lambda: client.v1.products.create(params={"name": "x"}, options={"idempotency_key": "old-key"}),
+            stripe.IdempotencyError,
+        )
+        assert err.http_status == 400
+        assert emu.inspect()["objects"] == {
+            "products": 2,
+            "prices": 1,
+            "active_products": 2,
+            "active_prices": 1,
+            "idempotency_keys": 1,
+        }
