@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,7 @@ from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT, CmsProduct
 from cms_stripe.core.mapping import META_PREV_PRICE, Target, target_for
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.state import ProductState
+from cms_stripe.core.validation import quarantine_updates
 from cms_stripe_tests.test_core.conftest import row
 
 
@@ -173,7 +175,9 @@ def test_quarantined_rows_are_reported_not_planned() -> None:
     plan = build_plan([row("bad", price=Decimal("0.001")), row("good")], {})
     assert [op.cms_id for op in plan.operations] == ["good"]
     assert plan.quarantined[0].cms_id == "bad"
-    upd = plan.quarantine_updates()
+    upd = quarantine_updates(
+        [(row("bad", price=Decimal("0.001")), list(plan.quarantined[0].issues))], datetime.now(UTC)
+    )
     assert upd[0].sync_status == "quarantined" and "price" in (upd[0].sync_error or "")
 
 

@@ -108,7 +108,7 @@ def test_a_copied_row_sharing_a_stripe_product_is_quarantined_and_the_oldest_kee
     # The original is outside this batch (another day): it is found by its Stripe id.
     assert codes([copy, row("c")], link_holders=[original]) == {"copy": ["shared_stripe_product_id"]}
     _, quarantined = split_valid([copy], link_holders=[original])
-    assert "CMS row 'orig' (which keeps it)" in quarantined[0][1][0].message
+    assert "belongs to CMS row 'orig'" in quarantined[0][1][0].message
     assert codes([original], link_holders=[copy]) == {}, "the keeper syncs on"
 
 
