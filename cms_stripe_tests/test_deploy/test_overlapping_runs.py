@@ -21,7 +21,7 @@ from cms_stripe.assets.reconciliation import reconciliation_report
 from cms_stripe.assets.stripe_sync import stripe_products
 from cms_stripe.assets.validation import validated_products
 from cms_stripe.cms.demo import generate_catalog, write_catalog
-from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.constants import CMS_POOL, STRIPE_POOL
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe.io_managers import DailyFrameIOManager
 from cms_stripe.resources.cms import SqlCatalogResource
@@ -115,6 +115,13 @@ def test_two_runs_never_write_to_stripe_at_the_same_time(tmp_path, dagster_pg_ur
     if pool_limit:
         config["concurrency"] = {"pools": {"default_limit": pool_limit}}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    if pool_limit:
+        # As a deployment does once (`dagster instance concurrency set`): two runs starting on a fresh
+        # instance at the same instant would both insert the pools' default rows, and Dagster fails
+        # one of them on the unique key.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            for pool in (STRIPE_POOL, CMS_POOL):
+                instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
     # 30 ms per request: each run's writes take a good fraction of a second, so they would overlap.
     with EmulatorServer(EmulatorConfig(latency_ms=30)) as emu:
         assert run_both(str(home), url, emu, tmp_path) == [True, True]
