@@ -266,7 +266,7 @@ class SupabaseCatalogResource(_CatalogResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         super().setup_for_execution(context)
-        run = context.dagster_run
+        run = context.run
         if run is not None and context.instance is not None and self._source is not None:
             # The backups of a REST CMS are files: record where, so `cms-stripe rollback` finds them
             # from any working directory (and says where to look when the folder is elsewhere).
