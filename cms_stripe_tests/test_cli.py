@@ -58,10 +58,10 @@ def cli_env(tmp_path: pathlib.Path, cms_url: str, api_base: str, **extra: str) -
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], env: dict[str, str], cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cms_stripe", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -19,7 +19,6 @@ import secrets
 import sqlite3
 import string
 import subprocess
-import sys
 import time
 import zlib
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from cms_stripe.cms.demo import generate_catalog, write_catalog
 from cms_stripe.cms.schema import drop_schema
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.postgrest_server import PostgrestTestServer
+from cms_stripe_tests.test_cli import run_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ANCHOR = datetime(2026, 3, 10, tzinfo=UTC)
@@ -113,18 +113,6 @@ def scan_tree(root: pathlib.Path, secret_pieces: dict[str, set[str]]) -> dict[st
         if hit:
             found[str(path.relative_to(root))] = hit
     return found
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: pathlib.Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cms_stripe", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def base_env(work: pathlib.Path, stripe_key: str, api_base: str) -> dict[str, str]:

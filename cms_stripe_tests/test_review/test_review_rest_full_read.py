@@ -5,30 +5,13 @@ validation then quarantines both copies as `duplicate_cms_id`, so such rows are 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-
 import sqlalchemy as sa
 
 from cms_stripe.cms.rest import RestCatalogSource
-from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.validation import split_valid
 from cms_stripe_tests.postgrest_server import PostgrestTestServer
 from cms_stripe_tests.test_cms.conftest import fresh_table
-
-KEY = "service-role-test-key"
-T = datetime(2026, 2, 1, 12, tzinfo=UTC)
-ROWS = [
-    CmsProduct(
-        id=f"r{i}",
-        title=f"Row {i}",
-        price=Decimal("5.00"),
-        currency="usd",
-        status="published",
-        updated_at=T + timedelta(minutes=i),
-    )
-    for i in range(3)
-]
+from cms_stripe_tests.test_review.rows import KEY, ROWS
 
 
 def test_review_rest_full_window_reads_an_undated_row_once(pg_database, tmp_path):

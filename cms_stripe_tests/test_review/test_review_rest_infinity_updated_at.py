@@ -7,31 +7,16 @@ nor quarantined by the automation."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from cms_stripe.cms.rest import RestCatalogSource
-from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.changes import decide_changed_partitions
 from cms_stripe.core.days import PartitionSpan
 from cms_stripe_tests.postgrest_server import PostgrestTestServer
 from cms_stripe_tests.test_cms.conftest import fresh_table
-
-KEY = "service-role-test-key"
-T = datetime(2026, 2, 1, 12, tzinfo=UTC)
-ROWS = [
-    CmsProduct(
-        id=f"r{i}",
-        title=f"Row {i}",
-        price=Decimal("5.00"),
-        currency="usd",
-        status="published",
-        updated_at=T + timedelta(minutes=i),
-    )
-    for i in range(3)
-]
+from cms_stripe_tests.test_review.rows import KEY, ROWS, T
 
 
 def test_review_rest_row_with_infinite_updated_at_is_read_by_the_partition_the_sensor_requests(pg_database, tmp_path):
