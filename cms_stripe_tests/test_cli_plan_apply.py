@@ -6,15 +6,23 @@ still hold, refuses the rest by name and reason, exits 1; applying it again writ
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 import stripe
 
 from cms_stripe.cms.demo import write_catalog
 from cms_stripe.core.currency import to_minor_units
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
-from cms_stripe_tests.test_cli import KEY, cli_env, run_cli, valid_live_catalog
+from cms_stripe_tests.test_assets.conftest import products_by_cms_id
+from cms_stripe_tests.test_cli import KEY, ROOT, cli_env, run_cli, valid_live_catalog
 
 
 def refusals(stdout: str) -> set[tuple[str, str]]:
@@ -36,6 +44,7 @@ def cms_rows(engine: sa.engine.Engine) -> dict[str, tuple]:
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
+@pytest.mark.slow
 def test_apply_refuses_exactly_the_operations_whose_inputs_changed_and_a_reapply_writes_nothing(tmp_path):
     products = valid_live_catalog(60, seed=21)[:10]
     assert len(products) == 10
@@ -154,4 +163,50 @@ def test_apply_refuses_a_plan_made_for_another_account_whole(tmp_path):
         assert applied.returncode == 3, (applied.stdout + applied.stderr)[-3000:]
         assert "acct_reviewedhere01" in applied.stderr and "acct_someoneelse001" in applied.stderr
         assert emulator.inspect()["writes_total"] == 0
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_an_apply_killed_halfway_is_finished_by_applying_the_plan_again(tmp_path):
+    """Killed mid-apply, nothing written back yet for the products it made: the second apply
+    recognises those as already applied (and writes them back), makes the rest, and duplicates none."""
+    products = valid_live_catalog(120, seed=13)[:80]
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, products)
+    with EmulatorServer(EmulatorConfig(latency_ms=5.0)) as emulator:
+        env = cli_env(tmp_path, cms_url, emulator.url)
+        plan_file = tmp_path / "plan.json"
+        planned = run_cli(["plan", "--out", str(plan_file)], env)
+        assert planned.returncode == 0, (planned.stdout + planned.stderr)[-3000:]
+        assert Counter(op["kind"] for op in json.loads(plan_file.read_text())["operations"]) == {"create": 80}
+
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cms_stripe", "apply", str(plan_file)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            # Wait for the emulator to have applied some writes (not for a time), then kill.
+            while emulator.inspect()["writes_total"] < 20 and proc.poll() is None:
+                time.sleep(0.01)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+        made = emulator.inspect()["writes_total"]
+        assert 20 <= made < 80, "killed halfway"
+
+        again = run_cli(["apply", str(plan_file)], env)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+        by_cms = products_by_cms_id(emulator)
+        assert set(by_cms) == {p.id for p in products}
+        assert all(len(v) == 1 for v in by_cms.values()), "no duplicate product"
+        # One write per product: the second apply made only what the first had not.
+        assert emulator.inspect()["writes_total"] == 80
+        with engine.connect() as conn:
+            statuses = Counter(r[0] for r in conn.exec_driver_sql("SELECT sync_status FROM products"))
+        assert statuses == {"synced": 80}
     engine.dispose()
