@@ -210,3 +210,27 @@ def test_an_apply_killed_halfway_is_finished_by_applying_the_plan_again(tmp_path
             statuses = Counter(r[0] for r in conn.exec_driver_sql("SELECT sync_status FROM products"))
         assert statuses == {"synced": 80}
     engine.dispose()
+
+
+def test_a_selective_plan_is_reviewed_and_applied_the_same_way(tmp_path):
+    products = valid_live_catalog(20, seed=8)[:5]
+    chosen = [products[1].id, products[3].id]
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, products)
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        env = cli_env(
+            tmp_path, cms_url, emulator.url, MIGRATION_STRATEGY="selective", MIGRATION_PRODUCT_IDS=",".join(chosen)
+        )
+        plan_file = tmp_path / "selected.plan"
+        planned = run_cli(["plan", "--out", str(plan_file)], env)
+        assert planned.returncode == 0, (planned.stdout + planned.stderr)[-3000:]
+        # A name without .json gets its summary as <name>.md.
+        assert (tmp_path / "selected.plan.md").exists()
+        plan = json.loads(plan_file.read_text())
+        assert sorted(op["cms_id"] for op in plan["operations"]) == sorted(chosen)
+        assert emulator.inspect()["writes_total"] == 0
+        applied = run_cli(["apply", str(plan_file)], env)
+        assert applied.returncode == 0, (applied.stdout + applied.stderr)[-3000:]
+        assert sorted(products_by_cms_id(emulator)) == sorted(chosen)
+    engine.dispose()
