@@ -2,7 +2,6 @@
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -103,7 +102,7 @@ def checkpoint_logger(
     return record
 
 
-def plan_stamp(log: Any, stripe: StripeResource) -> tuple[str | None, str | None]:
+def plan_stamp(log: dg.DagsterLogManager, stripe: StripeResource) -> tuple[str | None, str | None]:
     """The account and mode a dry run's plan is made for, so `cms-stripe apply` can take it; a key
     that may not read its account (a restricted key) still plans, its plan just cannot be applied."""
     try:
