@@ -6,7 +6,8 @@ Configuration comes from the environment and a `.env` file, with the variable na
 (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, STRIPE_SECRET_KEY, MIGRATION_*, STRIPE_MAX_RPS) plus
 CMS_DATABASE_URL and STRIPE_API_BASE. Secrets are never printed.
 
-Exit codes: 0 success; 1 a run failed or a check failed; 2 configuration error; 3 refused (live key).
+Exit codes: 0 success; 1 a run failed, a check failed, or `apply` refused an operation; 2 configuration
+error; 3 refused (live key, or `apply` refused a plan whole).
 """
 
 from __future__ import annotations
@@ -584,6 +585,117 @@ def _catalog_summary(result: Any) -> dict[str, Any]:
                 in ("rows", "matched", "missing", "drift", "duplicates", "orphans", "quarantined", "stripe_products")
             }
     return {}
+
+
+# -- review: plan → apply ----------------------------------------------------------------------------
+
+
+def _step_metadata(result: Any) -> list[Mapping[str, Any]]:
+    """Metadata of every materialization, output and failure of a run, in order, values unwrapped."""
+    out: list[Mapping[str, Any]] = []
+    for event in result.all_events:
+        data: Any = event.event_specific_data
+        meta: Mapping[str, Any] | None = None
+        if event.is_step_materialization:
+            meta = data.materialization.metadata
+        elif event.is_successful_output:
+            meta = data.metadata
+        elif event.is_step_failure and data.user_failure_data is not None:
+            meta = data.user_failure_data.metadata
+        if meta:
+            out.append({k: getattr(v, "value", v) for k, v in meta.items()})
+    return out
+
+
+def _review_paths(out: str) -> tuple[pathlib.Path, pathlib.Path]:
+    target = pathlib.Path(out)
+    return target, target.with_suffix(".md") if target.suffix == ".json" else target.with_name(target.name + ".md")
+
+
+@cli.command("plan")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the plan JSON here.")
+@click.pass_context
+def plan_command(ctx: click.Context, out: str | None) -> None:
+    """Read, validate and plan like dry-run, and write the plan to review (JSON, Markdown beside it).
+
+    The plan names the Stripe account and mode it was read from and, per operation, the CMS row and
+    Stripe state it was decided from; `cms-stripe apply FILE` writes exactly it."""
+    from cms_stripe.constants import PLAN_PATH
+    from cms_stripe.core.plan import Plan
+
+    settings = _settings(ctx)
+    result = _execute_sync(settings, dry_run=True, assets=["raw_cms_products", "validated_products", "stripe_products"])
+    code = _report(result)
+    saved = next((m[PLAN_PATH] for m in reversed(_step_metadata(result)) if PLAN_PATH in m), None)
+    if saved is None:
+        _fail("no plan was made (see the run above)", EXIT_FAILED)
+    plan = Plan.from_json(pathlib.Path(str(saved)).read_text())
+    if not plan.account_id:
+        _fail("the plan names no Stripe account (GET /v1/account failed): it could not be applied", EXIT_FAILED)
+    json_path, md_path = _review_paths(out) if out else (pathlib.Path(str(saved)), None)
+    if out:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(plan.to_json(indent=2))
+        assert md_path is not None
+        md_path.write_text(plan.summary_markdown(limit=len(plan.operations) + 1) + "\n")
+    writes = len(plan.writes)
+    click.echo(
+        f"plan: {writes} Stripe writes for {plan.account_id} ({plan.mode} mode), "
+        f"made {plan.created_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    click.echo(f"  plan_file: {json_path}" + (f" (summary {md_path})" if md_path else ""))
+    click.echo(f"  apply it with: cms-stripe apply {json_path}")
+    sys.exit(code)
+
+
+@cli.command("apply")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--confirm-live", is_flag=True, help="Allow writing with a live Stripe key.")
+@click.pass_context
+def apply_command(ctx: click.Context, plan_file: str, confirm_live: bool) -> None:
+    """Apply exactly a reviewed plan: operations whose CMS row or Stripe objects changed since the plan
+    are refused and listed (exit 1); a plan for another account or mode, or too old, is refused whole
+    (exit 3). Applying the same plan again writes nothing."""
+    from cms_stripe.constants import APPLY_REPORT, PLAN_REFUSED, REPORT_PATH
+    from cms_stripe.definitions import defs
+    from cms_stripe.jobs import APPLY_PLAN_JOB
+
+    settings = _settings(ctx)
+    _check_live(settings, False, confirm_live)
+    if confirm_live:
+        os.environ["MIGRATION_ALLOW_LIVE"] = "true"
+        settings = _settings(ctx)
+    path = str(pathlib.Path(plan_file).resolve())
+    run_config = _run_config(settings, dry_run=False)
+    run_config["ops"] = {"apply_plan_file": {"config": {"plan_file": path}}}
+    click.echo(f"applying plan {path}")
+    result = defs.resolve_job_def(APPLY_PLAN_JOB).execute_in_process(
+        run_config=run_config, instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
+    )
+    metadata = _step_metadata(result)
+    refused_whole = next((m[PLAN_REFUSED] for m in metadata if PLAN_REFUSED in m), None)
+    report = next((m for m in metadata if APPLY_REPORT in m), None)
+    if report is None:
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            if error is not None:
+                click.secho(error.message.strip(), fg="red", err=True)
+        click.echo(f"run {result.run_id}: FAILED")
+        sys.exit(EXIT_REFUSED if refused_whole else EXIT_FAILED)
+    data = report[APPLY_REPORT]
+    click.echo("apply: " + ", ".join(f"{k}={v}" for k, v in data["counts"].items()))
+    for refusal in data["refused"]:
+        click.echo(
+            f"refused {refusal['cms_id']} ({refusal['kind']} {refusal['product_id']}): "
+            f"{refusal['reason']}: {refusal['detail']}"
+        )
+    for failure in data["failed"]:
+        click.echo(f"failed {failure['cms_id']}: {failure['error']}")
+    if data["critical"]:
+        click.secho(data["critical"], fg="red")
+    click.echo(f"  report_path: {report[REPORT_PATH]}")
+    click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+    sys.exit(EXIT_OK if result.success else EXIT_FAILED)
 
 
 def main() -> None:

@@ -52,6 +52,10 @@ DUPLICATES = "duplicates"
 ORPHANS = "orphans"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_DONE = "checkpoint_done"
+# Applying a reviewed plan (`cms-stripe apply`, the apply_plan job).
+APPLY_REPORT = "apply_report"
+APPLY_REFUSED = "refused"
+PLAN_REFUSED = "plan_refused"
 
 # Asset check names.
 CHECK_VALIDATION_RATE = "validation_success_rate_at_least_threshold"

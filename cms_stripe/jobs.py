@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from cms_stripe.apply_job import apply_plan_graph
 from cms_stripe.assets.cms import raw_cms_products
 from cms_stripe.assets.reconciliation import catalog_reconciliation_report, reconciliation_report
 from cms_stripe.assets.stripe_sync import stripe_products
@@ -14,6 +15,7 @@ from cms_stripe.selective import selective_sync_graph
 SYNC_JOB = "cms_stripe_sync"
 CATALOG_RECONCILIATION_JOB = "catalog_reconciliation"
 SELECTIVE_SYNC_JOB = "selective_sync"
+APPLY_PLAN_JOB = "apply_plan"
 
 sync_job = dg.define_asset_job(
     SYNC_JOB,
@@ -32,8 +34,14 @@ selective_sync_job = selective_sync_graph.to_job(
     description="Sync the CMS ids in MIGRATION_PRODUCT_IDS (or the run config) regardless of updated_at.",
 )
 
+apply_plan_job = apply_plan_graph.to_job(
+    name=APPLY_PLAN_JOB,
+    description="Apply a reviewed plan file (its path in the op config); operations whose inputs changed are refused.",
+)
+
 all_jobs: list[Any] = [
     sync_job,
     catalog_reconciliation_job,
     selective_sync_job,
+    apply_plan_job,
 ]

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cms_stripe.assets.common import link_holders
+from cms_stripe.assets.stripe_sync import plan_stamp
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
-from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.constants import PLAN_PATH, STRIPE_POOL
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.sync import SyncOptions, run_sync
 from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
@@ -46,6 +47,7 @@ def sync_selected_products(
     writer = guarded_writer(catalog, settings.live_allowed)
     if quarantined and not settings.dry_run:
         writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
+    account_id, mode = plan_stamp(context.log, stripe) if settings.dry_run else (None, None)
     outcome = run_sync(
         valid,
         stripe.gateway_for(settings.live_allowed),
@@ -58,9 +60,13 @@ def sync_selected_products(
             checkpoint_interval=settings.checkpoint_interval,
             reports_dir=settings.reports_dir,
             max_concurrency=stripe.max_concurrency,
+            account_id=account_id,
+            mode=mode,
         ),
         log=context.log.info,
     )
+    if outcome.plan_path:
+        context.add_output_metadata({PLAN_PATH: dg.MetadataValue.path(outcome.plan_path)})
     check = failed_writes_result(outcome.failures)
     if outcome.result is not None and outcome.result.critical:
         raise dg.Failure(description=outcome.result.critical)

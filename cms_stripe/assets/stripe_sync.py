@@ -102,6 +102,18 @@ def checkpoint_logger(
     return record
 
 
+def plan_stamp(log: dg.DagsterLogManager, stripe: StripeResource) -> tuple[str | None, str | None]:
+    """The account and mode a dry run's plan is made for, so `cms-stripe apply` can take it; a key
+    that may not read its account (a restricted key) still plans, its plan just cannot be applied."""
+    try:
+        return stripe.account()
+    except Exception as exc:
+        log.warning(
+            f"the plan names no Stripe account (GET /v1/account failed: {type(exc).__name__}); it cannot be applied"
+        )
+        return None, None
+
+
 def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
     counts = outcome.counts
     attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != "skipped")
@@ -192,6 +204,7 @@ def stripe_products(
     span = current_span()
     root = root_run_id(context)
     done = read_checkpoints(context.instance, STRIPE_PRODUCTS, keys, root)
+    account_id, mode = plan_stamp(context.log, stripe) if settings.dry_run else (None, None)
     outcome = run_sync(
         products,
         stripe.gateway_for(settings.live_allowed),
@@ -204,6 +217,8 @@ def stripe_products(
             checkpoint_interval=settings.checkpoint_interval,
             reports_dir=settings.reports_dir,
             max_concurrency=stripe.max_concurrency,
+            account_id=account_id,
+            mode=mode,
         ),
         checkpoint_done=done,
         log=context.log.info,

@@ -191,6 +191,10 @@ def _retry_after(exc: stripe.StripeError) -> float | None:
     return value if value >= 0 else None
 
 
+# Not among the sync's paced endpoints (limits.ENDPOINTS): read once per plan and per apply.
+EP_RETRIEVE_ACCOUNT = "GET /v1/account"
+
+
 class StripeGateway:
     """Rate-limited, retrying, circuit-broken access to the Stripe endpoints the sync uses."""
 
@@ -321,6 +325,11 @@ class StripeGateway:
             if exc.http_status == 404 and exc.code == "resource_missing":
                 return None
             raise
+
+    def retrieve_account(self) -> dict[str, Any]:
+        """The account the key belongs to (`GET /v1/account`): a reviewed plan names it, so it is
+        applied only to the account it was made against."""
+        return self._call(EP_RETRIEVE_ACCOUNT, lambda: self._client.v1.accounts.retrieve_current(), write=False)
 
     def list_products(self, ids: Sequence[str], expand_default_price: bool = True) -> list[dict[str, Any]]:
         """The products among `ids` that exist (any order). An empty `ids` lists nothing.

@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from cms_stripe.core.basis import decision_basis
 from cms_stripe.core.catalog import (
     CmsProduct,
 )
@@ -46,7 +47,9 @@ from cms_stripe.core.state import ProductState
 
 OperationKind = Literal["create", "update", "reprice", "archive", "reactivate", "noop"]
 KINDS: tuple[OperationKind, ...] = ("create", "update", "reprice", "archive", "reactivate", "noop")
-PLAN_VERSION = 1
+# 2: operations record what they were decided from (`basis`); plans name their Stripe account and
+# mode. Version 1 plans lack both, so `apply` cannot check them and refuses them.
+PLAN_VERSION = 2
 
 
 def _cell(text: str) -> str:
@@ -80,6 +83,9 @@ class Operation:
     # Stripe's `updated` of the product when read: part of every idempotency key, so writing the same
     # values again after a later change (A → B → A) is a new write, not a replay of the first one.
     state_version: str = ""
+    # What the decision was made from: {"cms": ..., "stripe": ...} (see core.basis). Empty for
+    # operations the executor re-plans mid-run, which are never saved.
+    basis: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_write(self) -> bool:
@@ -101,6 +107,7 @@ class Operation:
             "set_lookup_price_id": self.set_lookup_price_id,
             "price_id": self.price_id,
             "state_version": self.state_version,
+            "basis": self.basis,
         }
 
     @classmethod
@@ -123,6 +130,7 @@ class Operation:
             set_lookup_price_id=data.get("set_lookup_price_id"),
             price_id=data.get("price_id"),
             state_version=str(data.get("state_version") or ""),
+            basis=dict(data.get("basis") or {}),
         )
 
 
@@ -150,6 +158,10 @@ class Plan:
     operations: list[Operation]
     quarantined: list[Quarantined] = field(default_factory=list)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The Stripe account and mode ("test"/"live") the plan was read from; set for plans meant to be
+    # applied later (`cms-stripe plan`, dry runs), checked by `cms-stripe apply`.
+    account_id: str | None = None
+    mode: str | None = None
 
     def counts(self) -> dict[str, int]:
         c = Counter(op.kind for op in self.operations)
@@ -166,6 +178,8 @@ class Plan:
             {
                 "version": PLAN_VERSION,
                 "created_at": self.created_at.isoformat(),
+                "account_id": self.account_id,
+                "mode": self.mode,
                 "operations": [op.to_dict() for op in self.operations],
                 "quarantined": [q.to_dict() for q in self.quarantined],
             },
@@ -182,6 +196,8 @@ class Plan:
             operations=[Operation.from_dict(o) for o in data["operations"]],
             quarantined=[Quarantined.from_dict(q) for q in data.get("quarantined", [])],
             created_at=datetime.fromisoformat(data["created_at"]),
+            account_id=data.get("account_id"),
+            mode=data.get("mode"),
         )
 
     def summary_markdown(self, limit: int = 50) -> str:
@@ -190,6 +206,7 @@ class Plan:
             f"**Plan** ({self.created_at:%Y-%m-%d %H:%M:%S} UTC): "
             + ", ".join(f"{k} {v}" for k, v in counts.items() if v),
             "",
+            *([f"Stripe account {self.account_id} ({self.mode} mode)", ""] if self.account_id else []),
             "| kind | count |",
             "|---|---:|",
             *(f"| {k} | {v} |" for k, v in counts.items()),
@@ -369,5 +386,5 @@ def build_plan(
         if isinstance(decided, RowIssue):
             quarantined.append(Quarantined(p.id, (decided,)))
         else:
-            operations.append(decided)
+            operations.append(replace(decided, basis=decision_basis(p, st)))
     return Plan(operations, quarantined, now or datetime.now(UTC))

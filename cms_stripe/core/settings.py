@@ -32,6 +32,11 @@ STRICT_BOOLEANS = frozenset({"MIGRATION_DRY_RUN", "MIGRATION_ALLOW_LIVE"})
 # and exactly-once does not need it (the product's own prices are listed instead; see executor.py).
 ENV_PRICE_LOOKUP_KEYS = "STRIPE_PRICE_LOOKUP_KEYS"
 DEFAULT_PRICE_LOOKUP_KEYS = False
+# How old a reviewed plan may be when `cms-stripe apply` runs it. 24 h is the lifetime of Stripe's
+# idempotency keys: every (re-)apply of a plan then happens within a day of its first apply, so the
+# keys that make a retried or repeated apply exactly-once are still stored when it runs.
+ENV_PLAN_MAX_AGE_HOURS = "MIGRATION_PLAN_MAX_AGE_HOURS"
+DEFAULT_PLAN_MAX_AGE_HOURS = 24.0
 
 
 class SettingsError(ValueError):
@@ -87,6 +92,13 @@ def env_float(env: Mapping[str, str], name: str, default: float | None) -> float
     if not math.isfinite(value) or value <= 0:
         raise SettingsError(f"{name} must be a positive number, not {raw!r}")
     return value
+
+
+def plan_max_age_hours(env: Mapping[str, str] | None = None) -> float:
+    """MIGRATION_PLAN_MAX_AGE_HOURS, from the environment only: a limit that run config (the
+    Launchpad) could raise would not be a limit."""
+    value = env_float(os.environ if env is None else env, ENV_PLAN_MAX_AGE_HOURS, DEFAULT_PLAN_MAX_AGE_HOURS)
+    return DEFAULT_PLAN_MAX_AGE_HOURS if value is None else value
 
 
 def price_lookup_keys(env: Mapping[str, str] | None = None) -> bool:
@@ -356,6 +368,7 @@ class Settings:
     validation_threshold: float = 0.95
     reports_dir: str = "reports"
     price_lookup_keys: bool = DEFAULT_PRICE_LOOKUP_KEYS
+    plan_max_age_hours: float = DEFAULT_PLAN_MAX_AGE_HOURS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -394,6 +407,7 @@ class Settings:
             validation_threshold=threshold,
             reports_dir=reports_dir_from_env(env),
             price_lookup_keys=price_lookup_keys(env),
+            plan_max_age_hours=plan_max_age_hours(env),
         )
 
     @property
@@ -424,6 +438,7 @@ class Settings:
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),
             "MIGRATION_REPORTS_DIR": self.reports_dir,
             ENV_PRICE_LOOKUP_KEYS: str(self.price_lookup_keys).lower(),
+            ENV_PLAN_MAX_AGE_HOURS: f"{self.plan_max_age_hours:g}",
         }
 
 

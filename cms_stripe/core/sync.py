@@ -49,6 +49,10 @@ class SyncOptions:
     checkpoint_interval: int = 100
     reports_dir: str = "reports"
     max_concurrency: int | None = None
+    # Stamped on the saved plan so `cms-stripe apply` can refuse it for another account or mode;
+    # None leaves the plan unappliable (a run that applies its own plan needs no review).
+    account_id: str | None = None
+    mode: str | None = None
 
 
 @dataclass
@@ -173,6 +177,7 @@ def run_sync(
 
     state = read_state(gateway, todo)
     plan = build_plan(todo, state, now=now())
+    plan.account_id, plan.mode = options.account_id, options.mode
     plan_path, summary_path = save_plan(plan, options.reports_dir, options.label, options.run_id)
     counts = plan.counts()
     log("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")

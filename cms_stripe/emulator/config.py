@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,6 +51,16 @@ class EmulatorConfig:
     enforce_rate_limits: bool = True
     # Stripe documents a separate 20 read requests per second for the Search API.
     search_rps: float = 20.0
+    # The account `GET /v1/account` names. None: derived from the state file, so an emulator
+    # restarted on the same state is the same account and one on other state is another.
+    account_id: str | None = None
+
+    @property
+    def effective_account_id(self) -> str:
+        if self.account_id:
+            return self.account_id
+        basis = self.state_file or "cms-stripe-emulator"
+        return "acct_" + hashlib.sha256(basis.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

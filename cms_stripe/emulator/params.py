@@ -343,6 +343,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "price.update": ("_price_update_params", "PriceUpdateParams"),
     "price.list": ("_price_list_params", "PriceListParams"),
     "price.search": ("_price_search_params", "PriceSearchParams"),
+    "account.retrieve": ("_account_retrieve_current_params", "AccountRetrieveCurrentParams"),
 }
 
 _specs: dict[str, Obj] = {}

@@ -96,8 +96,23 @@ _ROUTES: dict[tuple[str, str], Route] = {
         Route("GET", "/v1/prices/search", "price.search", False, search=True),
         Route("GET", "/v1/prices/:id", "price.retrieve", False),
         Route("POST", "/v1/prices/:id", "price.update", True),
+        Route("GET", "/v1/account", "account.retrieve", False),
     )
 }
+
+
+def account_object(config: EmulatorConfig) -> dict[str, Any]:
+    """The emulated account (`GET /v1/account`): the fields a client reads to tell accounts apart."""
+    return {
+        "id": config.effective_account_id,
+        "object": "account",
+        "type": "standard",
+        "country": "US",
+        "default_currency": "usd",
+        "charges_enabled": True,
+        "payouts_enabled": True,
+        "details_submitted": True,
+    }
 
 
 def match_route(method: str, path: str) -> tuple[Route | None, str | None]:
@@ -105,6 +120,9 @@ def match_route(method: str, path: str) -> tuple[Route | None, str | None]:
     parts = path.split("/")
     if len(parts) < 3 or parts[1] != "v1":
         return None, None
+    if parts[2] == "account":
+        # The singular `/v1/account` (the key's own account) takes no id.
+        return (_ROUTES.get((method, "/v1/account")), None) if len(parts) == 3 else (None, None)
     base = f"/v1/{parts[2]}"
     if len(parts) == 3:
         return _ROUTES.get((method, base)), None
@@ -448,6 +466,8 @@ class Emulator:
                 result = queries.list_products(store, p)
             elif op == "price.list":
                 result = queries.list_prices(store, p)
+            elif op == "account.retrieve":
+                result = account_object(self.config)
             elif op == "product.search":
                 result = queries.search_products(store, p)
             elif op == "price.search":

@@ -131,6 +131,11 @@ class StripeResource(dg.ConfigurableResource):
             result.raise_for_critical()
         return result
 
+    def account(self) -> tuple[str, str]:
+        """(account id, "test" or "live"): what a reviewed plan is made for and checked against."""
+        account = self.gateway.retrieve_account()
+        return str(account["id"]), "live" if self.is_live else "test"
+
     def list_products(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The existing products among `ids` (100 per call, default price expanded)."""
         return self.gateway.list_products(ids, expand_default_price=True)
