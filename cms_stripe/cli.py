@@ -263,7 +263,7 @@ def validate(ctx: click.Context) -> None:
     click.echo("CMS: reachable; table and mapped columns present")
     if not settings.stripe_secret_key:
         _fail("Stripe: STRIPE_SECRET_KEY is not set")
-    from cms_stripe.core.gateway import StripeGateway
+    from cms_stripe.stripe.gateway import StripeGateway
 
     try:
         gateway = StripeGateway.from_settings(settings.stripe_secret_key, settings.stripe_api_base)

@@ -1,4 +1,4 @@
-"""The one catalog-source interface the pipeline codes against, and the backend chosen from the environment.
+"""The one catalog-source interface the pipeline codes against, and which backend the environment names.
 
 Two backends implement it: `SqlCatalogSource` (SQLAlchemy: Supabase Postgres direct or pooled, SQLite
 for the demo) and `RestCatalogSource` (Supabase REST through supabase-py). `CMS_DATABASE_URL` wins
@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from cms_stripe.cms.errors import CmsConfigError
-from cms_stripe.cms.mapping import ColumnMapping
 from cms_stripe.core.catalog import (
     SYNC_ARCHIVED,
     SYNC_FAILED,
@@ -35,7 +34,7 @@ __all__ = [
     "CatalogSource",
     "ChangedDays",
     "CmsConfigError",
-    "catalog_source_from_env",
+    "backend_from_env",
     "validate_updates",
 ]
 
@@ -203,35 +202,6 @@ def require_aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} is naive; pass a timezone-aware datetime (UTC)")
     return value
-
-
-def catalog_source_from_env(
-    env: Mapping[str, str],
-    *,
-    mapping: ColumnMapping | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
-) -> CatalogSource:
-    """Build the backend the environment configures: CMS_DATABASE_URL wins, else SUPABASE_URL + key."""
-    if mapping is None:
-        mapping = ColumnMapping.load(env.get(ENV_MAPPING_FILE) or None)
-    kind = backend_from_env(env)
-    if kind == "sql":
-        from cms_stripe.cms.sql import SqlCatalogSource
-
-        return SqlCatalogSource(
-            env[ENV_DATABASE_URL], mapping=mapping, page_size=page_size, write_batch_size=write_batch_size
-        )
-    from cms_stripe.cms.rest import RestCatalogSource
-
-    return RestCatalogSource(
-        env[ENV_SUPABASE_URL],
-        env[ENV_SUPABASE_KEY],
-        mapping=mapping,
-        page_size=page_size,
-        write_batch_size=write_batch_size,
-        backup_dir=env.get(ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR,
-    )
 
 
 def backend_from_env(env: Mapping[str, str]) -> str:

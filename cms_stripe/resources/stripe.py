@@ -12,11 +12,11 @@ from pydantic import PrivateAttr
 
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
-from cms_stripe.core.gateway import ENV_API_BASE, StripeGateway
-from cms_stripe.core.limits import ENV_ENDPOINT_RPS, ENV_MAX_CONCURRENCY, ENV_MAX_RPS
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.settings import SettingsError, clean_key, is_live_key
 from cms_stripe.core.state import ProductState, read_state
+from cms_stripe.stripe.gateway import ENV_API_BASE, StripeGateway
+from cms_stripe.stripe.limits import ENV_ENDPOINT_RPS, ENV_MAX_CONCURRENCY, ENV_MAX_RPS
 
 ENV_SECRET_KEY = "STRIPE_SECRET_KEY"  # noqa: S105 - the variable's name, not a key
 

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from cms_stripe.cms.sql import SqlCatalogSource
 from cms_stripe.core.catalog import SyncUpdate
 from cms_stripe.core.executor import SyncAborted
-from cms_stripe.core.gateway import LiveWriteRefusedError
 from cms_stripe.core.settings import LiveKeyRefused
 from cms_stripe.definitions import all_assets, build_resources
 from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB, all_jobs
@@ -28,6 +27,7 @@ from cms_stripe.resources.cms import CmsLiveWriteRefused, SqlCatalogResource, gu
 from cms_stripe.resources.stripe import StripeResource
 from cms_stripe.schedules import all_schedules
 from cms_stripe.sensors import all_sensors, cms_change_sensor
+from cms_stripe.stripe.gateway import LiveWriteRefusedError
 from cms_stripe_tests.test_assets.conftest import DAYS, expected_live, make_resources
 from cms_stripe_tests.test_assets.test_sync_graph import GRAPH
 

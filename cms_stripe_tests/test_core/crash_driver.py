@@ -11,9 +11,9 @@ from decimal import Decimal
 
 from cms_stripe.core.catalog import STATUS_DRAFT, CmsProduct
 from cms_stripe.core.executor import apply_plan
-from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
+from cms_stripe.stripe.gateway import StripeGateway
 
 LIVE_KEY = "sk_live_" + "0" * 24
 

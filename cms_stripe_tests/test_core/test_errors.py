@@ -15,10 +15,8 @@ from cms_stripe.core.errors import (
     RetriesExhaustedError,
     Severity,
     StripeSyncError,
-    classify,
-    error_code,
-    rate_limited_reason,
 )
+from cms_stripe.stripe.errors import classify, error_code, rate_limited_reason
 from cms_stripe_tests.test_core.conftest import api_error
 
 CASES = [

@@ -14,10 +14,10 @@ from typing import Any
 from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT
 from cms_stripe.core.errors import RESUME_HINT, AmbiguousWriteError
 from cms_stripe.core.executor import apply_plan
-from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
+from cms_stripe.stripe.gateway import StripeGateway
 from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, assert_stripe_matches, changed, make_gateway, row, sync
 
 

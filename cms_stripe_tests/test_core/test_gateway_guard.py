@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from cms_stripe.core.errors import Severity, classify
-from cms_stripe.core.gateway import LiveWriteRefusedError
-from cms_stripe.core.limits import LimitModel
+from cms_stripe.stripe.gateway import LiveWriteRefusedError
+from cms_stripe.stripe.limits import LimitModel
 from cms_stripe_tests.test_core.test_gateway import FakeClient, make_gateway
 
 FAKE_LIVE = " sk_" + "live_" + "Z" * 30 + "\n"

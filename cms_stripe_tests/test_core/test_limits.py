@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cms_stripe.core.limits import (
-    ENDPOINTS,
-    EP_CREATE_PRICE,
-    EP_CREATE_PRODUCT,
-    EP_UPDATE_PRODUCT,
-    LimitModel,
-    RateLimiter,
-)
+from cms_stripe.core.ports import ENDPOINTS, EP_CREATE_PRICE, EP_CREATE_PRODUCT, EP_UPDATE_PRODUCT
+from cms_stripe.stripe.limits import LimitModel, RateLimiter
 
 
 class FakeClock:

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cms_stripe.core.limits import LIVE_GLOBAL_RPS, TEST_GLOBAL_RPS, LimitModel
 from cms_stripe.core.settings import (
     HIDDEN,
     ScrubbedError,
@@ -30,6 +29,7 @@ from cms_stripe.core.settings import (
     scrub,
     scrubbed_exception,
 )
+from cms_stripe.stripe.limits import LIVE_GLOBAL_RPS, TEST_GLOBAL_RPS, LimitModel
 
 ALNUM = string.ascii_letters + string.digits
 LIVE = "sk_" + "live_"  # split so no literal live key prefix + tail sits in the tree

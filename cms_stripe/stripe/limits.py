@@ -35,32 +35,9 @@ ENV_MAX_RPS = "STRIPE_MAX_RPS"
 ENV_ENDPOINT_RPS = "STRIPE_ENDPOINT_RPS"
 ENV_MAX_CONCURRENCY = "MIGRATION_MAX_CONCURRENCY"
 
-# Endpoint names used by the gateway (method + path template, as Stripe counts them).
-EP_CREATE_PRODUCT = "POST /v1/products"
-EP_UPDATE_PRODUCT = "POST /v1/products/:id"
-EP_CREATE_PRICE = "POST /v1/prices"
-EP_UPDATE_PRICE = "POST /v1/prices/:id"
-EP_LIST_PRODUCTS = "GET /v1/products"
-EP_RETRIEVE_PRODUCT = "GET /v1/products/:id"
-EP_LIST_PRICES = "GET /v1/prices"
-EP_RETRIEVE_PRICE = "GET /v1/prices/:id"
-EP_DELETE_PRODUCT = "DELETE /v1/products/:id"
-
-ENDPOINTS = (
-    EP_CREATE_PRODUCT,
-    EP_UPDATE_PRODUCT,
-    EP_CREATE_PRICE,
-    EP_UPDATE_PRICE,
-    EP_LIST_PRODUCTS,
-    EP_RETRIEVE_PRODUCT,
-    EP_LIST_PRICES,
-    EP_RETRIEVE_PRICE,
-    EP_DELETE_PRODUCT,
-)
-
-# Rate-limited reasons that say "the whole account is too busy" vs "this endpoint is".
 _EPS = 1e-9
 
+# Rate-limited reasons that say "the whole account is too busy" vs "this endpoint is".
 GLOBAL_REASONS = frozenset({"global-rate", "global-concurrency"})
 ENDPOINT_REASONS = frozenset({"endpoint-rate", "endpoint-concurrency", "resource-specific"})
 

@@ -45,6 +45,19 @@ from cms_stripe.core.errors import (
     RetriesExhaustedError,
     Severity,
     StripeSyncError,
+)
+from cms_stripe.core.ports import (
+    EP_CREATE_PRICE,
+    EP_CREATE_PRODUCT,
+    EP_DELETE_PRODUCT,
+    EP_LIST_PRICES,
+    EP_LIST_PRODUCTS,
+    EP_RETRIEVE_PRODUCT,
+    EP_UPDATE_PRICE,
+    EP_UPDATE_PRODUCT,
+)
+from cms_stripe.core.settings import LiveKeyRefused, clean_key, scrub
+from cms_stripe.stripe.errors import (
     _header,
     classify,
     error_code,
@@ -54,19 +67,7 @@ from cms_stripe.core.errors import (
     is_server_error,
     rate_limited_reason,
 )
-from cms_stripe.core.limits import (
-    EP_CREATE_PRICE,
-    EP_CREATE_PRODUCT,
-    EP_DELETE_PRODUCT,
-    EP_LIST_PRICES,
-    EP_LIST_PRODUCTS,
-    EP_RETRIEVE_PRODUCT,
-    EP_UPDATE_PRICE,
-    EP_UPDATE_PRODUCT,
-    LimitModel,
-    RateLimiter,
-)
-from cms_stripe.core.settings import LiveKeyRefused, clean_key, scrub
+from cms_stripe.stripe.limits import LimitModel, RateLimiter
 
 log = logging.getLogger(__name__)
 
