@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import stripe
-from pybreaker import CircuitBreakerError
 
 from cms_stripe.core import errors as core_errors
 from cms_stripe.core.errors import Severity
@@ -75,8 +74,6 @@ def is_conflict(exc: BaseException) -> bool:
 
 def classify(exc: BaseException) -> Severity:
     """Severity of any exception a Stripe call can produce (ours or stripe-python's)."""
-    if isinstance(exc, CircuitBreakerError):
-        return Severity.CRITICAL
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         return Severity.CRITICAL
     if isinstance(exc, stripe.APIConnectionError):

@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pybreaker
 import stripe
 import tenacity
 
@@ -57,6 +56,7 @@ from cms_stripe.core.ports import (
     EP_UPDATE_PRODUCT,
 )
 from cms_stripe.core.settings import LiveKeyRefused, clean_key, scrub
+from cms_stripe.stripe.breaker import CircuitBreaker
 from cms_stripe.stripe.errors import (
     _header,
     classify,
@@ -164,23 +164,6 @@ class _Retry(Exception):
 _DOWN_KINDS = frozenset({"connection", "server"})
 
 
-class _BreakerWatch(pybreaker.CircuitBreakerListener):
-    def __init__(self, gateway: StripeGateway) -> None:
-        self._gateway = gateway
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        if new_state is not None and new_state.name == pybreaker.STATE_OPEN:
-            self._gateway._on_open(cb.fail_counter)
-
-
-def _noop() -> None:
-    return None
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
 def _retry_after(exc: stripe.StripeError) -> float | None:
     raw = _header(exc.headers, "Retry-After")
     if not raw:
@@ -226,15 +209,8 @@ class StripeGateway:
         self._lock_retry_s = lock_retry_s
         self._backoff_max_s = backoff_max_s
         self._wait_exp = tenacity.wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
-        self._breaker_reset_s = breaker_reset_s
-        self._breaker = pybreaker.CircuitBreaker(
-            fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name="stripe"
-        )
-        self._breaker.add_listener(_BreakerWatch(self))
-        self._opened_at: float | None = None
-        self._open_failures = 0
+        self._breaker = CircuitBreaker(breaker_fail_max, breaker_reset_s, clock, on_open=self._on_open)
         self._last_failure: str = ""
-        self._state_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(limits.max_concurrency) if limits.max_concurrency else None
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
@@ -404,7 +380,7 @@ class StripeGateway:
 
     @property
     def circuit_state(self) -> str:
-        return str(self._breaker.current_state)
+        return self._breaker.state
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -557,42 +533,24 @@ class StripeGateway:
     # -- circuit breaker -------------------------------------------------------------------------
 
     def _breaker_event(self, exc: BaseException | None, endpoint: str, idempotency_key: str | None = None) -> None:
-        """Tell the breaker how an attempt went, after the fact.
-
-        pybreaker holds its lock for the whole guarded call, which would serialise every request;
-        replaying only the outcome through it keeps HTTP calls concurrent.
-        """
-        if exc is not None:
-            self._last_failure = f"{endpoint}: {_describe(exc)}"
-        try:
-            if exc is None:
-                self._breaker.call(_noop)
-            else:
-                self._breaker.call(_raise, exc)
-        except pybreaker.CircuitBreakerError:
-            if exc is not None:
-                raise self._open_error(endpoint, idempotency_key) from exc
-        except stripe.StripeError:
-            pass
+        """Tell the breaker how an attempt went; a failure that leaves the circuit open ends the call."""
+        if exc is None:
+            self._breaker.success()
+            return
+        self._last_failure = f"{endpoint}: {_describe(exc)}"
+        if self._breaker.failure():
+            raise self._open_error(endpoint, idempotency_key) from exc
 
     def _on_open(self, failures: int) -> None:
-        with self._state_lock:
-            self._opened_at = self._clock()
-            self._open_failures = failures
         self.stats.record_circuit_opened()
         log.error("Stripe circuit breaker opened after %d consecutive failures (%s)", failures, self._last_failure)
 
     def _check_open(self, endpoint: str, idempotency_key: str | None = None) -> None:
-        if self._breaker.current_state != pybreaker.STATE_OPEN:
-            return
-        with self._state_lock:
-            opened_at = self._opened_at
-        if opened_at is None or self._clock() - opened_at < self._breaker_reset_s:
+        if not self._breaker.allow():
             raise self._open_error(endpoint, idempotency_key)
-        # Past the reset timeout: let this attempt through as pybreaker's half-open trial.
 
     def _open_error(self, endpoint: str, idempotency_key: str | None = None) -> CircuitOpenError:
-        failures = self._open_failures or self._breaker.fail_counter
+        failures = self._breaker.opened_after or self._breaker.failures
         last = f" Last error: {self._last_failure}." if self._last_failure else ""
         return CircuitOpenError(
             f"Stripe unreachable: circuit open after {failures} consecutive failures; {RESUME_HINT}.{last}",
@@ -603,11 +561,7 @@ class StripeGateway:
 
     def _exhausted(self, endpoint: str, key: str | None, exhausted: _Retry) -> StripeSyncError:
         cause = exhausted.cause
-        if exhausted.kind in _DOWN_KINDS and self._breaker.fail_counter >= self.max_attempts:
-            # No call anywhere succeeded during all of this call's attempts: Stripe is down, not
-            # this request. Open the breaker now rather than let every worker find out alone.
-            if self._breaker.current_state != pybreaker.STATE_OPEN:
-                self._breaker.open()  # the listener records it
+        if exhausted.kind in _DOWN_KINDS and self._breaker.open_if_failing(self.max_attempts):
             return self._open_error(endpoint, key)
         return RetriesExhaustedError(
             scrub(f"Stripe call still failing after {self.max_attempts} attempts ({exhausted.kind}): {cause}"),

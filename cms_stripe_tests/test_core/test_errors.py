@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pybreaker
 import pytest
 import stripe
 
@@ -36,7 +35,6 @@ CASES = [
     ("idempotency params differ", api_error(400, type_="idempotency_error"), Severity.HIGH),
     ("401", api_error(401, type_="invalid_request_error"), Severity.CRITICAL),
     ("403", api_error(403, type_="invalid_request_error"), Severity.CRITICAL),
-    ("breaker open", pybreaker.CircuitBreakerError("open"), Severity.CRITICAL),
     ("ours: already exists", AlreadyExistsError("exists"), Severity.LOW),
     ("ours: ambiguous", AmbiguousWriteError("maybe", idempotency_key="k"), Severity.MEDIUM),
     ("ours: exhausted", RetriesExhaustedError("tired"), Severity.HIGH),
