@@ -91,7 +91,7 @@ def _settings(ctx: click.Context) -> Any:
 
     _load_env(ctx.obj.get("env_file"))
     try:
-        return Settings.from_env(os.environ)
+        return Settings.from_env()
     except SettingsError as exc:
         _fail(f"configuration error: {exc}")
 

@@ -9,8 +9,6 @@ GROUP = "cms_stripe"
 STRIPE_POOL = "stripe_api"
 CMS_POOL = "cms_database"
 
-DEFAULT_PARTITION_START = "2025-01-01"
-
 # Materialization metadata keys: numeric ones are plotted over time in the UI.
 ROWS = "rows"
 MAX_UPDATED_AT = "max_updated_at"

@@ -1,7 +1,6 @@
 """Selective strategy: sync a list of CMS ids whatever their `updated_at`, as an unpartitioned op job
 built from the same core as the assets (MIGRATION_PRODUCT_IDS, or the op config)."""
 
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -11,6 +10,7 @@ from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL
 from cms_stripe.core import reconcile as rc
+from cms_stripe.core.settings import Settings
 from cms_stripe.core.sync import SyncOptions, run_sync
 from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.resources.cms import guarded_writer
@@ -19,7 +19,8 @@ from cms_stripe.resources.stripe import StripeResource
 
 
 class SelectiveConfig(dg.Config):
-    product_ids: list[str] = [i.strip() for i in os.environ.get("MIGRATION_PRODUCT_IDS", "").split(",") if i.strip()]
+    # Read once, when the code location loads, as the Launchpad's default.
+    product_ids: list[str] = list(Settings.from_env().product_ids)
 
 
 @dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
@@ -33,8 +34,8 @@ def sync_selected_products(
     """Read the listed rows, validate, plan and (unless dry-run) apply them."""
     if not config.product_ids:
         raise dg.Failure("no product ids: set MIGRATION_PRODUCT_IDS or the op config product_ids")
-    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
-        raise dg.Failure("STRIPE_SECRET_KEY is a live key: set MIGRATION_ALLOW_LIVE=true to write")
+    if not settings.dry_run:
+        stripe.check_writes_allowed(settings.live_allowed)
     products = catalog.read_ids(config.product_ids)
     missing = sorted(set(config.product_ids) - {p.id for p in products})
     if missing:

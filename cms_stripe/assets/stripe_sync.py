@@ -183,11 +183,8 @@ def stripe_products(
     valid CMS rows, exactly once; writes the Stripe ids back to the CMS. Dry-run saves the plan only."""
     keys = partition_keys(context) or [context.partition_key]
     label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
-    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
-        raise LiveKeyRefused(
-            "STRIPE_SECRET_KEY is a live key: refusing to write without MIGRATION_ALLOW_LIVE=true "
-            "(or `cms-stripe migrate --confirm-live`). Run a dry-run first."
-        )
+    if not settings.dry_run:
+        stripe.check_writes_allowed(settings.live_allowed)
     products = frame_to_products(validated_products)
     span = current_span()
     root = root_run_id(context)

@@ -1,4 +1,4 @@
-"""The one catalog-source interface the pipeline codes against, and which backend the environment names.
+"""The one catalog-source interface the pipeline codes against, and which backend the settings name.
 
 Two backends implement it: `SqlCatalogSource` (SQLAlchemy: Supabase Postgres direct or pooled, SQLite
 for the demo) and `RestCatalogSource` (Supabase REST through supabase-py). `CMS_DATABASE_URL` wins
@@ -26,6 +26,7 @@ from cms_stripe.core.catalog import (
     WriteBackResult,
 )
 from cms_stripe.core.changes import ChangedDays
+from cms_stripe.core.settings import Settings
 
 __all__ = [
     "LINK_COLUMNS",
@@ -34,19 +35,16 @@ __all__ = [
     "CatalogSource",
     "ChangedDays",
     "CmsConfigError",
-    "backend_from_env",
+    "backend_for",
     "validate_updates",
 ]
 
 ENV_DATABASE_URL = "CMS_DATABASE_URL"
 ENV_SUPABASE_URL = "SUPABASE_URL"
 ENV_SUPABASE_KEY = "SUPABASE_SERVICE_ROLE_KEY"
-ENV_MAPPING_FILE = "CMS_MAPPING_FILE"
-ENV_BACKUP_DIR = "CMS_BACKUP_DIR"
 
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_WRITE_BATCH_SIZE = 500
-DEFAULT_BACKUP_DIR = ".cms_stripe/backups"
 
 # The sync columns the compare-and-set write-back compares (the row's tie to Stripe).
 LINK_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_hash")
@@ -204,12 +202,11 @@ def require_aware(value: datetime, name: str) -> datetime:
     return value
 
 
-def backend_from_env(env: Mapping[str, str]) -> str:
+def backend_for(settings: Settings) -> str:
     """'sql' or 'rest'; a clear CmsConfigError when neither is (fully) configured."""
-    if (env.get(ENV_DATABASE_URL) or "").strip():
+    if settings.cms_database_url:
         return "sql"
-    url = (env.get(ENV_SUPABASE_URL) or "").strip()
-    key = (env.get(ENV_SUPABASE_KEY) or "").strip()
+    url, key = settings.supabase_url, settings.supabase_service_role_key
     if url and key:
         return "rest"
     if url or key:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ from cms_stripe.core.ports import (
     EP_UPDATE_PRICE,
     EP_UPDATE_PRODUCT,
 )
-from cms_stripe.core.settings import LiveKeyRefused, clean_key, scrub
+from cms_stripe.core.settings import LiveKeyRefused, clean_key, live_write_refusal, scrub
 from cms_stripe.stripe.breaker import CircuitBreaker
 from cms_stripe.stripe.errors import (
     _header,
@@ -71,7 +70,6 @@ from cms_stripe.stripe.limits import LimitModel, RateLimiter
 
 log = logging.getLogger(__name__)
 
-ENV_API_BASE = "STRIPE_API_BASE"
 MAX_IDS_PER_LIST = 100  # Stripe: list limit is 1..100
 # Concurrent list calls in one state read: well under the 25/s endpoint budget at Stripe's latency.
 LIST_CONCURRENCY = 8
@@ -221,14 +219,16 @@ class StripeGateway:
         cls,
         api_key: str,
         api_base: str | None = None,
-        env: Mapping[str, str] = os.environ,
+        *,
+        limits: LimitModel | None = None,
         **kw: Any,
     ) -> StripeGateway:
-        """Gateway for `api_key`; `api_base` (default: $STRIPE_API_BASE) points at an emulator."""
+        """Gateway for `api_key` (Settings.stripe_secret_key); `api_base` (Settings.stripe_api_base)
+        points at an emulator; `limits` defaults to Stripe's published ones for the key's mode."""
         api_key = clean_key(api_key) or ""
         if not api_key:
             raise ValueError("a Stripe API key is required")
-        base = clean_key(api_base) or clean_key(env.get(ENV_API_BASE))
+        base = clean_key(api_base)
         client = stripe.StripeClient(
             api_key,
             base_addresses={"api": base} if base else None,
@@ -237,7 +237,7 @@ class StripeGateway:
             # connection; a write that times out is retried with the same key, which is safe.
             http_client=stripe.RequestsClient(timeout=(10, 30)),
         )
-        return cls(client, LimitModel.for_key(api_key, env), **kw)
+        return cls(client, limits or LimitModel.for_key(api_key), **kw)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -426,12 +426,10 @@ class StripeGateway:
         write: bool,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        if write and self.limits.live and not self.allow_live:
+        refusal = live_write_refusal(f"send {endpoint}", self.limits.live, self.allow_live) if write else None
+        if refusal:
             raise LiveWriteRefusedError(
-                f"refusing {endpoint}: STRIPE_SECRET_KEY is not a test key and live writes were not allowed",
-                code="live_key_refused",
-                endpoint=endpoint,
-                idempotency_key=idempotency_key,
+                refusal, code="live_key_refused", endpoint=endpoint, idempotency_key=idempotency_key
             )
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),

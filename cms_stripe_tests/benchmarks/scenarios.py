@@ -38,7 +38,7 @@ def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if p.get("safety"):  # an A/B of the limiter's pacing (--safety); otherwise the engine's default
         kw["limiter"] = RateLimiter(LimitModel.for_key(p["key"], {}), safety=float(p["safety"]))
-    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True, **kw)
+    gateway = StripeGateway.from_settings(p["key"], p["api_base"], allow_live=True, **kw)
     t0 = time.monotonic()
     state = read_state(gateway, products)
     t1 = time.monotonic()
@@ -146,7 +146,7 @@ def sync_e2e(p: dict[str, Any]) -> dict[str, Any]:
     source = SqlCatalogSource(p["database_url"])
     try:
         products = list(source.read_all())
-        gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True)
+        gateway = StripeGateway.from_settings(p["key"], p["api_base"], allow_live=True)
         with tempfile.TemporaryDirectory() as reports:
             outcome = run_sync(
                 products,

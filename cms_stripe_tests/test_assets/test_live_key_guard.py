@@ -23,7 +23,8 @@ from cms_stripe.core.executor import SyncAborted
 from cms_stripe.core.settings import LiveKeyRefused
 from cms_stripe.definitions import all_assets, build_resources
 from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB, all_jobs
-from cms_stripe.resources.cms import CmsLiveWriteRefused, SqlCatalogResource, guarded_writer
+from cms_stripe.resources.cms import SqlCatalogResource, guarded_writer
+from cms_stripe.resources.settings import LiveWriteRefused
 from cms_stripe.resources.stripe import StripeResource
 from cms_stripe.schedules import all_schedules
 from cms_stripe.sensors import all_sensors, cms_change_sensor
@@ -149,7 +150,7 @@ def test_resource_methods_called_directly_write_nothing(live, catalog, cms_url):
     raw = SqlCatalogSource(cms_url)
     attempts.append(lambda: guarded_writer(raw, False).write_back([update], run_id="r1"))
     for attempt in attempts:
-        with pytest.raises(CmsLiveWriteRefused) as refused:
+        with pytest.raises(LiveWriteRefused) as refused:
             attempt()
         assert isinstance(refused.value, LiveKeyRefused)
     resource.close()

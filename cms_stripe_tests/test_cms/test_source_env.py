@@ -7,18 +7,24 @@ import json
 
 import pytest
 
-from cms_stripe.cms.source import CmsConfigError, backend_from_env
+from cms_stripe.cms.source import CmsConfigError, backend_for
+from cms_stripe.core.settings import Settings
 from cms_stripe.resources.cms import SqlCatalogResource
+
+
+def backend_for_env(env: dict[str, str]) -> str:
+    return backend_for(Settings.from_env(env))
+
 
 SUPABASE = {"SUPABASE_URL": "https://project.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "service-key"}
 
 
 def test_database_url_wins():
-    assert backend_from_env({"CMS_DATABASE_URL": "sqlite:///c.db", **SUPABASE}) == "sql"
+    assert backend_for_env({"CMS_DATABASE_URL": "sqlite:///c.db", **SUPABASE}) == "sql"
 
 
 def test_supabase_alone():
-    assert backend_from_env(SUPABASE) == "rest"
+    assert backend_for_env(SUPABASE) == "rest"
 
 
 @pytest.mark.parametrize(
@@ -32,7 +38,7 @@ def test_supabase_alone():
 )
 def test_missing_configuration_is_one_clear_error(env, needle):
     with pytest.raises(CmsConfigError) as err:
-        backend_from_env(env)
+        backend_for_env(env)
     assert needle in str(err.value)
 
 

@@ -33,9 +33,8 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 def make_gateway(url: str, **kw: Any) -> StripeGateway:
-    # env={} keeps the developer's STRIPE_MAX_RPS / MIGRATION_MAX_CONCURRENCY out of the tests.
     # The live budget against the emulator: writes with this fake live key are allowed on purpose.
-    return StripeGateway.from_settings(LIVE_KEY, api_base=url, env={}, **{"allow_live": True, **kw})
+    return StripeGateway.from_settings(LIVE_KEY, api_base=url, **{"allow_live": True, **kw})
 
 
 @pytest.fixture()

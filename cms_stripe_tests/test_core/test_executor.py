@@ -223,7 +223,7 @@ TEST_KEY = "sk_test_" + "0" * 24
 def test_a_new_product_costs_one_request_without_lookup_keys(lookup_keys: bool) -> None:
     """Test mode (25/s overall): every create takes lane A; the lookup key is the only second request."""
     with EmulatorServer(EmulatorConfig(test_mode_limits=True, latency_ms=0, jitter_ms=0)) as emu:
-        gw = StripeGateway.from_settings(TEST_KEY, api_base=emu.url, env={})
+        gw = StripeGateway.from_settings(TEST_KEY, api_base=emu.url)
         rows = [row(f"one{i}", price=Decimal(i + 1)) for i in range(12)]
         _plan, result = sync(gw, rows, lookup_keys=lookup_keys)
         assert result.counts() == {"created": 12}

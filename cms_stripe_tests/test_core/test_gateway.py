@@ -31,6 +31,7 @@ from cms_stripe.core.ports import (
     EP_LIST_PRODUCTS,
     EP_RETRIEVE_PRODUCT,
 )
+from cms_stripe.core.settings import Settings
 from cms_stripe.stripe.gateway import StripeGateway
 from cms_stripe.stripe.limits import LimitModel, RateLimiter
 from cms_stripe_tests.test_core.conftest import api_error
@@ -504,8 +505,9 @@ def test_stats_snapshot_is_json_and_latency_is_an_ewma() -> None:
 
 
 def test_from_settings_builds_a_retry_free_client_and_hides_the_key() -> None:
-    env = {"STRIPE_API_BASE": "http://127.0.0.1:1", "STRIPE_MAX_RPS": "50", "MIGRATION_MAX_CONCURRENCY": "4"}
-    gw = StripeGateway.from_settings("sk_live_" + "supersecret123", env=env)
+    key = "sk_live_" + "supersecret123"
+    settings = Settings.from_env({"STRIPE_MAX_RPS": "50", "MIGRATION_MAX_CONCURRENCY": "4"})
+    gw = StripeGateway.from_settings(key, "http://127.0.0.1:1", limits=LimitModel.for_key(key, settings))
     assert gw.limits == LimitModel(global_rps=50, endpoint_rps=25, max_concurrency=4, live=True)
     assert "supersecret" not in repr(gw) and "supersecret" not in repr(gw.limits)
     requestor = gw._client._requestor  # stripe-python internals: the only place these settings live
@@ -533,8 +535,7 @@ EMU_KEY = "sk_live_" + "e" * 24
 
 
 def emu_gateway(url: str, **kw: Any) -> StripeGateway:
-    # env={} keeps a developer's STRIPE_MAX_RPS / MIGRATION_MAX_CONCURRENCY out of the measurement.
-    return StripeGateway.from_settings(EMU_KEY, api_base=url, env={}, **{"allow_live": True, **kw})
+    return StripeGateway.from_settings(EMU_KEY, api_base=url, **{"allow_live": True, **kw})
 
 
 def emulator_log(url: str) -> list[dict[str, Any]]:

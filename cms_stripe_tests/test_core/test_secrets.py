@@ -264,6 +264,6 @@ def test_keys_are_trimmed_when_read_and_unknown_keys_get_the_test_budget():
     assert s.stripe_secret_key == key and s.supabase_service_role_key == "k" and not s.live_key
     assert Settings.from_env({"STRIPE_SECRET_KEY": " " + LIVE + rand(30)}).live_key
     # Guarded as live, paced as test: an unplaceable key must not get the live account's budget.
-    odd = LimitModel.for_key("sk_unknown_" + rand(20), env={})
+    odd = LimitModel.for_key("sk_unknown_" + rand(20))
     assert odd.live and odd.global_rps == TEST_GLOBAL_RPS
-    assert LimitModel.for_key(" " + LIVE + rand(20), env={}).global_rps == LIVE_GLOBAL_RPS
+    assert LimitModel.for_key(" " + LIVE + rand(20)).global_rps == LIVE_GLOBAL_RPS
