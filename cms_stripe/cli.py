@@ -415,14 +415,14 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bo
             )
         os.environ["CMS_BACKUP_DIR"] = folder
     # Through the resource, so the restore passes the same live-key guard as every CMS write.
-    catalog = catalog_resource_from_env()
+    catalog = catalog_resource_from_env().writer(allow_live)
     rows = catalog.backup_for_run(run.run_id)
     if not rows:
         click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")
         sys.exit(EXIT_OK)
     if not yes:
         click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
-    restored = catalog.restore_backup(run.run_id, allow_live=allow_live)
+    restored = catalog.restore_backup(run.run_id)
     click.echo(f"restored {restored.written} CMS rows to their values before run {run.run_id}")
     if restored.conflicts:
         click.secho(

@@ -3,6 +3,7 @@ on its own); a deployment turns it on with CMS_STRIPE_AUTOMATION=on or in the UI
 
 import dagster as dg
 
+from cms_stripe.constants import TRIGGER_TAG
 from cms_stripe.core.days import utc_day
 from cms_stripe.core.settings import Settings
 from cms_stripe.jobs import sync_job
@@ -20,9 +21,7 @@ def automation_status() -> dg.DefaultScheduleStatus:
 
 
 def current_day_run_request(scheduled_execution_time) -> dg.RunRequest:
-    return dg.RunRequest(
-        partition_key=utc_day(scheduled_execution_time).isoformat(), tags={"cms_stripe/trigger": "schedule"}
-    )
+    return dg.RunRequest(partition_key=utc_day(scheduled_execution_time).isoformat(), tags={TRIGGER_TAG: "schedule"})
 
 
 @dg.schedule(

@@ -8,10 +8,10 @@ import dagster as dg
 from cms_stripe.assets.common import link_holders
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
-from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.constants import REPORT_TABLE, STRIPE_POOL
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.settings import Settings
-from cms_stripe.core.sync import SyncOptions, run_sync
+from cms_stripe.core.sync import SyncOptions
 from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
@@ -47,9 +47,8 @@ def sync_selected_products(
     writer = guarded_writer(catalog, settings.live_allowed)
     if quarantined and not settings.dry_run:
         writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
-    outcome = run_sync(
+    outcome = stripe.sync(
         valid,
-        stripe.gateway_for(settings.live_allowed),
         writer,
         SyncOptions(
             run_id=context.run.run_id,
@@ -58,8 +57,8 @@ def sync_selected_products(
             skip_existing=settings.skip_existing,
             checkpoint_interval=settings.checkpoint_interval,
             reports_dir=settings.reports_dir,
-            max_concurrency=stripe.max_concurrency,
         ),
+        allow_live=settings.live_allowed,
         log=context.log.info,
     )
     check = failed_writes_result(outcome.failures)
@@ -85,7 +84,7 @@ def reconcile_selected_products(
     counts = report.counts()
     context.log.info("reconciliation (selective): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if not settings.dry_run and (counts[rc.DUPLICATE] or counts[rc.MISSING] or counts[rc.DRIFT]):
-        raise dg.Failure(description="reconciliation found problems", metadata={"report": report.to_markdown()})
+        raise dg.Failure(description="reconciliation found problems", metadata={REPORT_TABLE: report.to_markdown()})
 
 
 @dg.graph

@@ -5,14 +5,12 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from cms_stripe.cms.source import CatalogSource
+from cms_stripe.constants import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
 from cms_stripe.core.changes import decide_changed_partitions, parse_cursor
 from cms_stripe.core.settings import Settings, scrub
 from cms_stripe.jobs import sync_job
 from cms_stripe.partitions import current_span
 from cms_stripe.schedules import automation_enabled
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _sensor_status() -> dg.DefaultSensorStatus:
@@ -52,7 +50,7 @@ def cms_change_sensor(
         run_requests=[
             dg.RunRequest(
                 run_key=decision.run_key,
-                tags={RANGE_START_TAG: first, RANGE_END_TAG: last, "cms_stripe/trigger": "cms_change"},
+                tags={RANGE_START_TAG: first, RANGE_END_TAG: last, TRIGGER_TAG: "cms_change"},
             )
         ],
         cursor=decision.cursor,

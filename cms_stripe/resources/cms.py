@@ -1,9 +1,10 @@
 """The CMS catalog as Dagster resources: SQL (CMS_DATABASE_URL) or Supabase REST, one interface.
 
-Both expose the CatalogSource methods, so assets and sensors take `dg.ResourceParam[CatalogSource]`
-and never see which backend runs. Addresses and secrets are read from the code location's
-environment, never from config (see `_CatalogResource`); the backend object is built in
-`setup_for_execution` (or lazily via `source()` for the CLI). Every write passes the live-key guard.
+Both hand runs the backend itself (`create_resource`), so assets and sensors take
+`dg.ResourceParam[CatalogSource]` and never see which backend runs. Addresses and secrets are read
+from the settings, never from config (see `_CatalogResource`); the backend object is built in
+`setup_for_execution` (or lazily via `source()` for the CLI). Every write passes the live-key guard
+and every exception is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -22,12 +22,10 @@ from cms_stripe.cms.mapping import ColumnMapping
 from cms_stripe.cms.source import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_BATCH_SIZE,
-    BackupRow,
     CatalogSource,
-    ChangedDays,
     backend_for,
 )
-from cms_stripe.core.catalog import CmsProduct, SyncUpdate, WriteBackResult
+from cms_stripe.core.catalog import SyncUpdate, WriteBackResult
 from cms_stripe.core.settings import LiveKeyRefused, Settings, scrub, scrubbed_exception
 from cms_stripe.resources.settings import refuse_live_writes
 
@@ -41,7 +39,9 @@ def _scrub_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            # Paged reads are generators: read them here so errors raised while paging are scrubbed too.
+            return iter(list(result)) if isinstance(result, Iterator) else result
         except (LiveKeyRefused, dg.Failure):
             raise
         except Exception as exc:
@@ -84,6 +84,8 @@ def guarded_writer(catalog: Any, allow_live: bool) -> Any:
     allowance stated explicitly (a run passes its SyncSettingsResource.live_allowed)."""
     if isinstance(catalog, _CatalogResource):
         return catalog.writer(allow_live)
+    if isinstance(catalog, _Guarded):  # what a run's `catalog` is: re-guard its source
+        return _Guarded(catalog._inner, allow_live)
     return _Guarded(catalog, allow_live)
 
 
@@ -132,53 +134,12 @@ class _CatalogResource(dg.ConfigurableResource):
         self._source = None
         self._backend()
 
+    def create_resource(self, context: dg.InitResourceContext) -> Any:
+        """What assets, ops and sensors receive as `catalog`: the source itself (see `source()`)."""
+        return self.source()
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
-
-    # CatalogSource, delegated; exceptions scrubbed.
-    @_scrub_errors
-    def check(self) -> None:
-        self._backend().check()
-
-    @_scrub_errors
-    def read_window(
-        self,
-        start: datetime | None,
-        end: datetime | None,
-        *,
-        include_undated: bool = False,
-        page_size: int | None = None,
-    ) -> Iterator[CmsProduct]:
-        # Materialised here so that errors raised while paging are scrubbed too.
-        return iter(list(self._backend().read_window(start, end, include_undated=include_undated, page_size=page_size)))
-
-    @_scrub_errors
-    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
-        return self._backend().read_ids(ids)
-
-    @_scrub_errors
-    def read_all(self) -> Iterator[CmsProduct]:
-        return iter(list(self._backend().read_all()))
-
-    @_scrub_errors
-    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
-        return self._backend().read_by_stripe_product_ids(stripe_product_ids)
-
-    @_scrub_errors
-    def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
-        return self._backend().changed_days_since(cursor, lookback=lookback)
-
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str, allow_live: bool = False) -> WriteBackResult:
-        """Write sync results to the CMS; with a live Stripe key refused unless `allow_live=True`."""
-        return self.writer(allow_live).write_back(updates, run_id=run_id)
-
-    @_scrub_errors
-    def backup_for_run(self, run_id: str) -> list[BackupRow]:
-        return self._backend().backup_for_run(run_id)
-
-    def restore_backup(self, run_id: str, *, allow_live: bool = False) -> WriteBackResult:
-        """Undo a run's write-back; with a live Stripe key refused unless `allow_live=True`."""
-        return self.writer(allow_live).restore_backup(run_id)
 
     def close(self) -> None:
         if self._source is not None:

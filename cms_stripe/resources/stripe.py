@@ -14,6 +14,7 @@ from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.settings import Settings, SettingsError, is_live_key
 from cms_stripe.core.state import ProductState, read_state
+from cms_stripe.core.sync import SyncOptions, SyncOutcome, WriteBack, run_sync
 from cms_stripe.resources.settings import refuse_live_writes
 from cms_stripe.stripe.gateway import StripeGateway
 from cms_stripe.stripe.limits import LimitModel
@@ -126,6 +127,22 @@ class StripeResource(dg.ConfigurableResource):
         if raise_on_critical:
             result.raise_for_critical()
         return result
+
+    def sync(
+        self,
+        products: Sequence[CmsProduct],
+        cms: WriteBack,
+        options: SyncOptions,
+        *,
+        allow_live: bool = False,
+        **kw: Any,
+    ) -> SyncOutcome:
+        """Skip what is done, plan, apply (unless dry-run) and write the outcome back to the CMS, paced
+        by this resource's caps; with a live key nothing is written unless `allow_live=True`.
+        `kw` goes to core.sync.run_sync (checkpoints, log)."""
+        if options.max_concurrency is None:
+            options = replace(options, max_concurrency=self.max_concurrency)
+        return run_sync(products, self.gateway_for(allow_live), cms, options, **kw)
 
     def list_products(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The existing products among `ids` (100 per call, default price expanded)."""

@@ -141,8 +141,6 @@ def test_resource_methods_called_directly_write_nothing(live, catalog, cms_url):
     update = SyncUpdate(id=products[0].id, sync_status="synced", synced_at=datetime.now(UTC))
     resource = SqlCatalogResource()
     attempts = [
-        lambda: resource.write_back([update], run_id="r1"),
-        lambda: resource.restore_backup("r1"),
         lambda: resource.source().write_back([update], run_id="r1"),
         lambda: resource.source().restore_backup("r1"),
         lambda: resource.writer(allow_live=False).write_back([update], run_id="r1"),
