@@ -377,7 +377,6 @@ class Settings:
     end_date: date | None = None
     product_ids: tuple[str, ...] = ()
     skip_existing: bool = True
-    batch_size: int = 500
     max_concurrency: int | None = None
     checkpoint_interval: int = 100
     allow_live: bool = False
@@ -428,7 +427,6 @@ class Settings:
             end_date=end,
             product_ids=ids,
             skip_existing=env_bool(env, "MIGRATION_SKIP_EXISTING", True),
-            batch_size=env_int(env, "MIGRATION_BATCH_SIZE", 500) or 500,
             max_concurrency=env_int(env, "MIGRATION_MAX_CONCURRENCY", None),
             checkpoint_interval=env_int(env, "MIGRATION_CHECKPOINT_INTERVAL", 100) or 100,
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
@@ -471,7 +469,6 @@ class Settings:
             "MIGRATION_END_DATE": str(self.end_date or "(today)"),
             "MIGRATION_PRODUCT_IDS": ",".join(self.product_ids) or "(none)",
             "MIGRATION_SKIP_EXISTING": str(self.skip_existing).lower(),
-            "MIGRATION_BATCH_SIZE": str(self.batch_size),
             "MIGRATION_MAX_CONCURRENCY": str(self.max_concurrency or "(from latency)"),
             "MIGRATION_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),

@@ -23,28 +23,26 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return value
 
 
-def error_code(exc: stripe.StripeError) -> str | None:
-    """The Stripe error code; RateLimitError does not copy it onto `.code`, so read the body too."""
-    if exc.code:
-        return exc.code
+def _error_field(exc: stripe.StripeError, name: str) -> str | None:
+    """`exc.<name>`, else the field of the error body: RateLimitError copies neither code nor param."""
+    value = getattr(exc, name, None)
+    if isinstance(value, str) and value:
+        return value
     body = exc.json_body
     if isinstance(body, dict):
         err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("code"), str):
-            return err["code"]
+        if isinstance(err, dict) and isinstance(err.get(name), str):
+            return str(err[name])
     return None
+
+
+def error_code(exc: stripe.StripeError) -> str | None:
+    """The Stripe error code, read from the body too when the exception does not carry it."""
+    return _error_field(exc, "code")
 
 
 def error_param(exc: stripe.StripeError) -> str | None:
-    param = getattr(exc, "param", None)
-    if isinstance(param, str):
-        return param
-    body = exc.json_body
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("param"), str):
-            return err["param"]
-    return None
+    return _error_field(exc, "param")
 
 
 def rate_limited_reason(exc: stripe.StripeError) -> str:

@@ -242,47 +242,31 @@ class StripeGateway:
     # -- public API ------------------------------------------------------------------------------
 
     def create_product(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_CREATE_PRODUCT,
-            lambda: self._client.v1.products.create(params=params, options={"idempotency_key": key}),  # type: ignore[arg-type]
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.products.create(params=params, options=options),  # type: ignore[arg-type]
         )
 
     def update_product(self, product_id: str, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_UPDATE_PRODUCT,
-            lambda: self._client.v1.products.update(
-                product_id,
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": key},
-            ),
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.products.update(product_id, params=params, options=options),  # type: ignore[arg-type]
         )
 
     def create_price(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_CREATE_PRICE,
-            lambda: self._client.v1.prices.create(params=params, options={"idempotency_key": key}),  # type: ignore[arg-type]
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.prices.create(params=params, options=options),  # type: ignore[arg-type]
         )
 
     def update_price(self, price_id: str, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_UPDATE_PRICE,
-            lambda: self._client.v1.prices.update(
-                price_id,
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": key},
-            ),
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.prices.update(price_id, params=params, options=options),  # type: ignore[arg-type]
         )
 
     def retrieve_product(self, product_id: str, expand: Sequence[str] = ()) -> dict[str, Any] | None:
@@ -383,6 +367,11 @@ class StripeGateway:
         return self._breaker.state
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _write(self, endpoint: str, idempotency_key: str, send: Callable[[Any], Any]) -> dict[str, Any]:
+        """A POST under a caller-chosen idempotency key, the same key on every retry."""
+        key = _check_key(idempotency_key)
+        return self._call(endpoint, lambda: send({"idempotency_key": key}), write=True, idempotency_key=key)
 
     def _list_products_chunk(self, chunk: list[str], expand: bool) -> list[dict[str, Any]]:
         if not chunk:

@@ -32,8 +32,7 @@ DEFAULT_ENDPOINT_RPS = 25.0
 
 _EPS = 1e-9
 
-# Rate-limited reasons that say "the whole account is too busy" vs "this endpoint is".
-GLOBAL_REASONS = frozenset({"global-rate", "global-concurrency"})
+# Rate-limited reasons that say "this endpoint is too busy" (any other: the whole account is).
 ENDPOINT_REASONS = frozenset({"endpoint-rate", "endpoint-concurrency", "resource-specific"})
 
 
