@@ -139,7 +139,9 @@ def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
 
 def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
     """Refuse early, with a clear message, what the guard in the write path would refuse anyway."""
-    if not dry_run and settings.live_key and not (confirm_live or settings.allow_live):
+    from cms_stripe.core.settings import live_write_refusal
+
+    if not dry_run and live_write_refusal("write", settings.live_key, confirm_live or settings.allow_live):
         what = "a live Stripe key" if settings.stripe_secret_key else "no STRIPE_SECRET_KEY (it may be a live one)"
         _fail(
             f"refusing to write with {what}: keys other than sk_test_/rk_test_ count as live; "
