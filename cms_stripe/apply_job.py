@@ -19,7 +19,7 @@ from cms_stripe.constants import (
     STRIPE_WRITES,
 )
 from cms_stripe.core.apply import PlanRefused, apply_reviewed_plan, check_plan, load_plan
-from cms_stripe.core.settings import plan_max_age_hours
+from cms_stripe.core.settings import Settings
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
@@ -60,7 +60,13 @@ def apply_plan_file(
     try:
         plan = load_plan(text)
         account_id, mode = stripe.account()
-        check_plan(plan, account_id=account_id, mode=mode, now=datetime.now(UTC), max_age_hours=plan_max_age_hours())
+        check_plan(
+            plan,
+            account_id=account_id,
+            mode=mode,
+            now=datetime.now(UTC),
+            max_age_hours=Settings.from_env().plan_max_age_hours,
+        )
     except PlanRefused as exc:
         raise dg.Failure(
             description=f"plan refused ({exc.reason}): {exc}",

@@ -11,10 +11,19 @@ from collections.abc import Sequence
 import dagster as dg
 
 from cms_stripe.constants import (
+    CHECK_CHECKED,
     CHECK_NO_DRIFT,
     CHECK_NO_DUPLICATES,
     CHECK_NO_FAILED_WRITES,
+    CHECK_RATE,
+    CHECK_SAMPLE,
+    CHECK_THRESHOLD,
+    CHECK_VALID,
     CHECK_VALIDATION_RATE,
+    DRIFT,
+    DUPLICATES,
+    FAILED,
+    ORPHANS,
 )
 
 VALIDATED_PRODUCTS = dg.AssetKey("validated_products")
@@ -52,10 +61,10 @@ def validation_rate_result(valid: int, total: int, threshold: float) -> dg.Asset
         passed=rate >= threshold,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "rate": dg.MetadataValue.float(rate),
-            "threshold": dg.MetadataValue.float(threshold),
-            "valid": dg.MetadataValue.int(valid),
-            "checked": dg.MetadataValue.int(total),
+            CHECK_RATE: dg.MetadataValue.float(rate),
+            CHECK_THRESHOLD: dg.MetadataValue.float(threshold),
+            CHECK_VALID: dg.MetadataValue.int(valid),
+            CHECK_CHECKED: dg.MetadataValue.int(total),
         },
     )
 
@@ -68,7 +77,7 @@ def failed_writes_result(failures: Sequence[tuple[str, str]]) -> dg.AssetCheckRe
         asset_key=STRIPE_PRODUCTS,
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"failed": dg.MetadataValue.int(len(failures)), "sample": dg.MetadataValue.md(sample)},
+        metadata={FAILED: dg.MetadataValue.int(len(failures)), CHECK_SAMPLE: dg.MetadataValue.md(sample)},
     )
 
 
@@ -81,13 +90,13 @@ def reconciliation_results(
             asset_key=asset,
             passed=drift == 0 and orphans == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"drift": dg.MetadataValue.int(drift), "orphans": dg.MetadataValue.int(orphans)},
+            metadata={DRIFT: dg.MetadataValue.int(drift), ORPHANS: dg.MetadataValue.int(orphans)},
         ),
         dg.AssetCheckResult(
             check_name=CHECK_NO_DUPLICATES,
             asset_key=asset,
             passed=duplicates == 0,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"duplicates": dg.MetadataValue.int(duplicates)},
+            metadata={DUPLICATES: dg.MetadataValue.int(duplicates)},
         ),
     ]

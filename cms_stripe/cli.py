@@ -92,7 +92,7 @@ def _settings(ctx: click.Context) -> Any:
 
     _load_env(ctx.obj.get("env_file"))
     try:
-        return Settings.from_env(os.environ)
+        return Settings.from_env()
     except SettingsError as exc:
         _fail(f"configuration error: {exc}")
 
@@ -140,7 +140,9 @@ def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
 
 def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
     """Refuse early, with a clear message, what the guard in the write path would refuse anyway."""
-    if not dry_run and settings.live_key and not (confirm_live or settings.allow_live):
+    from cms_stripe.core.settings import live_write_refusal
+
+    if not dry_run and live_write_refusal("write", settings.live_key, confirm_live or settings.allow_live):
         what = "a live Stripe key" if settings.stripe_secret_key else "no STRIPE_SECRET_KEY (it may be a live one)"
         _fail(
             f"refusing to write with {what}: keys other than sk_test_/rk_test_ count as live; "
@@ -264,7 +266,7 @@ def validate(ctx: click.Context) -> None:
     click.echo("CMS: reachable; table and mapped columns present")
     if not settings.stripe_secret_key:
         _fail("Stripe: STRIPE_SECRET_KEY is not set")
-    from cms_stripe.core.gateway import StripeGateway
+    from cms_stripe.stripe.gateway import StripeGateway
 
     try:
         gateway = StripeGateway.from_settings(settings.stripe_secret_key, settings.stripe_api_base)
@@ -416,14 +418,14 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bo
             )
         os.environ["CMS_BACKUP_DIR"] = folder
     # Through the resource, so the restore passes the same live-key guard as every CMS write.
-    catalog = catalog_resource_from_env()
+    catalog = catalog_resource_from_env().writer(allow_live)
     rows = catalog.backup_for_run(run.run_id)
     if not rows:
         click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")
         sys.exit(EXIT_OK)
     if not yes:
         click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
-    restored = catalog.restore_backup(run.run_id, allow_live=allow_live)
+    restored = catalog.restore_backup(run.run_id)
     click.echo(f"restored {restored.written} CMS rows to their values before run {run.run_id}")
     if restored.conflicts:
         click.secho(

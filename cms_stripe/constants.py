@@ -1,4 +1,6 @@
-"""Names shared by writers and readers: asset group, pools, metadata keys, environment variables."""
+"""Names shared by writers and readers: asset group, pools, outcome names, metadata keys, check names.
+
+The assets and checks write these keys and the CLI reads them back, so each is spelled once, here."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ GROUP = "cms_stripe"
 STRIPE_POOL = "stripe_api"
 CMS_POOL = "cms_database"
 
-DEFAULT_PARTITION_START = "2025-01-01"
+# Run tags: Dagster's own for a single-run partition range, ours for what started a run.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+TRIGGER_TAG = "cms_stripe/trigger"
 
 # Materialization metadata keys: numeric ones are plotted over time in the UI.
 ROWS = "rows"
@@ -23,8 +28,15 @@ VALID_ROWS = "valid_rows"
 QUARANTINED_ROWS = "quarantined_rows"
 VALIDATION_RATE = "validation_success_rate"
 QUARANTINE_TABLE = "quarantine"
+QUARANTINE_BY_CODE = "quarantine_by_code"
+QUARANTINE_WRITTEN_BACK = "quarantine_written_back"
+QUARANTINE_WRITE_BACK_ERROR = "quarantine_write_back_error"
 DRY_RUN = "dry_run"
 PLANNED = "planned"
+# Prefix of the per-operation-kind plan counts (plan_create, plan_update, ...).
+PLAN_COUNT_PREFIX = "plan_"
+# How each CMS row ended up in Stripe (the values of core.executor.Outcome): each is also the
+# metadata key of its count.
 CREATED = "created"
 UPDATED = "updated"
 REPRICED = "repriced"
@@ -32,8 +44,13 @@ ARCHIVED = "archived"
 REACTIVATED = "reactivated"
 NOOP = "noop"
 FAILED = "failed"
-SKIPPED = "skipped_existing"
+SKIPPED = "skipped"
+OUTCOMES = (CREATED, UPDATED, REPRICED, ARCHIVED, REACTIVATED, NOOP, FAILED, SKIPPED)
+SKIPPED_EXISTING = "skipped_existing"
 RESUMED = "resumed_from_checkpoint"
+WRITTEN_BACK = "written_back"
+WRITEBACK_CONFLICTS = "writeback_conflicts"
+WRITEBACK_FAILED = "writeback_failed"
 SUCCESS_RATE = "success_rate"
 PRODUCTS_PER_SECOND = "products_per_second"
 STRIPE_CALLS = "stripe_calls"
@@ -50,12 +67,21 @@ MISSING = "missing"
 DRIFT = "drift"
 DUPLICATES = "duplicates"
 ORPHANS = "orphans"
+QUARANTINED = "quarantined"
+STRIPE_PRODUCT_COUNT = "stripe_products"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_DONE = "checkpoint_done"
 # Applying a reviewed plan (`cms-stripe apply`, the apply_plan job).
 APPLY_REPORT = "apply_report"
 APPLY_REFUSED = "refused"
 PLAN_REFUSED = "plan_refused"
+
+# Asset check metadata (besides FAILED, DRIFT, ORPHANS, DUPLICATES above).
+CHECK_RATE = "rate"
+CHECK_THRESHOLD = "threshold"
+CHECK_VALID = "valid"
+CHECK_CHECKED = "checked"
+CHECK_SAMPLE = "sample"
 
 # Asset check names.
 CHECK_VALIDATION_RATE = "validation_success_rate_at_least_threshold"

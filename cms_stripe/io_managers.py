@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from cms_stripe.core.days import PartitionSpan
+from cms_stripe.core.settings import Settings
 
 PARTITION_COLUMN = "updated_at"
 
@@ -27,9 +28,6 @@ def _partition_of(span: PartitionSpan, ts: Any) -> str:
     return span.key_for(None if pd.isna(ts) else pd.Timestamp(ts).to_pydatetime())
 
 
-ENV_FRAMES_DIR = "CMS_STRIPE_FRAMES_DIR"
-
-
 class DailyFrameIOManager(dg.ConfigurableIOManager):
     """Pickled DataFrames under `<root>/frames/<asset path>/<partition>.pkl`, the root being
     CMS_STRIPE_FRAMES_DIR of the code location's environment, else the instance's storage folder.
@@ -38,7 +36,7 @@ class DailyFrameIOManager(dg.ConfigurableIOManager):
     (the Launchpad) would let whoever opens the UI load pickles from, or write them to, any folder."""
 
     def _root(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        configured = (os.environ.get(ENV_FRAMES_DIR) or "").strip()
+        configured = Settings.from_env().frames_dir
         if configured:
             root = Path(configured)
         else:

@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from cms_stripe.constants import DEFAULT_PARTITION_START
 from cms_stripe.core.days import PartitionSpan
+from cms_stripe.core.settings import Settings
 
-# Read at import so the UI and every run agree; change it in the environment of the code location.
-PARTITION_START = os.environ.get("MIGRATION_PARTITION_START", DEFAULT_PARTITION_START)
+# Read once, at import, so the UI and every run agree; change MIGRATION_PARTITION_START in the
+# environment of the code location.
+PARTITION_START = Settings.from_env().partition_start.isoformat()
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC", end_offset=1)
 

@@ -1,20 +1,19 @@
 """The schedule that keeps today's partition in sync. Off by default (the embedded demo must not write
 on its own); a deployment turns it on with CMS_STRIPE_AUTOMATION=on or in the UI."""
 
-import os
-from datetime import UTC
-
 import dagster as dg
 
-from cms_stripe.core.settings import env_bool
+from cms_stripe.constants import TRIGGER_TAG
+from cms_stripe.core.days import utc_day
+from cms_stripe.core.settings import Settings
 from cms_stripe.jobs import sync_job
 
-SYNC_CRON = os.environ.get("CMS_STRIPE_SYNC_CRON", "*/30 * * * *")
+SYNC_CRON = Settings.from_env().sync_cron
 
 
 def automation_enabled() -> bool:
     """CMS_STRIPE_AUTOMATION turns on the schedule and the change sensor together (both off by default)."""
-    return env_bool(os.environ, "CMS_STRIPE_AUTOMATION", False)
+    return Settings.from_env().automation
 
 
 def automation_status() -> dg.DefaultScheduleStatus:
@@ -22,8 +21,7 @@ def automation_status() -> dg.DefaultScheduleStatus:
 
 
 def current_day_run_request(scheduled_execution_time) -> dg.RunRequest:
-    day = scheduled_execution_time.astimezone(UTC).strftime("%Y-%m-%d")
-    return dg.RunRequest(partition_key=day, tags={"cms_stripe/trigger": "schedule"})
+    return dg.RunRequest(partition_key=utc_day(scheduled_execution_time).isoformat(), tags={TRIGGER_TAG: "schedule"})
 
 
 @dg.schedule(

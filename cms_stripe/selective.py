@@ -1,7 +1,6 @@
 """Selective strategy: sync a list of CMS ids whatever their `updated_at`, as an unpartitioned op job
 built from the same core as the assets (MIGRATION_PRODUCT_IDS, or the op config)."""
 
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -10,9 +9,10 @@ from cms_stripe.assets.common import link_holders
 from cms_stripe.assets.stripe_sync import plan_stamp
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
-from cms_stripe.constants import PLAN_PATH, STRIPE_POOL
+from cms_stripe.constants import PLAN_PATH, REPORT_TABLE, STRIPE_POOL
 from cms_stripe.core import reconcile as rc
-from cms_stripe.core.sync import SyncOptions, run_sync
+from cms_stripe.core.settings import Settings
+from cms_stripe.core.sync import SyncOptions
 from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
@@ -20,7 +20,8 @@ from cms_stripe.resources.stripe import StripeResource
 
 
 class SelectiveConfig(dg.Config):
-    product_ids: list[str] = [i.strip() for i in os.environ.get("MIGRATION_PRODUCT_IDS", "").split(",") if i.strip()]
+    # Read once, when the code location loads, as the Launchpad's default.
+    product_ids: list[str] = list(Settings.from_env().product_ids)
 
 
 @dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
@@ -34,8 +35,8 @@ def sync_selected_products(
     """Read the listed rows, validate, plan and (unless dry-run) apply them."""
     if not config.product_ids:
         raise dg.Failure("no product ids: set MIGRATION_PRODUCT_IDS or the op config product_ids")
-    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
-        raise dg.Failure("STRIPE_SECRET_KEY is a live key: set MIGRATION_ALLOW_LIVE=true to write")
+    if not settings.dry_run:
+        stripe.check_writes_allowed(settings.live_allowed)
     products = catalog.read_ids(config.product_ids)
     missing = sorted(set(config.product_ids) - {p.id for p in products})
     if missing:
@@ -48,9 +49,8 @@ def sync_selected_products(
     if quarantined and not settings.dry_run:
         writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
     account_id, mode = plan_stamp(context.log, stripe) if settings.dry_run else (None, None)
-    outcome = run_sync(
+    outcome = stripe.sync(
         valid,
-        stripe.gateway_for(settings.live_allowed),
         writer,
         SyncOptions(
             run_id=context.run.run_id,
@@ -59,10 +59,10 @@ def sync_selected_products(
             skip_existing=settings.skip_existing,
             checkpoint_interval=settings.checkpoint_interval,
             reports_dir=settings.reports_dir,
-            max_concurrency=stripe.max_concurrency,
             account_id=account_id,
             mode=mode,
         ),
+        allow_live=settings.live_allowed,
         log=context.log.info,
     )
     if outcome.plan_path:
@@ -90,7 +90,7 @@ def reconcile_selected_products(
     counts = report.counts()
     context.log.info("reconciliation (selective): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if not settings.dry_run and (counts[rc.DUPLICATE] or counts[rc.MISSING] or counts[rc.DRIFT]):
-        raise dg.Failure(description="reconciliation found problems", metadata={"report": report.to_markdown()})
+        raise dg.Failure(description="reconciliation found problems", metadata={REPORT_TABLE: report.to_markdown()})
 
 
 @dg.graph

@@ -1,23 +1,16 @@
 """The CMS-change sensor: one run over the range of days whose rows changed content since the cursor."""
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from cms_stripe.cms.source import CatalogSource
+from cms_stripe.constants import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
 from cms_stripe.core.changes import decide_changed_partitions, parse_cursor
-from cms_stripe.core.settings import scrub
+from cms_stripe.core.settings import Settings, scrub
 from cms_stripe.jobs import sync_job
 from cms_stripe.partitions import current_span
 from cms_stripe.schedules import automation_enabled
-
-# Rows committed a little after a newer row (long transactions) carry an older updated_at; looking
-# back a bit catches them. Repeats are harmless: unchanged content is no change.
-LOOKBACK = timedelta(seconds=int(os.environ.get("CMS_STRIPE_SENSOR_LOOKBACK_S", "120")))
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def _sensor_status() -> dg.DefaultSensorStatus:
@@ -36,8 +29,12 @@ def _sensor_status() -> dg.DefaultSensorStatus:
 def cms_change_sensor(
     context: dg.SensorEvaluationContext, catalog: dg.ResourceParam[CatalogSource]
 ) -> dg.SensorResult | dg.SkipReason:
+    # Rows committed a little after a newer row (long transactions) carry an older updated_at; looking
+    # back a bit (CMS_STRIPE_SENSOR_LOOKBACK_S) catches them. Repeats are harmless: unchanged content
+    # is no change.
+    lookback = timedelta(seconds=Settings.from_env().sensor_lookback_s)
     try:
-        changed = catalog.changed_days_since(parse_cursor(context.cursor), lookback=LOOKBACK)
+        changed = catalog.changed_days_since(parse_cursor(context.cursor), lookback=lookback)
     except Exception as exc:  # the CMS being unreachable is a reason to skip, not to crash the daemon
         # The cursor stays where it is, so the next tick looks at the same rows again.
         return dg.SkipReason(f"could not read the CMS (will retry next tick): {type(exc).__name__}: {scrub(str(exc))}")
@@ -53,7 +50,7 @@ def cms_change_sensor(
         run_requests=[
             dg.RunRequest(
                 run_key=decision.run_key,
-                tags={RANGE_START_TAG: first, RANGE_END_TAG: last, "cms_stripe/trigger": "cms_change"},
+                tags={RANGE_START_TAG: first, RANGE_END_TAG: last, TRIGGER_TAG: "cms_change"},
             )
         ],
         cursor=decision.cursor,

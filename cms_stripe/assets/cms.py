@@ -22,15 +22,16 @@ from cms_stripe.constants import (
     UNREADABLE_ROWS,
 )
 from cms_stripe.core.catalog import CmsProduct
-from cms_stripe.core.days import PartitionSpan
+from cms_stripe.core.days import PartitionSpan, utc_day
 from cms_stripe.core.frames import products_to_frame
 from cms_stripe.partitions import current_span, daily_partitions
 
 
 def edge_counts(rows: list[CmsProduct], span: PartitionSpan) -> dict[str, int]:
     """How many rows a partition holds only because its edge is open (so the UI says where they are)."""
-    before = sum(1 for p in rows if p.updated_at is not None and p.updated_at.strftime("%Y-%m-%d") < span.first)
-    future = sum(1 for p in rows if p.updated_at is not None and p.updated_at.strftime("%Y-%m-%d") > span.last)
+    days = [utc_day(p.updated_at).isoformat() for p in rows if p.updated_at is not None]
+    before = sum(1 for day in days if day < span.first)
+    future = sum(1 for day in days if day > span.last)
     return {
         ROWS_BEFORE_START: before,
         ROWS_UNDATED: sum(1 for p in rows if p.updated_at is None),

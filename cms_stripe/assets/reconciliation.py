@@ -11,6 +11,7 @@ from cms_stripe.assets.common import BACKFILL_POLICY, RETRY_POLICY, add_partitio
 from cms_stripe.checks import (
     CATALOG_RECONCILIATION,
     RECONCILIATION_REPORT,
+    STRIPE_PRODUCTS,
     reconciliation_checks,
     reconciliation_results,
 )
@@ -22,10 +23,12 @@ from cms_stripe.constants import (
     MATCHED,
     MISSING,
     ORPHANS,
+    QUARANTINED,
     REPORT_PATH,
     REPORT_TABLE,
     ROWS,
     STRIPE_POOL,
+    STRIPE_PRODUCT_COUNT,
 )
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.catalog import CmsProduct
@@ -60,7 +63,7 @@ def partition_counts(report: rc.ReconciliationReport) -> dict[str, dg.MetadataVa
         MISSING: dg.MetadataValue.int(counts[rc.MISSING]),
         DRIFT: dg.MetadataValue.int(counts[rc.DRIFT]),
         DUPLICATES: dg.MetadataValue.int(counts[rc.DUPLICATE]),
-        "quarantined": dg.MetadataValue.int(counts[rc.QUARANTINED]),
+        QUARANTINED: dg.MetadataValue.int(counts[rc.QUARANTINED]),
     }
 
 
@@ -81,7 +84,7 @@ def reconcile_ids(
     # Reads Stripe: it shares the account-wide budget with the writer, so it queues in the same pool.
     pool=STRIPE_POOL,
     retry_policy=RETRY_POLICY,
-    deps=["stripe_products"],
+    deps=[STRIPE_PRODUCTS],
     check_specs=reconciliation_checks(RECONCILIATION_REPORT),
 )
 def reconciliation_report(
@@ -146,7 +149,7 @@ def catalog_reconciliation_report(
     counts = report.counts()
     context.log.info("catalog reconciliation: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(
-        metadata={**report_metadata(report, path), "stripe_products": dg.MetadataValue.int(len(listed))},
+        metadata={**report_metadata(report, path), STRIPE_PRODUCT_COUNT: dg.MetadataValue.int(len(listed))},
         check_results=reconciliation_results(
             CATALOG_RECONCILIATION,
             drift=counts[rc.DRIFT] + counts[rc.MISSING],

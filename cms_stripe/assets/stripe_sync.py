@@ -19,9 +19,12 @@ from cms_stripe.constants import (
     CHECKPOINT_DONE,
     DRY_RUN,
     DURATION_S,
+    FAILED,
     FAILURES_TABLE,
     GROUP,
     MAX_UPDATED_AT,
+    OUTCOMES,
+    PLAN_COUNT_PREFIX,
     PLAN_PATH,
     PLAN_SUMMARY,
     PLANNED,
@@ -29,25 +32,23 @@ from cms_stripe.constants import (
     RATE_LIMITED,
     RESUMED,
     SKIPPED,
+    SKIPPED_EXISTING,
     STRIPE_CALLS,
     STRIPE_POOL,
     STRIPE_WRITES,
     SUCCESS_RATE,
+    WRITEBACK_CONFLICTS,
+    WRITEBACK_FAILED,
+    WRITTEN_BACK,
 )
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.frames import frame_to_products
-from cms_stripe.core.sync import SyncOptions, SyncOutcome, run_sync
+from cms_stripe.core.sync import SyncOptions, SyncOutcome
 from cms_stripe.partitions import current_span, daily_partitions
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
-
-OUTCOMES = ("created", "updated", "repriced", "archived", "reactivated", "noop", "failed", "skipped")
-
-
-class LiveKeyRefused(dg.Failure):
-    pass
 
 
 def root_run_id(context: dg.AssetExecutionContext) -> str:
@@ -116,11 +117,11 @@ def plan_stamp(log: dg.DagsterLogManager, stripe: StripeResource) -> tuple[str |
 
 def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
     counts = outcome.counts
-    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != "skipped")
+    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
     meta: dict[str, dg.MetadataValue] = {
         DRY_RUN: dg.MetadataValue.bool(dry_run),
         PLANNED: dg.MetadataValue.int(len(outcome.plan.operations)),
-        SKIPPED: dg.MetadataValue.int(outcome.skipped_existing),
+        SKIPPED_EXISTING: dg.MetadataValue.int(outcome.skipped_existing),
         RESUMED: dg.MetadataValue.int(outcome.resumed),
         SUCCESS_RATE: dg.MetadataValue.float(outcome.succeeded / attempted if attempted else 1.0),
         PRODUCTS_PER_SECOND: dg.MetadataValue.float(
@@ -130,13 +131,13 @@ def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.Metada
         STRIPE_WRITES: dg.MetadataValue.int(outcome.stripe_writes),
         RATE_LIMITED: dg.MetadataValue.int(outcome.rate_limited),
         DURATION_S: dg.MetadataValue.float(round(outcome.duration_s, 3)),
-        "written_back": dg.MetadataValue.int(outcome.written_back),
-        "writeback_conflicts": dg.MetadataValue.int(len(outcome.writeback_conflicts) + len(outcome.writeback_missing)),
-        "writeback_failed": dg.MetadataValue.int(len(outcome.writeback_failed)),
+        WRITTEN_BACK: dg.MetadataValue.int(outcome.written_back),
+        WRITEBACK_CONFLICTS: dg.MetadataValue.int(len(outcome.writeback_conflicts) + len(outcome.writeback_missing)),
+        WRITEBACK_FAILED: dg.MetadataValue.int(len(outcome.writeback_failed)),
         PLAN_SUMMARY: dg.MetadataValue.md(outcome.plan.summary_markdown()),
     }
     for kind, n in outcome.plan.counts().items():
-        meta[f"plan_{kind}"] = dg.MetadataValue.int(n)
+        meta[PLAN_COUNT_PREFIX + kind] = dg.MetadataValue.int(n)
     for name in OUTCOMES:
         meta[name] = dg.MetadataValue.int(counts.get(name, 0))
     if outcome.plan_path:
@@ -167,8 +168,8 @@ def per_day_counts(
 
 
 def day_metadata(counts: Mapping[str, int], newest: str) -> dict[str, dg.MetadataValue]:
-    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != "skipped")
-    ok = attempted - counts.get("failed", 0)
+    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
+    ok = attempted - counts.get(FAILED, 0)
     meta: dict[str, dg.MetadataValue] = {name: dg.MetadataValue.int(counts.get(name, 0)) for name in OUTCOMES}
     meta[SUCCESS_RATE] = dg.MetadataValue.float(ok / attempted if attempted else 1.0)
     meta[MAX_UPDATED_AT] = dg.MetadataValue.text(newest)
@@ -195,19 +196,15 @@ def stripe_products(
     valid CMS rows, exactly once; writes the Stripe ids back to the CMS. Dry-run saves the plan only."""
     keys = partition_keys(context) or [context.partition_key]
     label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
-    if not settings.dry_run and stripe.is_live and not settings.live_allowed:
-        raise LiveKeyRefused(
-            "STRIPE_SECRET_KEY is a live key: refusing to write without MIGRATION_ALLOW_LIVE=true "
-            "(or `cms-stripe migrate --confirm-live`). Run a dry-run first."
-        )
+    if not settings.dry_run:
+        stripe.check_writes_allowed(settings.live_allowed)
     products = frame_to_products(validated_products)
     span = current_span()
     root = root_run_id(context)
     done = read_checkpoints(context.instance, STRIPE_PRODUCTS, keys, root)
     account_id, mode = plan_stamp(context.log, stripe) if settings.dry_run else (None, None)
-    outcome = run_sync(
+    outcome = stripe.sync(
         products,
-        stripe.gateway_for(settings.live_allowed),
         guarded_writer(catalog, settings.live_allowed),
         SyncOptions(
             run_id=context.run.run_id,
@@ -216,10 +213,10 @@ def stripe_products(
             skip_existing=settings.skip_existing,
             checkpoint_interval=settings.checkpoint_interval,
             reports_dir=settings.reports_dir,
-            max_concurrency=stripe.max_concurrency,
             account_id=account_id,
             mode=mode,
         ),
+        allow_live=settings.live_allowed,
         checkpoint_done=done,
         log=context.log.info,
         on_checkpoint=checkpoint_logger(context, products, span, keys[-1], root),

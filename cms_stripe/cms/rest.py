@@ -35,7 +35,6 @@ from cms_stripe.cms.errors import CmsConfigError
 from cms_stripe.cms.mapping import ColumnMapping, split_table_name
 from cms_stripe.cms.schema import from_db_timestamp
 from cms_stripe.cms.source import (
-    DEFAULT_BACKUP_DIR,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_BATCH_SIZE,
     LINK_COLUMNS,
@@ -50,6 +49,7 @@ from cms_stripe.cms.source import (
 )
 from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 from cms_stripe.core.changes import ChangedDays, summarize_changes
+from cms_stripe.core.settings import DEFAULT_BACKUP_DIR
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""The one catalog-source interface the pipeline codes against, and the backend chosen from the environment.
+"""The one catalog-source interface the pipeline codes against, and which backend the settings name.
 
 Two backends implement it: `SqlCatalogSource` (SQLAlchemy: Supabase Postgres direct or pooled, SQLite
 for the demo) and `RestCatalogSource` (Supabase REST through supabase-py). `CMS_DATABASE_URL` wins
@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from cms_stripe.cms.errors import CmsConfigError
-from cms_stripe.cms.mapping import ColumnMapping
 from cms_stripe.core.catalog import (
     SYNC_ARCHIVED,
     SYNC_FAILED,
@@ -27,6 +26,7 @@ from cms_stripe.core.catalog import (
     WriteBackResult,
 )
 from cms_stripe.core.changes import ChangedDays
+from cms_stripe.core.settings import Settings
 
 __all__ = [
     "LINK_COLUMNS",
@@ -35,19 +35,16 @@ __all__ = [
     "CatalogSource",
     "ChangedDays",
     "CmsConfigError",
-    "catalog_source_from_env",
+    "backend_for",
     "validate_updates",
 ]
 
 ENV_DATABASE_URL = "CMS_DATABASE_URL"
 ENV_SUPABASE_URL = "SUPABASE_URL"
 ENV_SUPABASE_KEY = "SUPABASE_SERVICE_ROLE_KEY"
-ENV_MAPPING_FILE = "CMS_MAPPING_FILE"
-ENV_BACKUP_DIR = "CMS_BACKUP_DIR"
 
 DEFAULT_PAGE_SIZE = 1000
 DEFAULT_WRITE_BATCH_SIZE = 500
-DEFAULT_BACKUP_DIR = ".cms_stripe/backups"
 
 # The sync columns the compare-and-set write-back compares (the row's tie to Stripe).
 LINK_COLUMNS = ("stripe_product_id", "stripe_price_id", "sync_hash")
@@ -205,41 +202,11 @@ def require_aware(value: datetime, name: str) -> datetime:
     return value
 
 
-def catalog_source_from_env(
-    env: Mapping[str, str],
-    *,
-    mapping: ColumnMapping | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    write_batch_size: int = DEFAULT_WRITE_BATCH_SIZE,
-) -> CatalogSource:
-    """Build the backend the environment configures: CMS_DATABASE_URL wins, else SUPABASE_URL + key."""
-    if mapping is None:
-        mapping = ColumnMapping.load(env.get(ENV_MAPPING_FILE) or None)
-    kind = backend_from_env(env)
-    if kind == "sql":
-        from cms_stripe.cms.sql import SqlCatalogSource
-
-        return SqlCatalogSource(
-            env[ENV_DATABASE_URL], mapping=mapping, page_size=page_size, write_batch_size=write_batch_size
-        )
-    from cms_stripe.cms.rest import RestCatalogSource
-
-    return RestCatalogSource(
-        env[ENV_SUPABASE_URL],
-        env[ENV_SUPABASE_KEY],
-        mapping=mapping,
-        page_size=page_size,
-        write_batch_size=write_batch_size,
-        backup_dir=env.get(ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR,
-    )
-
-
-def backend_from_env(env: Mapping[str, str]) -> str:
+def backend_for(settings: Settings) -> str:
     """'sql' or 'rest'; a clear CmsConfigError when neither is (fully) configured."""
-    if (env.get(ENV_DATABASE_URL) or "").strip():
+    if settings.cms_database_url:
         return "sql"
-    url = (env.get(ENV_SUPABASE_URL) or "").strip()
-    key = (env.get(ENV_SUPABASE_KEY) or "").strip()
+    url, key = settings.supabase_url, settings.supabase_service_role_key
     if url and key:
         return "rest"
     if url or key:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from cms_stripe.core.catalog import CmsProduct, content_hash, is_handled
-from cms_stripe.core.days import PartitionSpan
+from cms_stripe.core.days import PartitionSpan, utc_day
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def summarize_changes(products: Iterable[CmsProduct], cursor: datetime | None) -
             newest = updated
         if is_change:
             changed += 1
-            day = updated.astimezone(UTC).date()
+            day = utc_day(updated)
             days.add(day)
             if day not in day_newest or updated > day_newest[day]:
                 day_newest[day] = updated

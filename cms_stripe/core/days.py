@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+
+def utc_day(moment: datetime) -> date:
+    """The UTC day of a timestamp: the one rule that puts a row's `updated_at` in a day partition."""
+    return moment.astimezone(UTC).date()
 
 
 def day_start(key: str) -> datetime:
@@ -27,7 +32,7 @@ class PartitionSpan:
         """The partition of a row: the UTC day of its `updated_at`, clamped to the open edges."""
         if updated_at is None:
             return self.first
-        day = updated_at.astimezone(UTC).strftime("%Y-%m-%d")
+        day = utc_day(updated_at).isoformat()
         return min(max(day, self.first), self.last)
 
     def read_bounds(self, first_key: str, last_key: str) -> tuple[datetime | None, datetime | None, bool]:

@@ -1,4 +1,4 @@
-"""Error severities and the exceptions the gateway raises, classified as the tool we replace did.
+"""Error severities and the errors of a Stripe sync, classified as the tool we replace did.
 
 LOW      log and continue (e.g. the object already exists: the caller verifies and moves on)
 MEDIUM   transient: retry with backoff (429, 409, 5xx, dropped connection)
@@ -8,12 +8,8 @@ CRITICAL the run cannot make progress (bad key, missing permission, Stripe unrea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
-
-import stripe
-from pybreaker import CircuitBreakerError
 
 RESUME_HINT = (
     "nothing is lost — re-run `cms-stripe migrate` (or re-execute the Dagster run) to resume from the last checkpoint"
@@ -25,14 +21,6 @@ class Severity(StrEnum):  # a (str, Enum): compares and serialises as its value
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"
     CRITICAL = "CRITICAL"
-
-    @property
-    def rank(self) -> int:
-        """0 (LOW) .. 3 (CRITICAL), to pick the worst of several errors."""
-        return _RANK[self]
-
-
-_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 
 
 class StripeSyncError(Exception):
@@ -126,92 +114,11 @@ class CircuitOpenError(StripeSyncError):
     default_severity = Severity.CRITICAL
 
 
-# -- reading stripe-python exceptions -----------------------------------------------------------
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    # stripe-python hands over requests' CaseInsensitiveDict, other HTTP clients a plain dict.
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        for key, val in headers.items():
-            if key.lower() == lowered:
-                return val
-    return value
-
-
-def error_code(exc: stripe.StripeError) -> str | None:
-    """The Stripe error code; RateLimitError does not copy it onto `.code`, so read the body too."""
-    if exc.code:
-        return exc.code
-    body = exc.json_body
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("code"), str):
-            return err["code"]
-    return None
-
-
-def error_param(exc: stripe.StripeError) -> str | None:
-    param = getattr(exc, "param", None)
-    if isinstance(param, str):
-        return param
-    body = exc.json_body
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("param"), str):
-            return err["param"]
-    return None
-
-
-def rate_limited_reason(exc: stripe.StripeError) -> str:
-    """Why a 429 happened: 'lock_timeout', a Stripe-Rate-Limited-Reason value, or 'unknown'."""
-    if error_code(exc) == "lock_timeout":
-        return "lock_timeout"
-    reason = _header(exc.headers, "Stripe-Rate-Limited-Reason")
-    return reason.strip().lower() if reason else "unknown"
-
-
-def is_rate_limit(exc: BaseException) -> bool:
-    return isinstance(exc, stripe.RateLimitError) or (isinstance(exc, stripe.StripeError) and exc.http_status == 429)
-
-
-def is_server_error(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, stripe.StripeError)
-        and not isinstance(exc, stripe.APIConnectionError)
-        and exc.http_status is not None
-        and exc.http_status >= 500
-    )
-
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, stripe.StripeError) and exc.http_status == 409
-
-
 def classify(exc: BaseException) -> Severity:
-    """Severity of any exception a Stripe call can produce (ours or stripe-python's)."""
+    """Severity of an exception met while syncing a product. The Stripe adapter raises only
+    StripeSyncError (see `cms_stripe.stripe.errors.classify` for how it reads stripe-python's)."""
     if isinstance(exc, StripeSyncError):
         return exc.severity
-    if isinstance(exc, CircuitBreakerError):
-        return Severity.CRITICAL
-    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
-        return Severity.CRITICAL
-    if isinstance(exc, stripe.APIConnectionError):
-        return Severity.MEDIUM
-    if is_rate_limit(exc) or is_conflict(exc) or is_server_error(exc):
-        return Severity.MEDIUM
-    if isinstance(exc, stripe.InvalidRequestError):
-        if error_code(exc) == "resource_already_exists":
-            return Severity.LOW
-        return Severity.HIGH
-    if isinstance(exc, stripe.APIError) and exc.http_status is None:
-        # No status: the response could not be read at all, a transient failure.
-        return Severity.MEDIUM
-    if isinstance(exc, stripe.StripeError):
-        return Severity.HIGH
     if isinstance(exc, ConnectionError | TimeoutError):
         return Severity.MEDIUM
     if isinstance(exc, Exception):

@@ -52,7 +52,6 @@ from cms_stripe.core.errors import (
     classify,
 )
 from cms_stripe.core.identity import idempotency_key
-from cms_stripe.core.limits import EP_CREATE_PRICE, EP_CREATE_PRODUCT, LimitModel, RateLimiter
 from cms_stripe.core.mapping import (
     META_CMS_ID,
     META_PREV_PRICE,
@@ -61,6 +60,7 @@ from cms_stripe.core.mapping import (
     Target,
 )
 from cms_stripe.core.plan import Operation, Plan, plan_product
+from cms_stripe.core.ports import EP_CREATE_PRICE, EP_CREATE_PRODUCT, Limiter, Limits
 from cms_stripe.core.state import product_prices, refresh_state
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,10 @@ ProgressFn = Callable[[int, int, int, int], None]
 
 
 class Gateway(Protocol):
-    limits: LimitModel
-    limiter: RateLimiter
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def limiter(self) -> Limiter: ...
 
     @property
     def stats(self) -> Any: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -104,11 +104,3 @@ class ValidatedProducts(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = False
-
-
-def empty_products_frame() -> pd.DataFrame:
-    return products_to_frame([])
-
-
-def ids_of(frame: pd.DataFrame) -> Sequence[str]:
-    return [str(i) for i in frame["id"].tolist()]

@@ -1,4 +1,10 @@
-"""Settings from the environment, with the names users of the tool we replace already know.
+"""The one settings model: every environment variable the project reads is read here, with the names
+users of the tool we replace already know. The CLI, the resources, the limits, the partitions, the
+schedule and the sensor all take their values from `Settings.from_env()`.
+
+A typed dataclass with hand-written parsers rather than pydantic-settings: the old tool's spellings
+(blank means unset, strict booleans for the switches that guard writes, errors that name the
+variable) would each need a custom validator there, and the pure core keeps no extra dependency.
 
 Secrets (STRIPE_SECRET_KEY, SUPABASE_SERVICE_ROLE_KEY, passwords in CMS_DATABASE_URL) are read only
 from the environment and never rendered: `describe()` masks them.
@@ -39,6 +45,11 @@ ENV_PLAN_MAX_AGE_HOURS = "MIGRATION_PLAN_MAX_AGE_HOURS"
 DEFAULT_PLAN_MAX_AGE_HOURS = 24.0
 
 
+DEFAULT_PARTITION_START = date(2025, 1, 1)
+DEFAULT_SYNC_CRON = "*/30 * * * *"
+DEFAULT_BACKUP_DIR = ".cms_stripe/backups"
+
+
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
 
@@ -48,6 +59,18 @@ class LiveKeyRefused(RuntimeError):
 
 
 LIVE_REFUSAL_HINT = "set MIGRATION_ALLOW_LIVE=true or pass `cms-stripe migrate --confirm-live` (run a dry-run first)"
+
+
+def live_write_refusal(what: str, live: bool, allow_live: bool) -> str | None:
+    """The live-key guard every writer applies (the Stripe gateway, the CMS write-back, the assets'
+    early check): None when the write may go, else why not. `live` is `is_live_key` of the key the
+    writes would use, so a missing or unexpected key is refused too."""
+    if allow_live or not live:
+        return None
+    return (
+        f"refusing to {what}: STRIPE_SECRET_KEY is not a test key (or is not set) and live writes were "
+        f"not allowed; {LIVE_REFUSAL_HINT}"
+    )
 
 
 def parse_bool(name: str, raw: str | None, default: bool) -> bool:
@@ -66,6 +89,11 @@ def parse_bool(name: str, raw: str | None, default: bool) -> bool:
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return parse_bool(name, env.get(name), default)
+
+
+def env_text(env: Mapping[str, str], name: str) -> str | None:
+    """A text setting, trimmed (a pasted value often carries a space or newline); blank is unset."""
+    return clean_key(env.get(name))
 
 
 def env_int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 1) -> int | None:
@@ -92,13 +120,6 @@ def env_float(env: Mapping[str, str], name: str, default: float | None) -> float
     if not math.isfinite(value) or value <= 0:
         raise SettingsError(f"{name} must be a positive number, not {raw!r}")
     return value
-
-
-def plan_max_age_hours(env: Mapping[str, str] | None = None) -> float:
-    """MIGRATION_PLAN_MAX_AGE_HOURS, from the environment only: a limit that run config (the
-    Launchpad) could raise would not be a limit."""
-    value = env_float(os.environ if env is None else env, ENV_PLAN_MAX_AGE_HOURS, DEFAULT_PLAN_MAX_AGE_HOURS)
-    return DEFAULT_PLAN_MAX_AGE_HOURS if value is None else value
 
 
 def price_lookup_keys(env: Mapping[str, str] | None = None) -> bool:
@@ -361,14 +382,27 @@ class Settings:
     end_date: date | None = None
     product_ids: tuple[str, ...] = ()
     skip_existing: bool = True
-    batch_size: int = 500
     max_concurrency: int | None = None
     checkpoint_interval: int = 100
     allow_live: bool = False
     validation_threshold: float = 0.95
     reports_dir: str = "reports"
     price_lookup_keys: bool = DEFAULT_PRICE_LOOKUP_KEYS
+    # From the environment only: a limit that run config (the Launchpad) could raise would not be one.
     plan_max_age_hours: float = DEFAULT_PLAN_MAX_AGE_HOURS
+    stripe_tax_behavior: str | None = None
+    # Where the CMS catalog lives besides its URL: table, column mapping, REST backups, paging.
+    cms_table: str | None = None
+    cms_mapping_file: str | None = None
+    cms_backup_dir: str = DEFAULT_BACKUP_DIR
+    cms_page_size: int = 1000
+    cms_write_batch_size: int = 500
+    # Orchestration: the partitions' first day, the schedule, the change sensor, the frames folder.
+    partition_start: date = DEFAULT_PARTITION_START
+    automation: bool = False
+    sync_cron: str = DEFAULT_SYNC_CRON
+    sensor_lookback_s: int = 120
+    frames_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -400,14 +434,26 @@ class Settings:
             end_date=end,
             product_ids=ids,
             skip_existing=env_bool(env, "MIGRATION_SKIP_EXISTING", True),
-            batch_size=env_int(env, "MIGRATION_BATCH_SIZE", 500) or 500,
             max_concurrency=env_int(env, "MIGRATION_MAX_CONCURRENCY", None),
             checkpoint_interval=env_int(env, "MIGRATION_CHECKPOINT_INTERVAL", 100) or 100,
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
             validation_threshold=threshold,
-            reports_dir=reports_dir_from_env(env),
+            reports_dir=env_text(env, "MIGRATION_REPORTS_DIR") or "reports",
             price_lookup_keys=price_lookup_keys(env),
-            plan_max_age_hours=plan_max_age_hours(env),
+            plan_max_age_hours=env_float(env, ENV_PLAN_MAX_AGE_HOURS, DEFAULT_PLAN_MAX_AGE_HOURS)
+            or DEFAULT_PLAN_MAX_AGE_HOURS,
+            stripe_tax_behavior=env_text(env, "STRIPE_TAX_BEHAVIOR"),
+            cms_table=env_text(env, "CMS_TABLE"),
+            cms_mapping_file=env_text(env, "CMS_MAPPING_FILE"),
+            cms_backup_dir=env_text(env, "CMS_BACKUP_DIR") or DEFAULT_BACKUP_DIR,
+            cms_page_size=env_int(env, "CMS_PAGE_SIZE", 1000) or 1000,
+            cms_write_batch_size=env_int(env, "CMS_WRITE_BATCH_SIZE", 500) or 500,
+            partition_start=parse_day("MIGRATION_PARTITION_START", env.get("MIGRATION_PARTITION_START"))
+            or DEFAULT_PARTITION_START,
+            automation=env_bool(env, "CMS_STRIPE_AUTOMATION", False),
+            sync_cron=env_text(env, "CMS_STRIPE_SYNC_CRON") or DEFAULT_SYNC_CRON,
+            sensor_lookback_s=env_int(env, "CMS_STRIPE_SENSOR_LOOKBACK_S", 120, minimum=0) or 0,
+            frames_dir=env_text(env, "CMS_STRIPE_FRAMES_DIR"),
         )
 
     @property
@@ -432,18 +478,21 @@ class Settings:
             "MIGRATION_END_DATE": str(self.end_date or "(today)"),
             "MIGRATION_PRODUCT_IDS": ",".join(self.product_ids) or "(none)",
             "MIGRATION_SKIP_EXISTING": str(self.skip_existing).lower(),
-            "MIGRATION_BATCH_SIZE": str(self.batch_size),
             "MIGRATION_MAX_CONCURRENCY": str(self.max_concurrency or "(from latency)"),
             "MIGRATION_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),
             "MIGRATION_REPORTS_DIR": self.reports_dir,
             ENV_PRICE_LOOKUP_KEYS: str(self.price_lookup_keys).lower(),
             ENV_PLAN_MAX_AGE_HOURS: f"{self.plan_max_age_hours:g}",
+            "STRIPE_TAX_BEHAVIOR": self.stripe_tax_behavior or "(unspecified)",
+            "CMS_TABLE": self.cms_table or "(from the mapping, else products)",
+            "CMS_MAPPING_FILE": self.cms_mapping_file or "(none)",
+            "CMS_BACKUP_DIR": self.cms_backup_dir,
+            "CMS_PAGE_SIZE": str(self.cms_page_size),
+            "CMS_WRITE_BATCH_SIZE": str(self.cms_write_batch_size),
+            "MIGRATION_PARTITION_START": self.partition_start.isoformat(),
+            "CMS_STRIPE_AUTOMATION": "on" if self.automation else "off",
+            "CMS_STRIPE_SYNC_CRON": self.sync_cron,
+            "CMS_STRIPE_SENSOR_LOOKBACK_S": str(self.sensor_lookback_s),
+            "CMS_STRIPE_FRAMES_DIR": self.frames_dir or "(the instance's storage folder)",
         }
-
-
-def reports_dir_from_env(env: Mapping[str, str] | None = None) -> str:
-    """Where plans and reports go: MIGRATION_REPORTS_DIR of the code location's environment only (a
-    run-config folder would let whoever opens the UI write files anywhere the process can)."""
-    env = os.environ if env is None else env
-    return (env.get("MIGRATION_REPORTS_DIR") or "").strip() or "reports"

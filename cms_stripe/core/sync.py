@@ -58,7 +58,6 @@ class SyncOptions:
 @dataclass
 class SyncOutcome:
     plan: Plan
-    planned_rows: int
     skipped_existing: int = 0
     resumed: int = 0
     result: ApplyResult | None = None
@@ -183,7 +182,6 @@ def run_sync(
     log("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
     outcome = SyncOutcome(
         plan=plan,
-        planned_rows=len(todo),
         skipped_existing=skipped,
         resumed=resumed,
         plan_path=plan_path,

@@ -7,7 +7,7 @@ same Stripe product quarantines those rows with a reason, never the batch.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cms_stripe.core.catalog import (
@@ -180,11 +180,3 @@ def md_cell(text: object) -> str:
     """CMS text inside a Markdown table cell: no pipes, no line breaks, no control characters."""
     cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
     return cleaned.replace("|", "\\|")[:300]
-
-
-def issues_by_code(quarantined: Quarantine) -> Mapping[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for _, issues in quarantined:
-        for i in issues:
-            counts[i.code] += 1
-    return dict(counts)

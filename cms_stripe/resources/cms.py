@@ -1,18 +1,17 @@
 """The CMS catalog as Dagster resources: SQL (CMS_DATABASE_URL) or Supabase REST, one interface.
 
-Both expose the CatalogSource methods, so assets and sensors take `dg.ResourceParam[CatalogSource]`
-and never see which backend runs. Addresses and secrets are read from the code location's
-environment, never from config (see `_CatalogResource`); the backend object is built in
-`setup_for_execution` (or lazily via `source()` for the CLI). Every write passes the live-key guard.
+Both hand runs the backend itself (`create_resource`), so assets and sensors take
+`dg.ResourceParam[CatalogSource]` and never see which backend runs. Addresses and secrets are read
+from the settings, never from config (see `_CatalogResource`); the backend object is built in
+`setup_for_execution` (or lazily via `source()` for the CLI). Every write passes the live-key guard
+and every exception is scrubbed of secrets.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -21,59 +20,16 @@ from pydantic import PrivateAttr
 from cms_stripe.cms.errors import CmsConfigError
 from cms_stripe.cms.mapping import ColumnMapping
 from cms_stripe.cms.source import (
-    DEFAULT_BACKUP_DIR,
     DEFAULT_PAGE_SIZE,
     DEFAULT_WRITE_BATCH_SIZE,
-    ENV_BACKUP_DIR,
-    ENV_DATABASE_URL,
-    ENV_MAPPING_FILE,
-    ENV_SUPABASE_KEY,
-    ENV_SUPABASE_URL,
-    BackupRow,
     CatalogSource,
-    ChangedDays,
-    backend_from_env,
+    backend_for,
 )
-from cms_stripe.core.catalog import CmsProduct, SyncUpdate, WriteBackResult
-from cms_stripe.core.settings import (
-    LIVE_REFUSAL_HINT,
-    LiveKeyRefused,
-    clean_key,
-    is_live_key,
-    scrub,
-    scrubbed_exception,
-)
+from cms_stripe.core.catalog import SyncUpdate, WriteBackResult
+from cms_stripe.core.settings import LiveKeyRefused, Settings, scrub, scrubbed_exception
+from cms_stripe.resources.settings import refuse_live_writes
 
-ENV_TABLE = "CMS_TABLE"
 BACKUP_DIR_TAG = "cms_stripe/backup_dir"
-ENV_PAGE_SIZE = "CMS_PAGE_SIZE"
-ENV_WRITE_BATCH_SIZE = "CMS_WRITE_BATCH_SIZE"
-
-
-ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
-ENV_ALLOW_LIVE = "MIGRATION_ALLOW_LIVE"
-
-
-class CmsLiveWriteRefused(dg.Failure, LiveKeyRefused):
-    """A CMS write refused by the live-key guard. Not retried: the same key would be refused again."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            description=(
-                f"refusing to {what}: {ENV_STRIPE_KEY} is not a test key (or is not set) and live writes "
-                f"were not allowed; {LIVE_REFUSAL_HINT}"
-            ),
-            allow_retries=False,
-        )
-
-
-def check_live_write(what: str, allow_live: bool, env: Mapping[str, str] | None = None) -> None:
-    """The CMS half of the live-key guard: a write-back belongs to a sync against the Stripe account of
-    STRIPE_SECRET_KEY, so with a live key (anything not clearly a test key) it needs the same
-    explicit allowance as the Stripe writes."""
-    env = os.environ if env is None else env
-    if not allow_live and is_live_key(env.get(ENV_STRIPE_KEY)):
-        raise CmsLiveWriteRefused(what)
 
 
 def _scrub_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -83,7 +39,9 @@ def _scrub_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            # Paged reads are generators: read them here so errors raised while paging are scrubbed too.
+            return iter(list(result)) if isinstance(result, Iterator) else result
         except (LiveKeyRefused, dg.Failure):
             raise
         except Exception as exc:
@@ -112,12 +70,12 @@ class _Guarded:
 
     @_scrub_errors
     def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str) -> WriteBackResult:
-        check_live_write("write back to the CMS", self._allow_live)
+        refuse_live_writes("write back to the CMS", self._allow_live)
         return self._inner.write_back([_scrub_update(u) for u in updates], run_id=run_id)
 
     @_scrub_errors
     def restore_backup(self, run_id: str) -> WriteBackResult:
-        check_live_write("restore CMS rows from a backup", self._allow_live)
+        refuse_live_writes("restore CMS rows from a backup", self._allow_live)
         return self._inner.restore_backup(run_id)
 
 
@@ -126,6 +84,8 @@ def guarded_writer(catalog: Any, allow_live: bool) -> Any:
     allowance stated explicitly (a run passes its SyncSettingsResource.live_allowed)."""
     if isinstance(catalog, _CatalogResource):
         return catalog.writer(allow_live)
+    if isinstance(catalog, _Guarded):  # what a run's `catalog` is: re-guard its source
+        return _Guarded(catalog._inner, allow_live)
     return _Guarded(catalog, allow_live)
 
 
@@ -149,16 +109,16 @@ class _CatalogResource(dg.ConfigurableResource):
     _source: CatalogSource | None = PrivateAttr(default=None)
 
     @staticmethod
-    def _mapping(env: Mapping[str, str]) -> ColumnMapping:
-        return ColumnMapping.load(_env_text(env, ENV_MAPPING_FILE), table=_env_text(env, ENV_TABLE))
+    def _mapping(settings: Settings) -> ColumnMapping:
+        return ColumnMapping.load(settings.cms_mapping_file, table=settings.cms_table)
 
-    def _build(self, env: Mapping[str, str]) -> CatalogSource:
+    def _build(self, settings: Settings) -> CatalogSource:
         raise NotImplementedError
 
     @_scrub_errors
     def _backend(self) -> CatalogSource:
         if self._source is None:
-            self._source = self._build(os.environ)
+            self._source = self._build(Settings.from_env())
         return self._source
 
     def source(self) -> Any:
@@ -174,53 +134,12 @@ class _CatalogResource(dg.ConfigurableResource):
         self._source = None
         self._backend()
 
+    def create_resource(self, context: dg.InitResourceContext) -> Any:
+        """What assets, ops and sensors receive as `catalog`: the source itself (see `source()`)."""
+        return self.source()
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
-
-    # CatalogSource, delegated; exceptions scrubbed.
-    @_scrub_errors
-    def check(self) -> None:
-        self._backend().check()
-
-    @_scrub_errors
-    def read_window(
-        self,
-        start: datetime | None,
-        end: datetime | None,
-        *,
-        include_undated: bool = False,
-        page_size: int | None = None,
-    ) -> Iterator[CmsProduct]:
-        # Materialised here so that errors raised while paging are scrubbed too.
-        return iter(list(self._backend().read_window(start, end, include_undated=include_undated, page_size=page_size)))
-
-    @_scrub_errors
-    def read_ids(self, ids: Sequence[str]) -> list[CmsProduct]:
-        return self._backend().read_ids(ids)
-
-    @_scrub_errors
-    def read_all(self) -> Iterator[CmsProduct]:
-        return iter(list(self._backend().read_all()))
-
-    @_scrub_errors
-    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
-        return self._backend().read_by_stripe_product_ids(stripe_product_ids)
-
-    @_scrub_errors
-    def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
-        return self._backend().changed_days_since(cursor, lookback=lookback)
-
-    def write_back(self, updates: Sequence[SyncUpdate], *, run_id: str, allow_live: bool = False) -> WriteBackResult:
-        """Write sync results to the CMS; with a live Stripe key refused unless `allow_live=True`."""
-        return self.writer(allow_live).write_back(updates, run_id=run_id)
-
-    @_scrub_errors
-    def backup_for_run(self, run_id: str) -> list[BackupRow]:
-        return self._backend().backup_for_run(run_id)
-
-    def restore_backup(self, run_id: str, *, allow_live: bool = False) -> WriteBackResult:
-        """Undo a run's write-back; with a live Stripe key refused unless `allow_live=True`."""
-        return self.writer(allow_live).restore_backup(run_id)
 
     def close(self) -> None:
         if self._source is not None:
@@ -232,16 +151,18 @@ class SqlCatalogResource(_CatalogResource):
     """CMS catalog over SQL (CMS_DATABASE_URL): Supabase Postgres (direct or pooled) or SQLite;
     backups in cms_stripe_backups."""
 
-    def _build(self, env: Mapping[str, str]) -> CatalogSource:
+    def _build(self, settings: Settings) -> CatalogSource:
         from cms_stripe.cms.sql import SqlCatalogSource
 
-        url = _env_text(env, ENV_DATABASE_URL)
-        if not url:
+        if not settings.cms_database_url:
             # Say what is missing in the words of the environment variables.
-            backend_from_env(env)
-            raise CmsConfigError(f"{ENV_DATABASE_URL} is not set in the code location's environment")
+            backend_for(settings)
+            raise CmsConfigError("CMS_DATABASE_URL is not set in the code location's environment")
         return SqlCatalogSource(
-            url, mapping=self._mapping(env), page_size=self.page_size, write_batch_size=self.write_batch_size
+            settings.cms_database_url,
+            mapping=self._mapping(settings),
+            page_size=self.page_size,
+            write_batch_size=self.write_batch_size,
         )
 
 
@@ -249,19 +170,18 @@ class SupabaseCatalogResource(_CatalogResource):
     """CMS catalog over Supabase's REST API (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY); backups as JSON
     files under CMS_BACKUP_DIR."""
 
-    def _build(self, env: Mapping[str, str]) -> CatalogSource:
+    def _build(self, settings: Settings) -> CatalogSource:
         from cms_stripe.cms.rest import RestCatalogSource
 
-        url, key = _env_text(env, ENV_SUPABASE_URL), _env_text(env, ENV_SUPABASE_KEY)
-        if not (url and key):
-            backend_from_env(env)
+        if not (settings.supabase_url and settings.supabase_service_role_key):
+            backend_for(settings)
         return RestCatalogSource(
-            url or "",
-            key or "",
-            mapping=self._mapping(env),
+            settings.supabase_url or "",
+            settings.supabase_service_role_key or "",
+            mapping=self._mapping(settings),
             page_size=self.page_size,
             write_batch_size=self.write_batch_size,
-            backup_dir=backup_dir_from_env(env),
+            backup_dir=settings.cms_backup_dir,
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -275,32 +195,10 @@ class SupabaseCatalogResource(_CatalogResource):
                 context.instance.add_run_tags(run.run_id, {BACKUP_DIR_TAG: folder})
 
 
-def _env_text(env: Mapping[str, str], name: str) -> str | None:
-    return clean_key(env.get(name))
-
-
-def backup_dir_from_env(env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return _env_text(env, ENV_BACKUP_DIR) or DEFAULT_BACKUP_DIR
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise CmsConfigError(f"{name} must be a positive integer, not {raw!r}") from None
-    if value < 1:
-        raise CmsConfigError(f"{name} must be a positive integer, not {raw!r}")
-    return value
-
-
 def backend_is_rest(env: Mapping[str, str] | None = None) -> bool:
     """True when the environment configures the Supabase REST backend (CMS_DATABASE_URL unset)."""
     try:
-        return backend_from_env(os.environ if env is None else env) == "rest"
+        return backend_for(Settings.from_env(env)) == "rest"
     except CmsConfigError:
         return False
 
@@ -313,13 +211,10 @@ def catalog_resource_from_env(
     With neither set, `strict=True` raises the CmsConfigError now; otherwise the code location still
     loads and the same message is raised when a run or sensor first uses the catalog.
     """
-    env = os.environ if env is None else env
-    options: dict[str, Any] = {
-        "page_size": _env_int(env, ENV_PAGE_SIZE, DEFAULT_PAGE_SIZE),
-        "write_batch_size": _env_int(env, ENV_WRITE_BATCH_SIZE, DEFAULT_WRITE_BATCH_SIZE),
-    }
+    settings = Settings.from_env(env)
+    options: dict[str, Any] = {"page_size": settings.cms_page_size, "write_batch_size": settings.cms_write_batch_size}
     try:
-        kind = backend_from_env(env)
+        kind = backend_for(settings)
     except CmsConfigError:
         if strict:
             raise

@@ -7,13 +7,25 @@ and allow live writes the environment has not allowed (`live_allowed`)."""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from cms_stripe.core.settings import Settings, env_bool, reports_dir_from_env
+from cms_stripe.core.settings import LiveKeyRefused, Settings, live_write_refusal
 
-ENV_ALLOW_LIVE = "MIGRATION_ALLOW_LIVE"
+
+class LiveWriteRefused(dg.Failure, LiveKeyRefused):
+    """A write refused by the live-key guard (to Stripe before a run writes, or to the CMS). Not
+    retried: the same key would be refused again."""
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__(description=refusal, allow_retries=False)
+
+
+def refuse_live_writes(what: str, allow_live: bool) -> None:
+    """The live-key guard for writes a resource makes or starts: with the environment's key live
+    (anything not clearly a test key) they need the explicit allowance."""
+    refusal = live_write_refusal(what, Settings.from_env().live_key, allow_live)
+    if refusal:
+        raise LiveWriteRefused(refusal)
 
 
 class SyncSettingsResource(dg.ConfigurableResource):
@@ -28,18 +40,18 @@ class SyncSettingsResource(dg.ConfigurableResource):
     @property
     def reports_dir(self) -> str:
         """Not config: a folder set per run would let whoever opens the UI write files anywhere."""
-        return reports_dir_from_env(os.environ)
+        return Settings.from_env().reports_dir
 
     @property
     def live_allowed(self) -> bool:
         """Writes with a live Stripe key need both this run's `allow_live` and MIGRATION_ALLOW_LIVE=true
         in the code location's environment (`cms-stripe migrate --confirm-live` sets it for its run):
         run config can withdraw the allowance, never grant one the deployment did not."""
-        return self.allow_live and env_bool(os.environ, ENV_ALLOW_LIVE, False)
+        return self.allow_live and Settings.from_env().allow_live
 
     @classmethod
     def from_env(cls) -> SyncSettingsResource:
-        s = Settings.from_env(os.environ)
+        s = Settings.from_env()
         return cls(
             dry_run=s.dry_run,
             skip_existing=s.skip_existing,

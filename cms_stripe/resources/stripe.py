@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
-from cms_stripe.core.gateway import ENV_API_BASE, StripeGateway
-from cms_stripe.core.limits import ENV_ENDPOINT_RPS, ENV_MAX_CONCURRENCY, ENV_MAX_RPS
 from cms_stripe.core.plan import Plan, build_plan
-from cms_stripe.core.settings import SettingsError, clean_key, is_live_key
+from cms_stripe.core.settings import Settings, SettingsError, is_live_key
 from cms_stripe.core.state import ProductState, read_state
+from cms_stripe.core.sync import SyncOptions, SyncOutcome, WriteBack, run_sync
+from cms_stripe.resources.settings import refuse_live_writes
+from cms_stripe.stripe.gateway import StripeGateway
+from cms_stripe.stripe.limits import LimitModel
 
-ENV_SECRET_KEY = "STRIPE_SECRET_KEY"  # noqa: S105 - the variable's name, not a key
+N = TypeVar("N", int, float)
 
 
-def _capped(env: dict[str, str], name: str, value: float | int | None) -> None:
+def _lower(configured: N | None, allowed: N | None) -> N | None:
     """Config can only lower what the environment allows, never raise it."""
-    if value is None:
-        return
-    current = env.get(name)
-    if current:
-        # A malformed env value is reported by LimitModel itself.
-        with contextlib.suppress(ValueError):
-            value = min(type(value)(float(current)), value)
-    env[name] = str(value)
+    if configured is None:
+        return allowed
+    return configured if allowed is None else min(configured, allowed)
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -50,39 +46,40 @@ class StripeResource(dg.ConfigurableResource):
 
     _gateways: dict[bool, StripeGateway] = PrivateAttr(default_factory=dict)
 
-    def _limits_env(self, env: Mapping[str, str]) -> dict[str, str]:
-        out = dict(env)
-        _capped(out, ENV_MAX_RPS, self.max_rps)
-        _capped(out, ENV_ENDPOINT_RPS, self.endpoint_rps)
-        _capped(out, ENV_MAX_CONCURRENCY, self.max_concurrency)
-        return out
-
     @staticmethod
-    def _api_key(env: Mapping[str, str]) -> str:
-        key = clean_key(env.get(ENV_SECRET_KEY))
-        if not key:
-            raise SettingsError(f"{ENV_SECRET_KEY} is not set in the code location's environment")
-        return key
+    def _api_key(settings: Settings) -> str:
+        if not settings.stripe_secret_key:
+            raise SettingsError("STRIPE_SECRET_KEY is not set in the code location's environment")
+        return settings.stripe_secret_key
 
     def build_gateway(self, env: Mapping[str, str] | None = None, *, allow_live: bool = False) -> StripeGateway:
         """A gateway on the environment's key and API base; writes with a live key are refused unless
         `allow_live` (the guard sits in the gateway, so no caller can skip it)."""
-        env = os.environ if env is None else env
+        settings = Settings.from_env(env)
+        key = self._api_key(settings)
+        capped = replace(
+            settings,
+            stripe_max_rps=_lower(self.max_rps, settings.stripe_max_rps),
+            stripe_endpoint_rps=_lower(self.endpoint_rps, settings.stripe_endpoint_rps),
+            max_concurrency=_lower(self.max_concurrency, settings.max_concurrency),
+        )
         return StripeGateway.from_settings(
-            self._api_key(env),
-            api_base=clean_key(env.get(ENV_API_BASE)),
-            env=self._limits_env(env),
-            allow_live=allow_live,
+            key, settings.stripe_api_base, limits=LimitModel.for_key(key, capped), allow_live=allow_live
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Fail at launch on a missing key, not at the first Stripe call.
-        self._api_key(os.environ)
+        self._api_key(Settings.from_env())
 
     @property
     def is_live(self) -> bool:
         """True unless the key is clearly a test key (the one live-key rule, core.settings.is_live_key)."""
-        return is_live_key(os.environ.get(ENV_SECRET_KEY))
+        return is_live_key(Settings.from_env().stripe_secret_key)
+
+    def check_writes_allowed(self, allow_live: bool) -> None:
+        """Refuse a writing run before it reads anything, by the same guard the gateway applies to
+        every write (a run passes its SyncSettingsResource.live_allowed)."""
+        refuse_live_writes("write to Stripe", allow_live)
 
     def gateway_for(self, allow_live: bool) -> StripeGateway:
         """The gateway a writer uses: `allow_live` must be said explicitly (a run passes its
@@ -136,6 +133,22 @@ class StripeResource(dg.ConfigurableResource):
         account = self.gateway.retrieve_account()
         return str(account["id"]), "live" if self.is_live else "test"
 
+    def sync(
+        self,
+        products: Sequence[CmsProduct],
+        cms: WriteBack,
+        options: SyncOptions,
+        *,
+        allow_live: bool = False,
+        **kw: Any,
+    ) -> SyncOutcome:
+        """Skip what is done, plan, apply (unless dry-run) and write the outcome back to the CMS, paced
+        by this resource's caps; with a live key nothing is written unless `allow_live=True`.
+        `kw` goes to core.sync.run_sync (checkpoints, log)."""
+        if options.max_concurrency is None:
+            options = replace(options, max_concurrency=self.max_concurrency)
+        return run_sync(products, self.gateway_for(allow_live), cms, options, **kw)
+
     def list_products(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The existing products among `ids` (100 per call, default price expanded)."""
         return self.gateway.list_products(ids, expand_default_price=True)
@@ -149,9 +162,6 @@ class StripeResource(dg.ConfigurableResource):
 
 
 def stripe_resource_from_env(env: Mapping[str, str] | None = None) -> StripeResource:
-    """The resource as Definitions wires it. The key and API base are read from the environment when
-    a run builds the gateway; rate and concurrency caps (STRIPE_MAX_RPS, STRIPE_ENDPOINT_RPS,
-    MIGRATION_MAX_CONCURRENCY) are read by the limit model then too, so they need no config here.
-    """
-    source = os.environ if env is None else env
-    return StripeResource(tax_behavior=source.get("STRIPE_TAX_BEHAVIOR") or None)
+    """The resource as Definitions wires it. The key, API base and rate caps are read from the
+    settings when a run builds the gateway, so they need no config here."""
+    return StripeResource(tax_behavior=Settings.from_env(env).stripe_tax_behavior)

@@ -30,15 +30,15 @@ def _catalog(p: dict[str, Any]) -> list[Any]:
 def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
     """Read Stripe state, plan, apply: the engine's part of a sync, without CMS or Dagster."""
     from cms_stripe.core.executor import apply_plan
-    from cms_stripe.core.gateway import StripeGateway
-    from cms_stripe.core.limits import LimitModel, RateLimiter
     from cms_stripe.core.plan import build_plan
     from cms_stripe.core.state import read_state
+    from cms_stripe.stripe.gateway import StripeGateway
+    from cms_stripe.stripe.limits import LimitModel, RateLimiter
 
     kw: dict[str, Any] = {}
     if p.get("safety"):  # an A/B of the limiter's pacing (--safety); otherwise the engine's default
         kw["limiter"] = RateLimiter(LimitModel.for_key(p["key"], {}), safety=float(p["safety"]))
-    gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True, **kw)
+    gateway = StripeGateway.from_settings(p["key"], p["api_base"], allow_live=True, **kw)
     t0 = time.monotonic()
     state = read_state(gateway, products)
     t1 = time.monotonic()
@@ -139,14 +139,14 @@ def sync_e2e(p: dict[str, Any]) -> dict[str, Any]:
     import uuid
 
     from cms_stripe.cms.sql import SqlCatalogSource
-    from cms_stripe.core.gateway import StripeGateway
     from cms_stripe.core.sync import SyncOptions, run_sync
+    from cms_stripe.stripe.gateway import StripeGateway
 
     t0 = time.monotonic()
     source = SqlCatalogSource(p["database_url"])
     try:
         products = list(source.read_all())
-        gateway = StripeGateway.from_settings(p["key"], p["api_base"], env={}, allow_live=True)
+        gateway = StripeGateway.from_settings(p["key"], p["api_base"], allow_live=True)
         with tempfile.TemporaryDirectory() as reports:
             outcome = run_sync(
                 products,

@@ -3,8 +3,7 @@
 The table has NOT NULL columns the tool does not know (`name`, `sku`, no defaults), the
 `moddatetime`-style trigger, an audit trigger that records every INSERT, and row level security
 with no policy, served by the PostgREST-compatible test server connected as a role with BYPASSRLS
-(what Supabase's service role is). The source is built the way the CLI builds it
-(`catalog_source_from_env` with SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY).
+(what Supabase's service role is).
 
 What must hold:
 - write-back of the sync columns of existing rows succeeds and changes nothing else (PostgreSQL
@@ -32,7 +31,7 @@ import pytest
 import sqlalchemy as sa
 
 from cms_stripe.cms.mapping import ColumnMapping
-from cms_stripe.cms.source import catalog_source_from_env
+from cms_stripe.cms.rest import RestCatalogSource
 from cms_stripe.core.catalog import SyncLink, SyncUpdate
 from cms_stripe_tests.postgrest_server import PostgrestTestServer
 
@@ -139,8 +138,7 @@ def db(database: tuple[sa.engine.Engine, str], server: PostgrestTestServer) -> s
 
 @pytest.fixture()
 def source(server: PostgrestTestServer, tmp_path: Any) -> Iterator[Any]:
-    env = {"SUPABASE_URL": server.url, "SUPABASE_SERVICE_ROLE_KEY": KEY, "CMS_BACKUP_DIR": str(tmp_path / "backups")}
-    src = catalog_source_from_env(env, mapping=ColumnMapping(table=TABLE))
+    src = RestCatalogSource(server.url, KEY, mapping=ColumnMapping(table=TABLE), backup_dir=str(tmp_path / "backups"))
     yield src
     src.close()
 

@@ -1,5 +1,5 @@
-"""catalog_source_from_env: CMS_DATABASE_URL wins over Supabase, neither (or half of Supabase) is one
-clear CmsConfigError, and a mapping file named by CMS_MAPPING_FILE is applied."""
+"""Which backend the environment names: CMS_DATABASE_URL wins over Supabase, neither (or half of
+Supabase) is one clear CmsConfigError, and a mapping file named by CMS_MAPPING_FILE is applied."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ import json
 
 import pytest
 
-from cms_stripe.cms.rest import RestCatalogSource
-from cms_stripe.cms.source import CatalogSource, CmsConfigError, catalog_source_from_env
-from cms_stripe.cms.sql import SqlCatalogSource
+from cms_stripe.cms.source import CmsConfigError, backend_for
+from cms_stripe.core.settings import Settings
+from cms_stripe.resources.cms import SqlCatalogResource
+
+
+def backend_for_env(env: dict[str, str]) -> str:
+    return backend_for(Settings.from_env(env))
+
 
 SUPABASE = {"SUPABASE_URL": "https://project.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "service-key"}
 
 
-def test_database_url_wins(tmp_path):
-    src = catalog_source_from_env({"CMS_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", **SUPABASE})
-    assert isinstance(src, SqlCatalogSource) and isinstance(src, CatalogSource)
-    src.close()
+def test_database_url_wins():
+    assert backend_for_env({"CMS_DATABASE_URL": "sqlite:///c.db", **SUPABASE}) == "sql"
 
 
-def test_supabase_alone(tmp_path):
-    src = catalog_source_from_env({**SUPABASE, "CMS_BACKUP_DIR": str(tmp_path)})
-    assert isinstance(src, RestCatalogSource) and src.backup_dir == tmp_path
-    src.close()
+def test_supabase_alone():
+    assert backend_for_env(SUPABASE) == "rest"
 
 
 @pytest.mark.parametrize(
@@ -37,17 +38,16 @@ def test_supabase_alone(tmp_path):
 )
 def test_missing_configuration_is_one_clear_error(env, needle):
     with pytest.raises(CmsConfigError) as err:
-        catalog_source_from_env(env)
+        backend_for_env(env)
     assert needle in str(err.value)
 
 
-def test_mapping_file_from_env(tmp_path):
+def test_mapping_file_from_env(tmp_path, monkeypatch):
     mapping = tmp_path / "m.json"
     mapping.write_text(json.dumps({"table": "items", "columns": {"title": "name"}}))
-    src = catalog_source_from_env(
-        {"CMS_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", "CMS_MAPPING_FILE": str(mapping)}
-    )
-    assert src.mapping.table == "items" and src.mapping.columns["title"] == "name"  # type: ignore[attr-defined]
+    monkeypatch.setenv("CMS_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("CMS_MAPPING_FILE", str(mapping))
+    resource = SqlCatalogResource()
     with pytest.raises(CmsConfigError, match="table 'items' does not exist"):
-        src.check()
-    src.close()
+        resource.source().check()
+    resource.close()

@@ -16,11 +16,11 @@ from stripe._api_requestor import _APIRequestor
 
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, apply_plan
-from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.mapping import META_CMS_ID, target_for
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+from cms_stripe.stripe.gateway import StripeGateway
 
 # Not a real key: the prefix selects Stripe's live-mode budgets (100/s global) in the limit model.
 LIVE_KEY = "sk_live_" + "0" * 24
@@ -33,9 +33,8 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 def make_gateway(url: str, **kw: Any) -> StripeGateway:
-    # env={} keeps the developer's STRIPE_MAX_RPS / MIGRATION_MAX_CONCURRENCY out of the tests.
     # The live budget against the emulator: writes with this fake live key are allowed on purpose.
-    return StripeGateway.from_settings(LIVE_KEY, api_base=url, env={}, **{"allow_live": True, **kw})
+    return StripeGateway.from_settings(LIVE_KEY, api_base=url, **{"allow_live": True, **kw})
 
 
 @pytest.fixture()

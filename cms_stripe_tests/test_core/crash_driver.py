@@ -11,9 +11,9 @@ from decimal import Decimal
 
 from cms_stripe.core.catalog import STATUS_DRAFT, CmsProduct
 from cms_stripe.core.executor import apply_plan
-from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
+from cms_stripe.stripe.gateway import StripeGateway
 
 LIVE_KEY = "sk_live_" + "0" * 24
 
@@ -49,7 +49,7 @@ def catalog(phase: int) -> list[CmsProduct]:
 
 
 def main(url: str, phase: int, lookup_keys: bool) -> int:
-    gw = StripeGateway.from_settings(LIVE_KEY, api_base=url, env={}, allow_live=True)
+    gw = StripeGateway.from_settings(LIVE_KEY, api_base=url, allow_live=True)
     rows = catalog(phase)
     plan = build_plan(rows, read_state(gw, rows, lookup_keys=lookup_keys), lookup_keys=lookup_keys)
     # One product at a time, lanes fixed: the k-th request is the same step in every run.

@@ -14,10 +14,10 @@ from typing import Any
 from cms_stripe.core.catalog import STATUS_ARCHIVED, STATUS_DRAFT
 from cms_stripe.core.errors import RESUME_HINT, AmbiguousWriteError
 from cms_stripe.core.executor import apply_plan
-from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
+from cms_stripe.stripe.gateway import StripeGateway
 from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, assert_stripe_matches, changed, make_gateway, row, sync
 
 
@@ -223,7 +223,7 @@ TEST_KEY = "sk_test_" + "0" * 24
 def test_a_new_product_costs_one_request_without_lookup_keys(lookup_keys: bool) -> None:
     """Test mode (25/s overall): every create takes lane A; the lookup key is the only second request."""
     with EmulatorServer(EmulatorConfig(test_mode_limits=True, latency_ms=0, jitter_ms=0)) as emu:
-        gw = StripeGateway.from_settings(TEST_KEY, api_base=emu.url, env={})
+        gw = StripeGateway.from_settings(TEST_KEY, api_base=emu.url)
         rows = [row(f"one{i}", price=Decimal(i + 1)) for i in range(12)]
         _plan, result = sync(gw, rows, lookup_keys=lookup_keys)
         assert result.counts() == {"created": 12}

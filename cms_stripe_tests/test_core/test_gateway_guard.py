@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from cms_stripe.core.errors import Severity, classify
-from cms_stripe.core.gateway import LiveWriteRefusedError
-from cms_stripe.core.limits import LimitModel
+from cms_stripe.stripe.gateway import LiveWriteRefusedError
+from cms_stripe.stripe.limits import LimitModel
 from cms_stripe_tests.test_core.test_gateway import FakeClient, make_gateway
 
 FAKE_LIVE = " sk_" + "live_" + "Z" * 30 + "\n"
@@ -28,7 +28,7 @@ def writes(gw) -> list:
 @pytest.mark.parametrize("key", [FAKE_LIVE, "rk_" + "live_" + "Y" * 30, "pk_test_" + "x" * 20, "sk_tes_" + "x" * 20])
 def test_every_write_is_refused_before_any_request(key):
     client = FakeClient()
-    gw = make_gateway(client, limits=LimitModel.for_key(key, env={}))
+    gw = make_gateway(client, limits=LimitModel.for_key(key))
     for write in writes(gw):
         with pytest.raises(LiveWriteRefusedError) as refused:
             write()
@@ -41,7 +41,7 @@ def test_every_write_is_refused_before_any_request(key):
 def test_allowed_gateway_and_test_keys_write():
     for key, allow in ((FAKE_LIVE, True), ("  sk_test_" + "x" * 20, False)):
         client = FakeClient()
-        gw = make_gateway(client, limits=LimitModel.for_key(key, env={}), allow_live=allow)
+        gw = make_gateway(client, limits=LimitModel.for_key(key), allow_live=allow)
         for write in writes(gw):
             write()
         assert [r["op"] for r in client.requests] == [

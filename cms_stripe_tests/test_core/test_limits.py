@@ -9,14 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cms_stripe.core.limits import (
-    ENDPOINTS,
-    EP_CREATE_PRICE,
-    EP_CREATE_PRODUCT,
-    EP_UPDATE_PRODUCT,
-    LimitModel,
-    RateLimiter,
-)
+from cms_stripe.core.ports import ENDPOINTS, EP_CREATE_PRICE, EP_CREATE_PRODUCT, EP_UPDATE_PRODUCT
+from cms_stripe.core.settings import Settings
+from cms_stripe.stripe.limits import LimitModel, RateLimiter
 
 
 class FakeClock:
@@ -68,7 +63,7 @@ def max_in_any_window(times: list[float], window: float = 1.0) -> int:
     ],
 )
 def test_for_key_mode_from_prefix(key: str, live: bool, global_rps: float) -> None:
-    model = LimitModel.for_key(key, env={})
+    model = LimitModel.for_key(key)
     assert model.live is live
     assert model.global_rps == global_rps
     assert model.endpoint_rps == 25.0
@@ -77,20 +72,20 @@ def test_for_key_mode_from_prefix(key: str, live: bool, global_rps: float) -> No
 
 def test_for_key_env_caps_lower_but_never_raise() -> None:
     env = {"STRIPE_MAX_RPS": "40", "STRIPE_ENDPOINT_RPS": "10", "MIGRATION_MAX_CONCURRENCY": "6"}
-    model = LimitModel.for_key("sk_live_x", env=env)
+    model = LimitModel.for_key("sk_live_x", Settings.from_env(env))
     assert (model.global_rps, model.endpoint_rps, model.max_concurrency, model.live) == (40.0, 10.0, 6, True)
 
-    raised = LimitModel.for_key("sk_test_x", env={"STRIPE_MAX_RPS": "500", "STRIPE_ENDPOINT_RPS": "90"})
+    raised = LimitModel.for_key("sk_test_x", Settings.from_env({"STRIPE_MAX_RPS": "500", "STRIPE_ENDPOINT_RPS": "90"}))
     assert (raised.global_rps, raised.endpoint_rps) == (25.0, 25.0)
 
 
 def test_for_key_endpoint_budget_never_above_global() -> None:
-    model = LimitModel.for_key("sk_live_x", env={"STRIPE_MAX_RPS": "8"})
+    model = LimitModel.for_key("sk_live_x", Settings.from_env({"STRIPE_MAX_RPS": "8"}))
     assert (model.global_rps, model.endpoint_rps) == (8.0, 8.0)
 
 
 def test_for_key_blank_env_values_are_ignored() -> None:
-    model = LimitModel.for_key("sk_live_x", env={"STRIPE_MAX_RPS": " ", "MIGRATION_MAX_CONCURRENCY": ""})
+    model = LimitModel.for_key("sk_live_x", Settings.from_env({"STRIPE_MAX_RPS": " ", "MIGRATION_MAX_CONCURRENCY": ""}))
     assert (model.global_rps, model.max_concurrency) == (100.0, None)
 
 
@@ -108,7 +103,7 @@ def test_for_key_blank_env_values_are_ignored() -> None:
 def test_for_key_rejects_bad_env(env: dict[str, str]) -> None:
     name = next(iter(env))
     with pytest.raises(ValueError, match=name):
-        LimitModel.for_key("sk_live_x", env=env)
+        LimitModel.for_key("sk_live_x", Settings.from_env(env))
 
 
 def test_model_validates_itself() -> None:

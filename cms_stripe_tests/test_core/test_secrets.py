@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cms_stripe.core.limits import LIVE_GLOBAL_RPS, TEST_GLOBAL_RPS, LimitModel
 from cms_stripe.core.settings import (
     HIDDEN,
     ScrubbedError,
@@ -30,6 +29,7 @@ from cms_stripe.core.settings import (
     scrub,
     scrubbed_exception,
 )
+from cms_stripe.stripe.limits import LIVE_GLOBAL_RPS, TEST_GLOBAL_RPS, LimitModel
 
 ALNUM = string.ascii_letters + string.digits
 LIVE = "sk_" + "live_"  # split so no literal live key prefix + tail sits in the tree
@@ -264,6 +264,6 @@ def test_keys_are_trimmed_when_read_and_unknown_keys_get_the_test_budget():
     assert s.stripe_secret_key == key and s.supabase_service_role_key == "k" and not s.live_key
     assert Settings.from_env({"STRIPE_SECRET_KEY": " " + LIVE + rand(30)}).live_key
     # Guarded as live, paced as test: an unplaceable key must not get the live account's budget.
-    odd = LimitModel.for_key("sk_unknown_" + rand(20), env={})
+    odd = LimitModel.for_key("sk_unknown_" + rand(20))
     assert odd.live and odd.global_rps == TEST_GLOBAL_RPS
-    assert LimitModel.for_key(" " + LIVE + rand(20), env={}).global_rps == LIVE_GLOBAL_RPS
+    assert LimitModel.for_key(" " + LIVE + rand(20)).global_rps == LIVE_GLOBAL_RPS

@@ -30,7 +30,6 @@ def test_old_tool_variables_are_read():
             "MIGRATION_PRODUCT_IDS": "prod1, prod2,prod3",
             "MIGRATION_START_DATE": "2024-01-01T00:00:00Z",
             "MIGRATION_END_DATE": "2024-12-31T23:59:59Z",
-            "MIGRATION_BATCH_SIZE": "25",
             "MIGRATION_MAX_CONCURRENCY": "3",
             "MIGRATION_CHECKPOINT_INTERVAL": "50",
             "STRIPE_MAX_RPS": "80",
@@ -39,7 +38,7 @@ def test_old_tool_variables_are_read():
     assert s.dry_run is False
     assert s.product_ids == ("prod1", "prod2", "prod3")
     assert s.start_date == date(2024, 1, 1) and s.end_date == date(2024, 12, 31)
-    assert (s.batch_size, s.max_concurrency, s.checkpoint_interval, s.stripe_max_rps) == (25, 3, 50, 80.0)
+    assert (s.max_concurrency, s.checkpoint_interval, s.stripe_max_rps) == (3, 50, 80.0)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +49,7 @@ def test_old_tool_variables_are_read():
         ({"MIGRATION_STRATEGY": "selective"}, "MIGRATION_PRODUCT_IDS"),
         ({"MIGRATION_START_DATE": "yesterday"}, "MIGRATION_START_DATE"),
         ({"MIGRATION_START_DATE": "2024-02-01", "MIGRATION_END_DATE": "2024-01-01"}, "before"),
-        ({"MIGRATION_BATCH_SIZE": "0"}, "MIGRATION_BATCH_SIZE"),
+        ({"MIGRATION_MAX_CONCURRENCY": "0"}, "MIGRATION_MAX_CONCURRENCY"),
         ({"STRIPE_MAX_RPS": "-1"}, "STRIPE_MAX_RPS"),
     ],
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+from cms_stripe.stripe.gateway import StripeGateway
 
 from .helpers import new_client
 

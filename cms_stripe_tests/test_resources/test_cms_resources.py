@@ -91,7 +91,7 @@ def test_bad_mapping_file_fails_at_first_use(monkeypatch, tmp_path):
     monkeypatch.setenv("CMS_MAPPING_FILE", str(mapping))
     resource = SqlCatalogResource()
     with pytest.raises(CmsConfigError) as err:
-        resource.check()
+        resource.source().check()
     assert str(err.value) == (
         "CMS schema does not match the mapping: table 'products' has no columns "
         "'name', 'price_eur', 'brand' (mapped to title, price, metadata)"

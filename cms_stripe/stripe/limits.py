@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from cms_stripe.core.settings import env_float, env_int, is_live_key, key_mode
+from cms_stripe.core.settings import Settings, is_live_key, key_mode
 
 LIVE_GLOBAL_RPS = 100.0
 TEST_GLOBAL_RPS = 25.0
@@ -31,37 +30,9 @@ DEFAULT_ENDPOINT_RPS = 25.0
 
 # "Is this key live?" has one answer, `cms_stripe.core.settings.is_live_key`, used here as everywhere.
 
-ENV_MAX_RPS = "STRIPE_MAX_RPS"
-ENV_ENDPOINT_RPS = "STRIPE_ENDPOINT_RPS"
-ENV_MAX_CONCURRENCY = "MIGRATION_MAX_CONCURRENCY"
-
-# Endpoint names used by the gateway (method + path template, as Stripe counts them).
-EP_CREATE_PRODUCT = "POST /v1/products"
-EP_UPDATE_PRODUCT = "POST /v1/products/:id"
-EP_CREATE_PRICE = "POST /v1/prices"
-EP_UPDATE_PRICE = "POST /v1/prices/:id"
-EP_LIST_PRODUCTS = "GET /v1/products"
-EP_RETRIEVE_PRODUCT = "GET /v1/products/:id"
-EP_LIST_PRICES = "GET /v1/prices"
-EP_RETRIEVE_PRICE = "GET /v1/prices/:id"
-EP_DELETE_PRODUCT = "DELETE /v1/products/:id"
-
-ENDPOINTS = (
-    EP_CREATE_PRODUCT,
-    EP_UPDATE_PRODUCT,
-    EP_CREATE_PRICE,
-    EP_UPDATE_PRICE,
-    EP_LIST_PRODUCTS,
-    EP_RETRIEVE_PRODUCT,
-    EP_LIST_PRICES,
-    EP_RETRIEVE_PRICE,
-    EP_DELETE_PRODUCT,
-)
-
-# Rate-limited reasons that say "the whole account is too busy" vs "this endpoint is".
 _EPS = 1e-9
 
-GLOBAL_REASONS = frozenset({"global-rate", "global-concurrency"})
+# Rate-limited reasons that say "this endpoint is too busy" (any other: the whole account is).
 ENDPOINT_REASONS = frozenset({"endpoint-rate", "endpoint-concurrency", "resource-specific"})
 
 
@@ -81,8 +52,9 @@ class LimitModel:
             raise ValueError("max_concurrency must be >= 1")
 
     @classmethod
-    def for_key(cls, api_key: str, env: Mapping[str, str] = os.environ) -> LimitModel:
-        """Stripe's published limits for the key's mode, capped (never raised) by the env settings.
+    def for_key(cls, api_key: str, settings: Settings | None = None) -> LimitModel:
+        """Stripe's published limits for the key's mode, capped (never raised) by the settings
+        (STRIPE_MAX_RPS, STRIPE_ENDPOINT_RPS, MIGRATION_MAX_CONCURRENCY).
 
         A key with an unknown prefix gets the test-mode budget: being too slow is recoverable,
         a 429 storm on a live account is not.
@@ -92,8 +64,9 @@ class LimitModel:
         # key) must not raise the pace of a key we cannot place.
         global_rps = LIVE_GLOBAL_RPS if key_mode(api_key) == "live" else TEST_GLOBAL_RPS
         endpoint_rps = DEFAULT_ENDPOINT_RPS
-        cap_global = env_float(env, ENV_MAX_RPS, None)
-        cap_endpoint = env_float(env, ENV_ENDPOINT_RPS, None)
+        settings = settings or Settings()
+        cap_global = settings.stripe_max_rps
+        cap_endpoint = settings.stripe_endpoint_rps
         if cap_global is not None:
             global_rps = min(global_rps, cap_global)
         if cap_endpoint is not None:
@@ -103,7 +76,7 @@ class LimitModel:
         return cls(
             global_rps=global_rps,
             endpoint_rps=endpoint_rps,
-            max_concurrency=env_int(env, ENV_MAX_CONCURRENCY, None),
+            max_concurrency=settings.max_concurrency,
             live=live,
         )
 

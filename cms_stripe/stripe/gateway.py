@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pybreaker
 import stripe
 import tenacity
 
@@ -45,6 +43,20 @@ from cms_stripe.core.errors import (
     RetriesExhaustedError,
     Severity,
     StripeSyncError,
+)
+from cms_stripe.core.ports import (
+    EP_CREATE_PRICE,
+    EP_CREATE_PRODUCT,
+    EP_DELETE_PRODUCT,
+    EP_LIST_PRICES,
+    EP_LIST_PRODUCTS,
+    EP_RETRIEVE_PRODUCT,
+    EP_UPDATE_PRICE,
+    EP_UPDATE_PRODUCT,
+)
+from cms_stripe.core.settings import LiveKeyRefused, clean_key, live_write_refusal, scrub
+from cms_stripe.stripe.breaker import CircuitBreaker
+from cms_stripe.stripe.errors import (
     _header,
     classify,
     error_code,
@@ -54,23 +66,10 @@ from cms_stripe.core.errors import (
     is_server_error,
     rate_limited_reason,
 )
-from cms_stripe.core.limits import (
-    EP_CREATE_PRICE,
-    EP_CREATE_PRODUCT,
-    EP_DELETE_PRODUCT,
-    EP_LIST_PRICES,
-    EP_LIST_PRODUCTS,
-    EP_RETRIEVE_PRODUCT,
-    EP_UPDATE_PRICE,
-    EP_UPDATE_PRODUCT,
-    LimitModel,
-    RateLimiter,
-)
-from cms_stripe.core.settings import LiveKeyRefused, clean_key, scrub
+from cms_stripe.stripe.limits import LimitModel, RateLimiter
 
 log = logging.getLogger(__name__)
 
-ENV_API_BASE = "STRIPE_API_BASE"
 MAX_IDS_PER_LIST = 100  # Stripe: list limit is 1..100
 # Concurrent list calls in one state read: well under the 25/s endpoint budget at Stripe's latency.
 LIST_CONCURRENCY = 8
@@ -163,23 +162,6 @@ class _Retry(Exception):
 _DOWN_KINDS = frozenset({"connection", "server"})
 
 
-class _BreakerWatch(pybreaker.CircuitBreakerListener):
-    def __init__(self, gateway: StripeGateway) -> None:
-        self._gateway = gateway
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        if new_state is not None and new_state.name == pybreaker.STATE_OPEN:
-            self._gateway._on_open(cb.fail_counter)
-
-
-def _noop() -> None:
-    return None
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
 def _retry_after(exc: stripe.StripeError) -> float | None:
     raw = _header(exc.headers, "Retry-After")
     if not raw:
@@ -229,15 +211,8 @@ class StripeGateway:
         self._lock_retry_s = lock_retry_s
         self._backoff_max_s = backoff_max_s
         self._wait_exp = tenacity.wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
-        self._breaker_reset_s = breaker_reset_s
-        self._breaker = pybreaker.CircuitBreaker(
-            fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, name="stripe"
-        )
-        self._breaker.add_listener(_BreakerWatch(self))
-        self._opened_at: float | None = None
-        self._open_failures = 0
+        self._breaker = CircuitBreaker(breaker_fail_max, breaker_reset_s, clock, on_open=self._on_open)
         self._last_failure: str = ""
-        self._state_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(limits.max_concurrency) if limits.max_concurrency else None
 
     def __repr__(self) -> str:  # never show the client (it holds the key)
@@ -248,14 +223,16 @@ class StripeGateway:
         cls,
         api_key: str,
         api_base: str | None = None,
-        env: Mapping[str, str] = os.environ,
+        *,
+        limits: LimitModel | None = None,
         **kw: Any,
     ) -> StripeGateway:
-        """Gateway for `api_key`; `api_base` (default: $STRIPE_API_BASE) points at an emulator."""
+        """Gateway for `api_key` (Settings.stripe_secret_key); `api_base` (Settings.stripe_api_base)
+        points at an emulator; `limits` defaults to Stripe's published ones for the key's mode."""
         api_key = clean_key(api_key) or ""
         if not api_key:
             raise ValueError("a Stripe API key is required")
-        base = clean_key(api_base) or clean_key(env.get(ENV_API_BASE))
+        base = clean_key(api_base)
         client = stripe.StripeClient(
             api_key,
             base_addresses={"api": base} if base else None,
@@ -264,52 +241,36 @@ class StripeGateway:
             # connection; a write that times out is retried with the same key, which is safe.
             http_client=stripe.RequestsClient(timeout=(10, 30)),
         )
-        return cls(client, LimitModel.for_key(api_key, env), **kw)
+        return cls(client, limits or LimitModel.for_key(api_key), **kw)
 
     # -- public API ------------------------------------------------------------------------------
 
     def create_product(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_CREATE_PRODUCT,
-            lambda: self._client.v1.products.create(params=params, options={"idempotency_key": key}),  # type: ignore[arg-type]
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.products.create(params=params, options=options),  # type: ignore[arg-type]
         )
 
     def update_product(self, product_id: str, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_UPDATE_PRODUCT,
-            lambda: self._client.v1.products.update(
-                product_id,
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": key},
-            ),
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.products.update(product_id, params=params, options=options),  # type: ignore[arg-type]
         )
 
     def create_price(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_CREATE_PRICE,
-            lambda: self._client.v1.prices.create(params=params, options={"idempotency_key": key}),  # type: ignore[arg-type]
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.prices.create(params=params, options=options),  # type: ignore[arg-type]
         )
 
     def update_price(self, price_id: str, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        key = _check_key(idempotency_key)
-        return self._call(
+        return self._write(
             EP_UPDATE_PRICE,
-            lambda: self._client.v1.prices.update(
-                price_id,
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": key},
-            ),
-            write=True,
-            idempotency_key=key,
+            idempotency_key,
+            lambda options: self._client.v1.prices.update(price_id, params=params, options=options),  # type: ignore[arg-type]
         )
 
     def retrieve_product(self, product_id: str, expand: Sequence[str] = ()) -> dict[str, Any] | None:
@@ -412,9 +373,14 @@ class StripeGateway:
 
     @property
     def circuit_state(self) -> str:
-        return str(self._breaker.current_state)
+        return self._breaker.state
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _write(self, endpoint: str, idempotency_key: str, send: Callable[[Any], Any]) -> dict[str, Any]:
+        """A POST under a caller-chosen idempotency key, the same key on every retry."""
+        key = _check_key(idempotency_key)
+        return self._call(endpoint, lambda: send({"idempotency_key": key}), write=True, idempotency_key=key)
 
     def _list_products_chunk(self, chunk: list[str], expand: bool) -> list[dict[str, Any]]:
         if not chunk:
@@ -458,12 +424,10 @@ class StripeGateway:
         write: bool,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        if write and self.limits.live and not self.allow_live:
+        refusal = live_write_refusal(f"send {endpoint}", self.limits.live, self.allow_live) if write else None
+        if refusal:
             raise LiveWriteRefusedError(
-                f"refusing {endpoint}: STRIPE_SECRET_KEY is not a test key and live writes were not allowed",
-                code="live_key_refused",
-                endpoint=endpoint,
-                idempotency_key=idempotency_key,
+                refusal, code="live_key_refused", endpoint=endpoint, idempotency_key=idempotency_key
             )
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
@@ -565,42 +529,24 @@ class StripeGateway:
     # -- circuit breaker -------------------------------------------------------------------------
 
     def _breaker_event(self, exc: BaseException | None, endpoint: str, idempotency_key: str | None = None) -> None:
-        """Tell the breaker how an attempt went, after the fact.
-
-        pybreaker holds its lock for the whole guarded call, which would serialise every request;
-        replaying only the outcome through it keeps HTTP calls concurrent.
-        """
-        if exc is not None:
-            self._last_failure = f"{endpoint}: {_describe(exc)}"
-        try:
-            if exc is None:
-                self._breaker.call(_noop)
-            else:
-                self._breaker.call(_raise, exc)
-        except pybreaker.CircuitBreakerError:
-            if exc is not None:
-                raise self._open_error(endpoint, idempotency_key) from exc
-        except stripe.StripeError:
-            pass
+        """Tell the breaker how an attempt went; a failure that leaves the circuit open ends the call."""
+        if exc is None:
+            self._breaker.success()
+            return
+        self._last_failure = f"{endpoint}: {_describe(exc)}"
+        if self._breaker.failure():
+            raise self._open_error(endpoint, idempotency_key) from exc
 
     def _on_open(self, failures: int) -> None:
-        with self._state_lock:
-            self._opened_at = self._clock()
-            self._open_failures = failures
         self.stats.record_circuit_opened()
         log.error("Stripe circuit breaker opened after %d consecutive failures (%s)", failures, self._last_failure)
 
     def _check_open(self, endpoint: str, idempotency_key: str | None = None) -> None:
-        if self._breaker.current_state != pybreaker.STATE_OPEN:
-            return
-        with self._state_lock:
-            opened_at = self._opened_at
-        if opened_at is None or self._clock() - opened_at < self._breaker_reset_s:
+        if not self._breaker.allow():
             raise self._open_error(endpoint, idempotency_key)
-        # Past the reset timeout: let this attempt through as pybreaker's half-open trial.
 
     def _open_error(self, endpoint: str, idempotency_key: str | None = None) -> CircuitOpenError:
-        failures = self._open_failures or self._breaker.fail_counter
+        failures = self._breaker.opened_after or self._breaker.failures
         last = f" Last error: {self._last_failure}." if self._last_failure else ""
         return CircuitOpenError(
             f"Stripe unreachable: circuit open after {failures} consecutive failures; {RESUME_HINT}.{last}",
@@ -611,11 +557,7 @@ class StripeGateway:
 
     def _exhausted(self, endpoint: str, key: str | None, exhausted: _Retry) -> StripeSyncError:
         cause = exhausted.cause
-        if exhausted.kind in _DOWN_KINDS and self._breaker.fail_counter >= self.max_attempts:
-            # No call anywhere succeeded during all of this call's attempts: Stripe is down, not
-            # this request. Open the breaker now rather than let every worker find out alone.
-            if self._breaker.current_state != pybreaker.STATE_OPEN:
-                self._breaker.open()  # the listener records it
+        if exhausted.kind in _DOWN_KINDS and self._breaker.open_if_failing(self.max_attempts):
             return self._open_error(endpoint, key)
         return RetriesExhaustedError(
             scrub(f"Stripe call still failing after {self.max_attempts} attempts ({exhausted.kind}): {cause}"),
