@@ -8,7 +8,7 @@ import time
 
 import stripe
 
-from .helpers import new_client
+from .helpers import error_body, headers_of, new_client
 
 
 def _burst(call, n: int) -> list[object]:
@@ -32,9 +32,9 @@ def test_global_limit(emulator, client: stripe.StripeClient) -> None:
     assert len(limited) == 4
     for e in limited:
         assert e.http_status == 429
-        assert e.headers["Stripe-Rate-Limited-Reason"] == "global-rate"
-        assert e.json_body["error"]["code"] == "rate_limit"
-        assert "Stripe-Should-Retry" not in e.headers
+        assert headers_of(e)["Stripe-Rate-Limited-Reason"] == "global-rate"
+        assert error_body(e)["error"]["code"] == "rate_limit"
+        assert "Stripe-Should-Retry" not in headers_of(e)
     info = emulator.inspect()
     assert info["rate_limited"] == {"global-rate": 4}
     assert info["peak_admitted_rps"]["global"] == 10
@@ -47,7 +47,7 @@ def test_endpoint_limit_is_per_method_and_route(emulator, client: stripe.StripeC
     results = _burst(lambda: client.v1.products.create(params={"name": "x"}), 7)
     limited = _limited(results)
     assert len(limited) == 2
-    assert {e.headers["Stripe-Rate-Limited-Reason"] for e in limited} == {"endpoint-rate"}
+    assert {headers_of(e)["Stripe-Rate-Limited-Reason"] for e in limited} == {"endpoint-rate"}
     # Other endpoints have their own windows.
     product = next(r for r in results if isinstance(r, stripe.Product))
     assert client.v1.products.update(product.id, params={"name": "y"}).name == "y"
@@ -71,7 +71,7 @@ def test_test_mode_limits_apply_to_test_keys_only(emulator) -> None:
     test_client = new_client(emulator.url, "sk_test_x")
     limited = _limited(_burst(lambda: test_client.v1.products.list(), 30))
     assert len(limited) == 5
-    assert limited[0].headers["Stripe-Rate-Limited-Reason"] == "global-rate"
+    assert headers_of(limited[0])["Stripe-Rate-Limited-Reason"] == "global-rate"
     time.sleep(1.05)
     live_client = new_client(emulator.url, "sk_live_x")
     assert _limited(_burst(lambda: live_client.v1.products.list(), 30)) == []
@@ -96,7 +96,7 @@ def test_rate_limit_runs_before_idempotency(emulator, client: stripe.StripeClien
 def test_search_has_its_own_lower_limit(emulator, client: stripe.StripeClient) -> None:
     emulator.configure(enforce_rate_limits=True, endpoint_rps=100.0, search_rps=3.0)
     limited = _limited(_burst(lambda: client.v1.products.search(params={"query": "active:'true'"}), 5))
-    assert [e.headers["Stripe-Rate-Limited-Reason"] for e in limited] == ["endpoint-rate", "endpoint-rate"]
+    assert [headers_of(e)["Stripe-Rate-Limited-Reason"] for e in limited] == ["endpoint-rate", "endpoint-rate"]
 
 
 def test_concurrency_limit(emulator) -> None:
@@ -121,5 +121,5 @@ def test_concurrency_limit(emulator) -> None:
         t.join()
     limited = _limited(results)
     assert len(limited) == 3
-    assert {e.headers["Stripe-Rate-Limited-Reason"] for e in limited} == {"global-concurrency"}
+    assert {headers_of(e)["Stripe-Rate-Limited-Reason"] for e in limited} == {"global-concurrency"}
     assert emulator.inspect()["rate_limited"] == {"global-concurrency": 3}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import stripe
+from stripe.params import ProductSearchParams
 
 from .helpers import stripe_error
 
@@ -60,7 +61,7 @@ def test_prices_search(client: stripe.StripeClient) -> None:
 def test_new_writes_are_invisible_to_search_for_the_lag(emulator, client: stripe.StripeClient) -> None:
     emulator.configure(search_lag_s=0.6)
     product = client.v1.products.create(params={"name": "x", "metadata": {"cms_id": "42"}})
-    query = {"query": "metadata['cms_id']:'42'"}
+    query: ProductSearchParams = {"query": "metadata['cms_id']:'42'"}
     assert _ids(client.v1.products.search(params=query)) == []
     # Retrieve and list are strongly consistent.
     assert client.v1.products.retrieve(product.id).id == product.id
