@@ -18,9 +18,9 @@ from cms_stripe.constants import (
     CHECK_NO_FAILED_WRITES,
     CHECK_VALIDATION_RATE,
 )
-from cms_stripe.core.currency import to_minor_units
 from cms_stripe.emulator import FaultConfig
 from cms_stripe.jobs import SELECTIVE_SYNC_JOB, selective_sync_job
+from cms_stripe_tests.expected import minor_units
 from cms_stripe_tests.records import latest_metadata
 from cms_stripe_tests.test_assets.conftest import (
     DAYS,
@@ -50,7 +50,7 @@ def _assert_stripe_matches(emulator, demo, days=DAYS) -> None:
         default = sp["default_price"]
         price = prices[default if isinstance(default, str) else default["id"]]
         assert price["currency"] == product.currency
-        assert price["unit_amount"] == to_minor_units(product.price, product.currency)
+        assert price["unit_amount"] == minor_units(product.price, product.currency)
         assert (price["recurring"] or {}).get("interval") == product.recurring_interval
 
 

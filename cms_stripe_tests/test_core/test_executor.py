@@ -18,7 +18,8 @@ from cms_stripe.core.gateway import StripeGateway
 from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
-from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, assert_stripe_matches, changed, make_gateway, row, sync
+from cms_stripe_tests.expected import assert_stripe_matches
+from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, changed, make_gateway, row, sync
 
 
 def catalog() -> list:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from cms_stripe.core.catalog import STATUS_DRAFT, CmsProduct, content_hash
+from cms_stripe.core.catalog import STATUS_DRAFT, CmsProduct
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.mapping import (
     META_CMS_ID,
@@ -17,7 +17,8 @@ from cms_stripe.core.mapping import (
     target_for,
     validate_product,
 )
-from cms_stripe_tests.test_core.conftest import assert_stripe_matches, row, sync
+from cms_stripe_tests.expected import assert_stripe_matches
+from cms_stripe_tests.test_core.conftest import row, sync
 
 
 def codes(p: CmsProduct) -> set[str]:
@@ -82,8 +83,9 @@ def test_product_params() -> None:
         "flag": "true",
         "nested": '{"b":[1,2]}',
         META_CMS_ID: "a",
-        META_HASH: content_hash(p),
-        META_PRICE: target_for(p).price.fingerprint,  # type: ignore[union-attr]
+        # Pinned: a new hash or fingerprint for unchanged content would rewrite every synced product.
+        META_HASH: "f02aa95ee856813c9cd7c9f328e06541",
+        META_PRICE: "e9b250726ced49b9",  # 19.99 USD one-time, as in the golden catalog's Cotton Tee
     }
     assert params["default_price_data"]["unit_amount"] == 1999
     assert "recurring" not in params["default_price_data"]
@@ -94,7 +96,7 @@ def test_price_params_recurring_and_currencies() -> None:
     params = stripe_price_params(p, "prod_x")
     assert params["product"] == "prod_x" and params["currency"] == "jpy" and params["unit_amount"] == 1200
     assert params["recurring"] == {"interval": "month", "interval_count": 3}
-    assert params["metadata"] == {META_CMS_ID: "a", META_PRICE: target_for(p).price.fingerprint}  # type: ignore[union-attr]
+    assert params["metadata"] == {META_CMS_ID: "a", META_PRICE: "91c8fea65d0ec6ee"}
     assert "lookup_key" not in params and "transfer_lookup_key" not in params
     keyed = stripe_price_params(p, "prod_x", lookup_keys=True)
     assert keyed["transfer_lookup_key"] is True and keyed["lookup_key"].startswith("cms:a:")

@@ -24,9 +24,9 @@ import requests
 import sqlalchemy as sa
 
 from cms_stripe.cms.demo import DemoCatalog, generate_catalog, write_catalog
-from cms_stripe.core.currency import to_minor_units
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.conftest import PG_ADMIN_URL
+from cms_stripe_tests.expected import minor_units
 from cms_stripe_tests.records import latest_metadata, updated_at_of
 from cms_stripe_tests.test_deploy.conftest import dagster_storage_url
 
@@ -252,7 +252,7 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
         assert sp["active"] and sp["name"] == row.title
         default = sp["default_price"]
         price = prices[default if isinstance(default, str) else default["id"]]
-        assert (price["currency"], price["unit_amount"]) == (row.currency, to_minor_units(row.price, row.currency))
+        assert (price["currency"], price["unit_amount"]) == (row.currency, minor_units(row.price, row.currency))
     creates = Counter(
         e["idempotency_key"].split(":")[2]
         for e in stripe_writes(emu)
