@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cms_stripe.cms.rest import RestCatalogSource
-from cms_stripe.cms.source import CatalogSource, CmsConfigError, catalog_source_from_env
+from cms_stripe.cms.source import CmsConfigError, catalog_source_from_env
 from cms_stripe.cms.sql import SqlCatalogSource
 
 SUPABASE = {"SUPABASE_URL": "https://project.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "service-key"}
@@ -16,7 +16,7 @@ SUPABASE = {"SUPABASE_URL": "https://project.supabase.co", "SUPABASE_SERVICE_ROL
 
 def test_database_url_wins(tmp_path):
     src = catalog_source_from_env({"CMS_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", **SUPABASE})
-    assert isinstance(src, SqlCatalogSource) and isinstance(src, CatalogSource)
+    assert isinstance(src, SqlCatalogSource)
     src.close()
 
 
