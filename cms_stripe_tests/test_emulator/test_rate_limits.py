@@ -8,6 +8,7 @@ import time
 
 import stripe
 
+from .conftest import ManualClock
 from .helpers import error_body, headers_of, new_client
 
 
@@ -59,31 +60,31 @@ def test_endpoint_limit_is_per_method_and_route(emulator, client: stripe.StripeC
     assert info["objects"]["products"] == 5
 
 
-def test_window_slides(emulator, client: stripe.StripeClient) -> None:
+def test_window_slides(emulator, emulator_clock: ManualClock, client: stripe.StripeClient) -> None:
     emulator.configure(enforce_rate_limits=True, global_rps=5.0)
     assert len(_limited(_burst(lambda: client.v1.products.list(), 6))) == 1
-    time.sleep(1.05)
+    emulator_clock.advance(1.05)
     assert _limited(_burst(lambda: client.v1.products.list(), 5)) == []
 
 
-def test_test_mode_limits_apply_to_test_keys_only(emulator) -> None:
+def test_test_mode_limits_apply_to_test_keys_only(emulator, emulator_clock: ManualClock) -> None:
     emulator.configure(enforce_rate_limits=True, global_rps=100.0, endpoint_rps=1000.0, test_mode_limits=True)
     test_client = new_client(emulator.url, "sk_test_x")
     limited = _limited(_burst(lambda: test_client.v1.products.list(), 30))
     assert len(limited) == 5
     assert headers_of(limited[0])["Stripe-Rate-Limited-Reason"] == "global-rate"
-    time.sleep(1.05)
+    emulator_clock.advance(1.05)
     live_client = new_client(emulator.url, "sk_live_x")
     assert _limited(_burst(lambda: live_client.v1.products.list(), 30)) == []
 
 
-def test_rate_limit_runs_before_idempotency(emulator, client: stripe.StripeClient) -> None:
+def test_rate_limit_runs_before_idempotency(emulator, emulator_clock: ManualClock, client: stripe.StripeClient) -> None:
     emulator.configure(enforce_rate_limits=True, endpoint_rps=2.0)
     client.v1.products.create(params={"name": "a"})
     client.v1.products.create(params={"name": "b"})
     err = _limited(_burst(lambda: client.v1.products.create(params={"name": "c"}, options={"idempotency_key": "c"}), 1))
     assert len(err) == 1
-    time.sleep(1.05)
+    emulator_clock.advance(1.05)
     # The 429 stored nothing: the same key now executes for real, then replays.
     created = client.v1.products.create(params={"name": "c"}, options={"idempotency_key": "c"})
     assert created.last_response is not None
