@@ -101,7 +101,8 @@ def test_search_has_its_own_lower_limit(emulator, client: stripe.StripeClient) -
 
 
 def test_concurrency_limit(emulator) -> None:
-    emulator.configure(enforce_rate_limits=True, concurrency_limit=2, latency_ms=400.0)
+    # Admitted requests sleep 3 s on the server; rejected ones answer at once.
+    emulator.configure(enforce_rate_limits=True, concurrency_limit=2, latency_ms=3000.0)
     results: list[object] = []
     lock = threading.Lock()
 
@@ -114,11 +115,16 @@ def test_concurrency_limit(emulator) -> None:
         with lock:
             results.append(r)
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
-    for t in threads:
+    holders = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in holders:
         t.start()
-        time.sleep(0.02)
-    for t in threads:
+    # Wait for the two to be in flight on the server (an event, not a guess at timing), then three more.
+    deadline = time.monotonic() + 30
+    while emulator.inspect()["in_flight"] < 2:
+        assert time.monotonic() < deadline, "the first two requests never got in flight"
+    for i in range(2, 5):
+        call(i)
+    for t in holders:
         t.join()
     limited = _limited(results)
     assert len(limited) == 3
