@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
 from cms_stripe.core import reconcile as rc
-from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.catalog import CmsProduct, quarantine_hash
 from cms_stripe.core.mapping import target_for
 
 
@@ -90,3 +91,17 @@ def test_orphans_only_for_the_whole_catalog_and_only_active():
     catalog = rc.reconcile([kept], listed, scope="catalog", orphans=True)
     orphans = [r for r in catalog.rows if r.outcome == rc.ORPHAN]
     assert [(r.cms_id, r.product_id) for r in orphans] == [("zz", "prod_cms_zz")]
+
+
+def test_a_batch_quarantine_stands_while_the_row_is_unchanged():
+    """A row quarantined for what only the batch shows (its CMS id read twice) is valid on its own:
+    re-read by id for the report, it is still quarantined with its stored reason, not 'missing'.
+    Once edited (the stored hash no longer marks its content) it is judged afresh."""
+    reason = "HIGH duplicate_cms_id (id): 2 CMS rows share the id 'a'"
+    row = product("a", sync_status="quarantined", sync_error=reason)
+    marked = dataclasses.replace(row, sync_hash=quarantine_hash(row))
+    report = rc.reconcile([marked], [], scope="test")
+    assert [(r.outcome, r.detail) for r in report.rows] == [(rc.QUARANTINED, reason)]
+
+    edited = dataclasses.replace(marked, title="Item a, renamed")
+    assert [r.outcome for r in rc.reconcile([edited], [], scope="test").rows] == [rc.MISSING]
