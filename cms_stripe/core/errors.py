@@ -26,14 +26,6 @@ class Severity(StrEnum):  # a (str, Enum): compares and serialises as its value
     HIGH = "HIGH"
     CRITICAL = "CRITICAL"
 
-    @property
-    def rank(self) -> int:
-        """0 (LOW) .. 3 (CRITICAL), to pick the worst of several errors."""
-        return _RANK[self]
-
-
-_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
-
 
 class StripeSyncError(Exception):
     """An error from a Stripe call, with everything a run report needs and nothing secret."""

@@ -80,13 +80,6 @@ def test_rate_limited_reason_reads_header_and_body() -> None:
     assert rate_limited_reason(api_error(429)) == "unknown"
 
 
-def test_severity_is_a_string_enum_with_order() -> None:
-    assert Severity.HIGH == "HIGH"
-    assert json.dumps({"s": Severity.LOW}) == '{"s": "LOW"}'
-    assert [s.rank for s in (Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL)] == [0, 1, 2, 3]
-    assert max([Severity.MEDIUM, Severity.CRITICAL, Severity.LOW], key=lambda s: s.rank) is Severity.CRITICAL
-
-
 def test_sync_error_carries_report_fields() -> None:
     err = AmbiguousWriteError(
         "Stripe answered 500",
