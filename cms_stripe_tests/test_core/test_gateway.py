@@ -568,10 +568,11 @@ def emulator_log(url: str) -> list[dict[str, Any]]:
 
 @requires_emulator
 def test_emulator_mixed_load_at_live_limits_causes_no_429() -> None:
-    """2,000 requests over five endpoints from 16 threads: paced, so Stripe never has to say 429."""
+    """1,000 requests over five endpoints from 16 threads (about 10 s at the limits): paced, so Stripe
+    never has to say 429."""
     from concurrent.futures import ThreadPoolExecutor
 
-    n_products = 400  # five requests each
+    n_products = 200  # five requests each
     with EmulatorServer(EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=0)) as emu:
         gw = emu_gateway(emu.url)
         assert gw.limits == LimitModel(global_rps=100, endpoint_rps=25, max_concurrency=None, live=True)
