@@ -20,14 +20,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cms-stripe demo
 
-## ruff, mypy on cms_stripe/, then the whole pytest suite.
+## ruff, mypy on the package and its tests, then the whole pytest suite.
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check cms_stripe cms_stripe_tests
 
 typecheck: $(STAMP)
-	$(BIN)/mypy cms_stripe
+	$(BIN)/mypy cms_stripe cms_stripe_tests
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -21,9 +21,8 @@ import sqlalchemy as sa
 import stripe
 
 from cms_stripe.cms.demo import generate_catalog, write_catalog
-from cms_stripe.core.currency import to_minor_units
-from cms_stripe.core.mapping import validate_product
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+from cms_stripe_tests.expected import minor_units
 from cms_stripe_tests.test_assets.conftest import products_by_cms_id
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ KEY = "sk_test_cms_stripe_cli"
 
 def valid_live_catalog(n: int, seed: int) -> list:
     demo = generate_catalog(n, seed=seed, anchor=ANCHOR, days=3)
-    return [p for p in demo.products if p.should_be_active and not validate_product(p)]
+    return [p for p in demo.products if p.should_be_active and p.id not in demo.invalid]  # the generator's record
 
 
 def cli_env(tmp_path: pathlib.Path, cms_url: str, api_base: str, **extra: str) -> dict[str, str]:
@@ -101,7 +100,7 @@ def test_migrate_syncs_into_an_earlier_tools_products_and_creates_none(tmp_path)
         for p in adopted:
             sp = stripe_products[p.stripe_product_id]
             assert sp["name"] == p.title and sp["metadata"]["cms_id"] == p.id
-            assert prices[sp["default_price"]]["unit_amount"] == to_minor_units(p.price, p.currency)
+            assert prices[sp["default_price"]]["unit_amount"] == minor_units(p.price, p.currency)
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT id, stripe_product_id, sync_status FROM products").all()
         assert {r.sync_status for r in rows} == {"synced"}

@@ -36,7 +36,7 @@ D2019 = datetime(2019, 8, 9, 15, 30, tzinfo=UTC)
 D2099 = datetime(2099, 1, 1, 0, 0, tzinfo=UTC)
 TODAY = datetime.now(UTC).replace(microsecond=0)
 
-GOOD_ROW = {
+GOOD_ROW: dict[str, Any] = {
     "description": None,
     "recurring_interval": None,
     "recurring_interval_count": None,
@@ -46,7 +46,7 @@ GOOD_ROW = {
 }
 
 # CMS id -> stored values; None in updated_at is a null timestamp.
-GOOD = {
+GOOD: dict[str, dict[str, Any]] = {
     "g2016": {"title": "Old Tee 2016", "price": "19.99", "currency": "usd", "updated_at": D2016},
     "g2019": {"title": "Mug 2019", "price": "9.50", "currency": "eur", "updated_at": D2019},
     "gnull": {"title": "Poster without date", "price": "1200", "currency": "jpy", "updated_at": None},
@@ -86,7 +86,7 @@ EXPECTED_STRIPE = {
 }
 
 # CMS id -> (stored values, the column its quarantine reason must name).
-BAD = {
+BAD: dict[str, tuple[dict[str, Any], str]] = {
     "bmeta_array": ({"metadata": "[1, 2]", "updated_at": D2016}, "metadata"),
     "bimages_object": ({"images": '{"url": "https://img.example.com/a.png"}', "updated_at": D2019}, "images"),
     "bprice_nan": ({"price": "NaN", "updated_at": D2016}, "price"),
@@ -99,7 +99,9 @@ BAD = {
     "bmeta_long": ({"metadata": json.dumps({"note": "x" * 600}), "updated_at": TODAY}, "metadata"),
 }
 
-DRAFT = {"d2016": {"title": "Draft 2016", "price": "1.00", "currency": "usd", "status": "draft", "updated_at": D2016}}
+DRAFT: dict[str, dict[str, Any]] = {
+    "d2016": {"title": "Draft 2016", "price": "1.00", "currency": "usd", "status": "draft", "updated_at": D2016}
+}
 
 INSERT = sa.text(
     "INSERT INTO products (id, title, description, price, currency, recurring_interval, "

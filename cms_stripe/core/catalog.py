@@ -183,8 +183,3 @@ def quarantine_hash(product: CmsProduct) -> str:
 def is_handled(product: CmsProduct) -> bool:
     """The row's current content (and, for a quarantine, link) was already synced or quarantined."""
     return product.sync_hash is not None and product.sync_hash in (content_hash(product), quarantine_hash(product))
-
-
-def needs_sync(product: CmsProduct) -> bool:
-    """True when the row's content differs from what was last synced (or it never was)."""
-    return product.sync_hash != content_hash(product)

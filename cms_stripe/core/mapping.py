@@ -548,20 +548,3 @@ def target_for(p: CmsProduct, *, tax_behavior: str | None = None, lookup_keys: b
         if (price_lookup_keys() if lookup_keys is None else lookup_keys)
         else None,
     )
-
-
-def stripe_product_params(
-    p: CmsProduct, *, tax_behavior: str | None = None, lookup_keys: bool | None = None
-) -> dict[str, Any]:
-    """Full `POST /v1/products` params (deterministic id, default price inline) for a valid row."""
-    return target_for(p, tax_behavior=tax_behavior, lookup_keys=lookup_keys).create_product_params()
-
-
-def stripe_price_params(
-    p: CmsProduct, product_id: str, *, tax_behavior: str | None = None, lookup_keys: bool | None = None
-) -> dict[str, Any]:
-    """`POST /v1/prices` params for a valid row's current price on `product_id`."""
-    target = target_for(p, tax_behavior=tax_behavior, lookup_keys=lookup_keys)
-    params = target.create_price_params()
-    params["product"] = product_id
-    return params

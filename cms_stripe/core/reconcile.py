@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.core.catalog import SYNC_QUARANTINED, CmsProduct, quarantine_hash
 from cms_stripe.core.identity import derived_product_id
 from cms_stripe.core.mapping import META_CMS_ID, META_HASH, target_for, validate_product
 
@@ -133,12 +133,17 @@ def reconcile(
     cms_ids = set()
     for p in products:
         cms_ids.add(p.id)
-        issues = validate_product(p)
-        if issues:
+        reason = "; ".join(i.message for i in validate_product(p))
+        if not reason and p.sync_status == SYNC_QUARANTINED and p.sync_hash == quarantine_hash(p):
+            # Quarantined for what only the whole batch shows (a CMS id read twice, two rows naming one
+            # Stripe product), and the row is unchanged since: its stored reason stands. Re-read by
+            # id alone, it would otherwise look like a valid row whose product is missing.
+            reason = p.sync_error or "quarantined by the sync"
+        if reason:
             # A quarantined row keeps its Stripe product as it was: list it, so nobody thinks it is gone.
             linked = (p.stripe_product_id or "").strip() or None
             kept = f" (its Stripe product {linked} is left as it is)" if linked else ""
-            report.rows.append(ReconcileRow(p.id, linked, QUARANTINED, "; ".join(i.message for i in issues) + kept))
+            report.rows.append(ReconcileRow(p.id, linked, QUARANTINED, reason + kept))
             continue
         target = target_for(p)
         live = [sp for sp in by_cms_id.get(p.id, []) if sp.get("active")]

@@ -164,9 +164,13 @@ def _parse_api_key(header: str | None) -> tuple[str | None, str | None]:
 class Emulator:
     """Everything that runs on the event-loop thread: state, stats, and request handling."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.store = Store()
+        # Rate-limit windows and search lag read this clock (the request log keeps real time); tests pass
+        # a manual one so that a burst is one instant and a window slides when the test says, however
+        # loaded the machine is.
+        self.clock = clock
+        self.store = Store(clock)
         self.idempotency = IdempotencyStore()
         self.stats = Stats()
         self.fault_rng = random.Random(config.faults.seed)
@@ -290,14 +294,16 @@ class Emulator:
 
     async def handle_api(self, req: Request) -> Response:
         start = time.monotonic()
+        arrived = self.clock()
         route, obj_id = match_route(req.method, req.path)
         endpoint = route.endpoint if route else f"{req.method} (unrecognized)"
-        self.stats.arrive(endpoint, start)
+        self.stats.arrive(endpoint, arrived)
         entry: dict[str, Any] = {
             "method": req.method,
             "route": endpoint.split(" ", 1)[1],
             "path": req.path,
             "start": start,
+            "arrived": arrived,
             "idempotency_key": req.headers.get("idempotency-key") if req.method == "POST" else None,
             "applied": False,
             "replayed": False,
@@ -348,7 +354,7 @@ class Emulator:
             e_limit = min(cfg.endpoint_rps, cfg.search_rps) if route.search else cfg.endpoint_rps
         else:
             g_limit = e_limit = float("inf")
-        reason = self.stats.admit(endpoint, entry["start"], g_limit, e_limit)
+        reason = self.stats.admit(endpoint, entry["arrived"], g_limit, e_limit)
         if reason is not None:
             return self._rate_limited(reason, entry)
         fault = self._draw_fault(route)

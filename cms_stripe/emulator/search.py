@@ -31,8 +31,9 @@ class LaggedIndex:
     for snapshots. With no lag nothing is recorded and search reads the live objects.
     """
 
-    def __init__(self) -> None:
-        # (kind, id) -> [(visible_from_wall_time, snapshot or None when deleted)], only while lag > 0
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        # (kind, id) -> [(visible_from_clock_time, snapshot or None when deleted)], only while lag > 0
         self.versions: dict[tuple[str, str], list[tuple[float, Json | None]]] = {}
 
     def record(self, kind: str, oid: str, prev: Json | None, obj: Json | None, lag: float) -> None:
@@ -42,11 +43,11 @@ class LaggedIndex:
             if lag <= 0:
                 return
             versions = self.versions[key] = [(0.0, prev)] if prev is not None else []
-        versions.append((time.time() + max(lag, 0.0), obj))
+        versions.append((self.clock() + max(lag, 0.0), obj))
 
     def view(self, kind: str, objects: dict[str, Json], seq: dict[str, int]) -> list[Json]:
         """The objects of `kind` as search sees them now, newest first."""
-        now = time.time()
+        now = self.clock()
         out: list[tuple[int, Json]] = []
         seen: set[str] = set()
         for key, versions in list(self.versions.items()):

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,15 @@ from .transport import serve_connection
 class EmulatorServer:
     """Serve the emulator on 127.0.0.1 from a background thread running one asyncio loop."""
 
-    def __init__(self, config: EmulatorConfig | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config or EmulatorConfig()
+        self.clock = clock
         self.host = host
         self.port = port
         self._emu: Emulator | None = None
@@ -53,7 +61,7 @@ class EmulatorServer:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._emu = Emulator(self.config)
+            self._emu = Emulator(self.config, self.clock)
             self._server = loop.run_until_complete(
                 asyncio.start_server(self._connection, self.host, self.port, backlog=1024, reuse_address=True)
             )

@@ -28,8 +28,9 @@ _ALNUM = string.ascii_letters + string.digits
 
 
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._ids = random.Random()
+        self._clock = clock
         self.clear()
 
     def clear(self) -> None:
@@ -40,7 +41,7 @@ class Store:
         self.deleted_products: set[str] = set()
         self.lookup_keys: dict[str, str] = {}
         self.prices_by_product: dict[str, list[str]] = {}
-        self.search_index = LaggedIndex()
+        self.search_index = LaggedIndex(self._clock)
         self.dirty = False
 
     def rebuild(

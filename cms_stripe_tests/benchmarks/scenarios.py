@@ -37,7 +37,7 @@ def _sync_once(products: list[Any], p: dict[str, Any]) -> dict[str, Any]:
 
     kw: dict[str, Any] = {}
     if p.get("safety"):  # an A/B of the limiter's pacing (--safety); otherwise the engine's default
-        kw["limiter"] = RateLimiter(LimitModel.for_key(p["key"], {}), safety=float(p["safety"]))
+        kw["limiter"] = RateLimiter(LimitModel.for_key(p["key"]), safety=float(p["safety"]))
     gateway = StripeGateway.from_settings(p["key"], p["api_base"], allow_live=True, **kw)
     t0 = time.monotonic()
     state = read_state(gateway, products)

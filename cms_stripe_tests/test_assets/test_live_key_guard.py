@@ -58,9 +58,8 @@ def live(cms_url, catalog, emulator, tmp_path, resource_env, pg_engine):
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
-    return " ".join(
-        str(e.event_specific_data.error.to_string()) for e in result.all_events if e.event_type_value == "STEP_FAILURE"
-    )
+    errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+    return " ".join(error.to_string() for error in errors if error is not None)
 
 
 def test_asset_job_with_live_key_writes_nothing(live, instance):

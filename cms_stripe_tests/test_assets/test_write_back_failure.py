@@ -48,8 +48,10 @@ def test_failed_write_back_fails_the_step_and_the_next_run_repairs_it(
     resources = make_resources(cms_url, emulator, tmp_path)
     first = dg.materialize(GRAPH, partition_key=DAY, resources=resources, instance=instance, raise_on_error=False)
     assert not first.success
-    failure = next(e for e in first.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    message = failure.step_failure_data.error.message
+    failure = next(e for e in first.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    assert error is not None
+    message = error.message
     # Every valid row of the day gets a write-back (synced, or archived for drafts): all refused.
     planted_valid = [p.id for p in catalog.products if p.updated_at.strftime("%Y-%m-%d") == DAY]
     planted_valid = [i for i in planted_valid if i not in catalog.invalid]

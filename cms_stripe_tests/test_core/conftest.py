@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,6 @@ from stripe._api_requestor import _APIRequestor
 
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.executor import ApplyResult, apply_plan
-from cms_stripe.core.mapping import META_CMS_ID, target_for
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
@@ -70,34 +68,6 @@ def sync(
 
 def changed(p: CmsProduct, **kw: Any) -> CmsProduct:
     return dataclasses.replace(p, **kw)
-
-
-def assert_stripe_matches(objects: dict[str, Any], rows: Sequence[CmsProduct], *, lookup_keys: bool = False) -> None:
-    """Stripe equals the CMS: one product per row, right fields, right default price, old prices archived.
-
-    With lookup keys on, the default price carries the row's key; off, it carries none.
-    """
-    products = {p["id"]: p for p in objects["products"]}
-    prices = {p["id"]: p for p in objects["prices"]}
-    per_cms = Counter(p["metadata"].get(META_CMS_ID) for p in products.values())
-    dupes = {k: v for k, v in per_cms.items() if v > 1}
-    assert not dupes, f"duplicate products per cms_id: {dupes}"
-    for r in rows:
-        t = target_for(r, lookup_keys=lookup_keys)
-        prod = products.get(t.product_id)
-        if not t.active:
-            assert prod is None or not prod["active"], r.id
-            continue
-        assert prod is not None, f"missing product for {r.id}"
-        assert prod["active"], r.id
-        assert t.product_diff(prod) == {}, (r.id, t.product_diff(prod))
-        dp = prod["default_price"]
-        dp_id = dp["id"] if isinstance(dp, dict) else dp
-        price = prices[dp_id]
-        assert t.price is not None and t.price.matches(price), (r.id, price)
-        assert price["active"] and price["lookup_key"] == t.lookup_key, (r.id, price)
-        live = [p for p in prices.values() if p["product"] == t.product_id and p["active"]]
-        assert [p["id"] for p in live] == [dp_id], f"{r.id}: live prices {[p['id'] for p in live]}"
 
 
 def api_error(

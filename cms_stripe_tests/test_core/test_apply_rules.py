@@ -238,7 +238,7 @@ def test_a_crashed_apply_finishes_its_own_reprice() -> None:
         "metadata": target.price_metadata(),
         **target.price.params(),
     }
-    halfway = stripe_state(target, price=new_price, **{META_PREV_PRICE: "price_1"})
+    halfway = stripe_state(target, price=new_price, meta={META_PREV_PRICE: "price_1"})
     verdict = check_operation(op, repriced, halfway)
     assert isinstance(verdict, Proceed)
     finish: Operation = verdict.operation

@@ -63,6 +63,6 @@ def test_an_editors_link_made_after_the_check_wins_over_the_write_back(tmp_path,
     assert report.written_back == 2 and report.writeback_conflicts == ["b"]
     assert sorted(products_by_cms_id(emulator)) == ["a", "b", "c"]
     with engine.connect() as conn:
-        links = dict(conn.exec_driver_sql("SELECT id, stripe_product_id FROM products").all())
+        links = {r[0]: r[1] for r in conn.exec_driver_sql("SELECT id, stripe_product_id FROM products").all()}
     assert links == {"a": "prod_cms_a", "b": "prod_linked_by_hand", "c": "prod_cms_c"}
     engine.dispose()

@@ -15,7 +15,7 @@ class Clock:
 
 
 def test_opens_after_fail_max_consecutive_failures_and_reports_once() -> None:
-    clock, opened = Clock(), []
+    clock, opened = Clock(), list[int]()
     breaker = CircuitBreaker(3, 30.0, clock, on_open=opened.append)
     assert [breaker.failure(), breaker.failure()] == [False, False]
     breaker.success()  # resets the count
@@ -26,7 +26,7 @@ def test_opens_after_fail_max_consecutive_failures_and_reports_once() -> None:
 
 
 def test_one_trial_after_the_timeout_then_closed_or_reopened() -> None:
-    clock, opened = Clock(), []
+    clock, opened = Clock(), list[int]()
     breaker = CircuitBreaker(1, 30.0, clock, on_open=opened.append)
     breaker.failure()
     clock.now += 29.9

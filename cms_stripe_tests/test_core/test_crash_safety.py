@@ -15,7 +15,8 @@ import time
 import pytest
 
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
-from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, assert_stripe_matches, make_gateway, sync
+from cms_stripe_tests.expected import assert_stripe_matches
+from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, make_gateway, sync
 from cms_stripe_tests.test_core.crash_driver import catalog
 
 DRIVER = "cms_stripe_tests.test_core.crash_driver"

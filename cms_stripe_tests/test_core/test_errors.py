@@ -76,11 +76,6 @@ def test_rate_limited_reason_reads_header_and_body() -> None:
     assert rate_limited_reason(api_error(429)) == "unknown"
 
 
-def test_severity_is_a_string_enum() -> None:
-    assert Severity.HIGH == "HIGH"
-    assert json.dumps({"s": Severity.LOW}) == '{"s": "LOW"}'
-
-
 def test_sync_error_carries_report_fields() -> None:
     err = AmbiguousWriteError(
         "Stripe answered 500",

@@ -18,7 +18,8 @@ from cms_stripe.core.plan import build_plan
 from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer, FaultConfig
 from cms_stripe.stripe.gateway import StripeGateway
-from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, assert_stripe_matches, changed, make_gateway, row, sync
+from cms_stripe_tests.expected import assert_stripe_matches
+from cms_stripe_tests.test_core.conftest import LOOKUP_KEYS, changed, make_gateway, row, sync
 
 
 def catalog() -> list:
@@ -148,7 +149,8 @@ def test_faults_every_product_synced_exactly_once(lookup_keys: bool) -> None:
         _plan, result = sync(gw, rows, lookup_keys=lookup_keys)
         assert all(r.ok for r in result.results), [(r.cms_id, r.error) for r in result.results if not r.ok]
         rows2 = [
-            changed(r, price=r.price + 1) if i % 3 == 0 else changed(r, title=r.title + "!") for i, r in enumerate(rows)
+            changed(r, price=Decimal(11 + i)) if i % 3 == 0 else changed(r, title=f"{r.title}!")
+            for i, r in enumerate(rows)
         ]
         _plan, result2 = sync(gw, rows2, lookup_keys=lookup_keys)
         assert all(r.ok for r in result2.results), [(r.cms_id, r.error) for r in result2.results if not r.ok]
@@ -187,7 +189,7 @@ def test_should_stop_lets_in_flight_finish(emulator, gateway) -> None:
         plan,
         gateway,
         should_stop=stop.is_set,
-        progress=lambda d, *_: d >= 5 and stop.set(),
+        progress=lambda d, *_: stop.set() if d >= 5 else None,
         on_result=reported.append,
     )
     done = [r for r in result.results if r.ok]

@@ -458,30 +458,39 @@ def test_results_are_plain_dicts_all_the_way_down() -> None:
 
 
 def test_max_concurrency_caps_requests_in_flight() -> None:
+    """Twelve threads, a cap of 3: requests are held open until three are in flight together, and
+    no fourth gets past the gateway meanwhile."""
     in_flight = 0
     peak = 0
-    lock = threading.Lock()
+    changed = threading.Condition()
+    release = threading.Event()
 
-    def slow(_params: Any) -> dict[str, Any]:
+    def held(_params: Any) -> dict[str, Any]:
         nonlocal in_flight, peak
-        with lock:
+        with changed:
             in_flight += 1
             peak = max(peak, in_flight)
-        time.sleep(0.02)
-        with lock:
+            changed.notify_all()
+        release.wait(timeout=30)
+        with changed:
             in_flight -= 1
         return {"id": "x"}
 
-    client = FakeClient(default=slow)
+    client = FakeClient(default=held)
     gw = StripeGateway(client, LimitModel(global_rps=1000, endpoint_rps=1000, max_concurrency=3))  # type: ignore[arg-type]
     threads = [threading.Thread(target=gw.retrieve_product, args=(f"p{i}",)) for i in range(12)]
     for t in threads:
         t.start()
+    with changed:
+        assert changed.wait_for(lambda: in_flight == 3, timeout=30), "three requests never got in flight"
+        # The 3 in flight is the synchronisation; this bounded wait only gives a fourth (a broken cap)
+        # the chance to show itself, so a slow machine can hide a bug but never fail a correct gateway.
+        changed.wait_for(lambda: in_flight > 3, timeout=0.3)
+    release.set()
     for t in threads:
-        t.join(timeout=10)
+        t.join(timeout=30)
     assert len(client.requests) == 12
     assert peak == 3
-    assert gw.observed_latency() >= 0.015
 
 
 def test_stats_snapshot_is_json_and_latency_is_an_ewma() -> None:
@@ -548,10 +557,11 @@ def emulator_log(url: str) -> list[dict[str, Any]]:
 
 @requires_emulator
 def test_emulator_mixed_load_at_live_limits_causes_no_429() -> None:
-    """2,000 requests over five endpoints from 16 threads: paced, so Stripe never has to say 429."""
+    """1,000 requests over five endpoints from 16 threads (about 10 s at the limits): paced, so Stripe
+    never has to say 429."""
     from concurrent.futures import ThreadPoolExecutor
 
-    n_products = 400  # five requests each
+    n_products = 200  # five requests each
     with EmulatorServer(EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=0)) as emu:
         gw = emu_gateway(emu.url)
         assert gw.limits == LimitModel(global_rps=100, endpoint_rps=25, max_concurrency=None, live=True)

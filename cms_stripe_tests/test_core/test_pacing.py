@@ -1,5 +1,7 @@
-"""Pacing: 2,000 creations at live-mode limits cause zero 429s from our own pacing; both create lanes
-together go past the 25/s budget of `POST /v1/products`. The achieved rate is reported, not asserted.
+"""Pacing: 600 creations at live-mode limits (over ten seconds of sustained writing) cause zero 429s from
+our own pacing, with both create lanes in use. How fast that is (the two lanes together past the 25/s
+budget of `POST /v1/products`) and the same at 10,000 products are the benchmark's (`creates_live`);
+the rate is printed here but not asserted.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.test_core.conftest import make_gateway, row
 
-N = 2000
+N = 600
 
 
 @pytest.mark.slow
-def test_2000_creations_without_429() -> None:
+def test_creations_at_live_limits_without_429() -> None:
     config = EmulatorConfig(global_rps=100, endpoint_rps=25, latency_ms=0, jitter_ms=0)
     with EmulatorServer(config) as emu:
         gw = make_gateway(emu.url)

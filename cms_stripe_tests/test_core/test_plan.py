@@ -15,7 +15,9 @@ from cms_stripe.core.validation import quarantine_updates
 from cms_stripe_tests.test_core.conftest import row
 
 
-def stripe_state(t: Target, *, active: bool = True, price: dict[str, Any] | None = None, **meta: str) -> ProductState:
+def stripe_state(
+    t: Target, *, active: bool = True, price: dict[str, Any] | None = None, meta: dict[str, str] | None = None
+) -> ProductState:
     """The Stripe state a finished sync of `t` leaves (then tweaked by the caller)."""
     assert t.price is not None
     dp = price or {
@@ -36,7 +38,7 @@ def stripe_state(t: Target, *, active: bool = True, price: dict[str, Any] | None
         "active": active,
         "updated": 1700000000,
         "default_price": dp,
-        "metadata": {**t.metadata, **meta},
+        "metadata": {**t.metadata, **(meta or {})},
         **{k: v for k, v in t.fields.items() if v is not None},
     }
     return ProductState(t.product_id, product, dp)
@@ -95,6 +97,7 @@ def test_reprice_reuses_half_done_new_price() -> None:
     st = stripe_state(target_for(p))
     new = dataclasses.replace(p, price=Decimal("24.99"))
     t2 = target_for(new)
+    assert t2.price is not None
     lp = {
         "id": "price_2",
         "active": True,
@@ -103,7 +106,7 @@ def test_reprice_reuses_half_done_new_price() -> None:
         "tax_behavior": "unspecified",
         "recurring": None,
         **t2.price.params(),
-    }  # type: ignore[union-attr]
+    }
     st2 = ProductState(st.product_id, st.product, st.default_price, lp)
     op = plan_one(new, st2).operations[0]
     assert op.kind == "reprice" and not op.new_price and op.reuse_price_id == "price_2"
@@ -111,7 +114,7 @@ def test_reprice_reuses_half_done_new_price() -> None:
 
 def test_marker_finishes_interrupted_reprice() -> None:
     p = row("a")
-    op = plan_one(p, stripe_state(target_for(p), **{META_PREV_PRICE: "price_0"})).operations[0]
+    op = plan_one(p, stripe_state(target_for(p), meta={META_PREV_PRICE: "price_0"})).operations[0]
     assert op.kind == "reprice" and op.stale_price_ids == ("price_0",) and not op.new_price
     assert "metadata" not in op.product_params  # the marker is cleared only after archiving
 

@@ -24,10 +24,10 @@ import requests
 import sqlalchemy as sa
 
 from cms_stripe.cms.demo import DemoCatalog, generate_catalog, write_catalog
-from cms_stripe.core.currency import to_minor_units
-from cms_stripe.core.mapping import validate_product
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.conftest import PG_ADMIN_URL
+from cms_stripe_tests.expected import minor_units
+from cms_stripe_tests.records import latest_metadata, updated_at_of
 from cms_stripe_tests.test_deploy.conftest import dagster_storage_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,7 +206,9 @@ def dagster_dev(tmp_path, databases, catalog) -> Iterator[tuple[str, EmulatorSer
 
 def expected_live(demo: DemoCatalog, days: list[str]) -> dict:
     return {
-        p.id: p for p in demo.products if day(p.updated_at) in days and p.should_be_active and not validate_product(p)
+        p.id: p
+        for p in demo.products
+        if day(updated_at_of(p)) in days and p.should_be_active and p.id not in demo.invalid
     }
 
 
@@ -250,7 +252,7 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
         assert sp["active"] and sp["name"] == row.title
         default = sp["default_price"]
         price = prices[default if isinstance(default, str) else default["id"]]
-        assert (price["currency"], price["unit_amount"]) == (row.currency, to_minor_units(row.price, row.currency))
+        assert (price["currency"], price["unit_amount"]) == (row.currency, minor_units(row.price, row.currency))
     creates = Counter(
         e["idempotency_key"].split(":")[2]
         for e in stripe_writes(emu)
@@ -279,21 +281,10 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
         assert instance.event_log_storage.get_concurrency_info("stripe_api").slot_count == 1
         for pk in days + older_days:
             n_live = len(expected_live(catalog, [pk]))
-            for key in GRAPH:
-                records = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[pk]), limit=1
-                ).records
-                assert records, f"{key} {pk} has no materialization"
-            meta = records[0].asset_materialization.metadata  # reconciliation_report
-            assert meta["missing"].value == 0 and meta["drift"].value == 0
-            synced = (
-                instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey("stripe_products"), asset_partitions=[pk]), limit=1
-                )
-                .records[0]
-                .asset_materialization.metadata
-            )
-            assert synced["created"].value == n_live and synced["failed"].value == 0
+            metas = {key: latest_metadata(instance, key, pk) for key in GRAPH}
+            assert metas["reconciliation_report"]["missing"] == 0 and metas["reconciliation_report"]["drift"] == 0
+            synced = metas["stripe_products"]
+            assert synced["created"] == n_live and synced["failed"] == 0
     engine = sa.create_engine(databases[1])
     with engine.connect() as conn:
         stored = conn.exec_driver_sql(
@@ -308,11 +299,5 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
     assert second["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, f"{second}\n{tail(log)}"
     assert len(stripe_writes(emu)) == writes_after_first, "a rerun of a synced backfill must not write to Stripe"
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        rerun = (
-            instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_cms_products"), asset_partitions=[days[-1]]), limit=1
-            )
-            .records[0]
-            .asset_materialization.metadata
-        )
-        assert rerun["rows"].value >= len(live), "the rerun read the written-back rows again"
+        rerun = latest_metadata(instance, "raw_cms_products", days[-1])
+        assert rerun["rows"] >= len(live), "the rerun read the written-back rows again"

@@ -25,6 +25,7 @@ from cms_stripe.io_managers import DailyFrameIOManager
 from cms_stripe.resources.cms import SqlCatalogResource
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
+from cms_stripe_tests.records import latest_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-03-08"
@@ -46,6 +47,7 @@ def test_deployment_config_uses_postgres_and_limits(tmp_path, dagster_pg_url, mo
         assert instance.event_log_storage.supports_global_concurrency_limits
         concurrency = instance.get_concurrency_config()
         assert concurrency.pool_config.default_pool_limit == 1
+        assert concurrency.run_queue_config is not None
         assert concurrency.run_queue_config.max_concurrent_runs >= 2
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 
@@ -88,11 +90,8 @@ def test_materializations_and_metadata_stored_in_postgres(
             },
         )
         assert result.success
-        record = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("stripe_products"), asset_partitions=[DAY]), limit=1
-        ).records[0]
-        meta = record.asset_materialization.metadata
-        assert meta["created"].value > 0 and meta["failed"].value == 0
+        meta = latest_metadata(instance, "stripe_products", DAY)
+        assert meta["created"] > 0 and meta["failed"] == 0
         # The pool was initialised from dagster.yaml's default when the step first claimed it.
         assert instance.event_log_storage.get_concurrency_info(STRIPE_POOL).slot_count == 1
     engine = sa.create_engine(dagster_pg_url)

@@ -13,9 +13,28 @@ from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 BASE_CONFIG = EmulatorConfig(enforce_rate_limits=False)
 
 
+class ManualClock:
+    """The emulator's clock for rate windows and search lag: it moves only when a test advances it,
+    so a burst is one instant and a window slides exactly when the test says, on any machine."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture(scope="module")
-def emulator_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(BASE_CONFIG) as server:
+def emulator_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
+def emulator_server(emulator_clock: ManualClock) -> Iterator[EmulatorServer]:
+    with EmulatorServer(BASE_CONFIG, clock=emulator_clock) as server:
         yield server
 
 

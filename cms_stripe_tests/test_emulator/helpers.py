@@ -18,3 +18,18 @@ def stripe_error(call: Callable[[], Any], kind: type[stripe.StripeError] = strip
 
 def new_client(url: str, key: str = "sk_test_emulator", **kwargs: Any) -> stripe.StripeClient:
     return stripe.StripeClient(key, base_addresses={"api": url}, **kwargs)
+
+
+def off_schema(params: dict[str, Any]) -> Any:
+    """Params stripe-python's own types refuse, sent on purpose to see the emulator refuse them as Stripe does."""
+    return params
+
+
+def headers_of(error: stripe.StripeError) -> dict[str, str]:
+    assert error.headers is not None, "an HTTP error always carries its response headers"
+    return error.headers
+
+
+def error_body(error: stripe.StripeError) -> dict[str, Any]:
+    assert isinstance(error.json_body, dict)
+    return error.json_body

@@ -59,7 +59,9 @@ def test_switch_default_price(client: stripe.StripeClient) -> None:
 def test_default_price_must_be_an_active_price_of_this_product(client: stripe.StripeClient) -> None:
     a = client.v1.products.create(params={"name": "a"})
     b = client.v1.products.create(params={"name": "b", "default_price_data": {"currency": "usd", "unit_amount": 1}})
-    err = stripe_error(lambda: client.v1.products.update(a.id, params={"default_price": b.default_price}))  # type: ignore[typeddict-item]
+    b_price = b.default_price
+    assert isinstance(b_price, str)
+    err = stripe_error(lambda: client.v1.products.update(a.id, params={"default_price": b_price}))
     assert err.param == "default_price"
     err = stripe_error(lambda: client.v1.products.update(a.id, params={"default_price": "price_missing"}))
     assert (err.code, err.param) == ("resource_missing", "default_price")

@@ -8,7 +8,8 @@ import time
 
 import stripe
 
-from .helpers import new_client
+from .conftest import ManualClock
+from .helpers import error_body, headers_of, new_client
 
 
 def _burst(call, n: int) -> list[object]:
@@ -32,9 +33,9 @@ def test_global_limit(emulator, client: stripe.StripeClient) -> None:
     assert len(limited) == 4
     for e in limited:
         assert e.http_status == 429
-        assert e.headers["Stripe-Rate-Limited-Reason"] == "global-rate"
-        assert e.json_body["error"]["code"] == "rate_limit"
-        assert "Stripe-Should-Retry" not in e.headers
+        assert headers_of(e)["Stripe-Rate-Limited-Reason"] == "global-rate"
+        assert error_body(e)["error"]["code"] == "rate_limit"
+        assert "Stripe-Should-Retry" not in headers_of(e)
     info = emulator.inspect()
     assert info["rate_limited"] == {"global-rate": 4}
     assert info["peak_admitted_rps"]["global"] == 10
@@ -47,7 +48,7 @@ def test_endpoint_limit_is_per_method_and_route(emulator, client: stripe.StripeC
     results = _burst(lambda: client.v1.products.create(params={"name": "x"}), 7)
     limited = _limited(results)
     assert len(limited) == 2
-    assert {e.headers["Stripe-Rate-Limited-Reason"] for e in limited} == {"endpoint-rate"}
+    assert {headers_of(e)["Stripe-Rate-Limited-Reason"] for e in limited} == {"endpoint-rate"}
     # Other endpoints have their own windows.
     product = next(r for r in results if isinstance(r, stripe.Product))
     assert client.v1.products.update(product.id, params={"name": "y"}).name == "y"
@@ -59,31 +60,31 @@ def test_endpoint_limit_is_per_method_and_route(emulator, client: stripe.StripeC
     assert info["objects"]["products"] == 5
 
 
-def test_window_slides(emulator, client: stripe.StripeClient) -> None:
+def test_window_slides(emulator, emulator_clock: ManualClock, client: stripe.StripeClient) -> None:
     emulator.configure(enforce_rate_limits=True, global_rps=5.0)
     assert len(_limited(_burst(lambda: client.v1.products.list(), 6))) == 1
-    time.sleep(1.05)
+    emulator_clock.advance(1.05)
     assert _limited(_burst(lambda: client.v1.products.list(), 5)) == []
 
 
-def test_test_mode_limits_apply_to_test_keys_only(emulator) -> None:
+def test_test_mode_limits_apply_to_test_keys_only(emulator, emulator_clock: ManualClock) -> None:
     emulator.configure(enforce_rate_limits=True, global_rps=100.0, endpoint_rps=1000.0, test_mode_limits=True)
     test_client = new_client(emulator.url, "sk_test_x")
     limited = _limited(_burst(lambda: test_client.v1.products.list(), 30))
     assert len(limited) == 5
-    assert limited[0].headers["Stripe-Rate-Limited-Reason"] == "global-rate"
-    time.sleep(1.05)
+    assert headers_of(limited[0])["Stripe-Rate-Limited-Reason"] == "global-rate"
+    emulator_clock.advance(1.05)
     live_client = new_client(emulator.url, "sk_live_x")
     assert _limited(_burst(lambda: live_client.v1.products.list(), 30)) == []
 
 
-def test_rate_limit_runs_before_idempotency(emulator, client: stripe.StripeClient) -> None:
+def test_rate_limit_runs_before_idempotency(emulator, emulator_clock: ManualClock, client: stripe.StripeClient) -> None:
     emulator.configure(enforce_rate_limits=True, endpoint_rps=2.0)
     client.v1.products.create(params={"name": "a"})
     client.v1.products.create(params={"name": "b"})
     err = _limited(_burst(lambda: client.v1.products.create(params={"name": "c"}, options={"idempotency_key": "c"}), 1))
     assert len(err) == 1
-    time.sleep(1.05)
+    emulator_clock.advance(1.05)
     # The 429 stored nothing: the same key now executes for real, then replays.
     created = client.v1.products.create(params={"name": "c"}, options={"idempotency_key": "c"})
     assert created.last_response is not None
@@ -96,11 +97,12 @@ def test_rate_limit_runs_before_idempotency(emulator, client: stripe.StripeClien
 def test_search_has_its_own_lower_limit(emulator, client: stripe.StripeClient) -> None:
     emulator.configure(enforce_rate_limits=True, endpoint_rps=100.0, search_rps=3.0)
     limited = _limited(_burst(lambda: client.v1.products.search(params={"query": "active:'true'"}), 5))
-    assert [e.headers["Stripe-Rate-Limited-Reason"] for e in limited] == ["endpoint-rate", "endpoint-rate"]
+    assert [headers_of(e)["Stripe-Rate-Limited-Reason"] for e in limited] == ["endpoint-rate", "endpoint-rate"]
 
 
 def test_concurrency_limit(emulator) -> None:
-    emulator.configure(enforce_rate_limits=True, concurrency_limit=2, latency_ms=400.0)
+    # Admitted requests sleep 3 s on the server; rejected ones answer at once.
+    emulator.configure(enforce_rate_limits=True, concurrency_limit=2, latency_ms=3000.0)
     results: list[object] = []
     lock = threading.Lock()
 
@@ -113,13 +115,18 @@ def test_concurrency_limit(emulator) -> None:
         with lock:
             results.append(r)
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
-    for t in threads:
+    holders = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in holders:
         t.start()
-        time.sleep(0.02)
-    for t in threads:
+    # Wait for the two to be in flight on the server (an event, not a guess at timing), then three more.
+    deadline = time.monotonic() + 30
+    while emulator.inspect()["in_flight"] < 2:
+        assert time.monotonic() < deadline, "the first two requests never got in flight"
+    for i in range(2, 5):
+        call(i)
+    for t in holders:
         t.join()
     limited = _limited(results)
     assert len(limited) == 3
-    assert {e.headers["Stripe-Rate-Limited-Reason"] for e in limited} == {"global-concurrency"}
+    assert {headers_of(e)["Stripe-Rate-Limited-Reason"] for e in limited} == {"global-concurrency"}
     assert emulator.inspect()["rate_limited"] == {"global-concurrency": 3}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import stripe
+from stripe.params import ProductSearchParams
 
+from .conftest import ManualClock
 from .helpers import stripe_error
 
 
@@ -57,20 +57,22 @@ def test_prices_search(client: stripe.StripeClient) -> None:
     assert _ids(res) == [p.id]
 
 
-def test_new_writes_are_invisible_to_search_for_the_lag(emulator, client: stripe.StripeClient) -> None:
+def test_new_writes_are_invisible_to_search_for_the_lag(
+    emulator, emulator_clock: ManualClock, client: stripe.StripeClient
+) -> None:
     emulator.configure(search_lag_s=0.6)
     product = client.v1.products.create(params={"name": "x", "metadata": {"cms_id": "42"}})
-    query = {"query": "metadata['cms_id']:'42'"}
+    query: ProductSearchParams = {"query": "metadata['cms_id']:'42'"}
     assert _ids(client.v1.products.search(params=query)) == []
     # Retrieve and list are strongly consistent.
     assert client.v1.products.retrieve(product.id).id == product.id
     assert _ids(client.v1.products.list()) == [product.id]
-    time.sleep(0.7)
+    emulator_clock.advance(0.7)
     assert _ids(client.v1.products.search(params=query)) == [product.id]
     # An update is seen late too: search keeps returning the old version for the lag.
     client.v1.products.update(product.id, params={"metadata": {"cms_id": "43"}})
     assert _ids(client.v1.products.search(params=query)) == [product.id]
     assert _ids(client.v1.products.search(params={"query": "metadata['cms_id']:'43'"})) == []
-    time.sleep(0.7)
+    emulator_clock.advance(0.7)
     assert _ids(client.v1.products.search(params=query)) == []
     assert _ids(client.v1.products.search(params={"query": "metadata['cms_id']:'43'"})) == [product.id]

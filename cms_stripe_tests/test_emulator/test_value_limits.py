@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import requests
 import stripe
@@ -133,9 +135,7 @@ def test_three_decimal_currencies_end_in_zero(client: stripe.StripeClient) -> No
     product = client.v1.products.create(params={"name": "x"})
     for cur in ("bhd", "jod", "kwd", "omr", "tnd"):
         err = stripe_error(
-            lambda cur=cur: client.v1.prices.create(
-                params={"product": product.id, "currency": cur, "unit_amount": 1005}
-            )
+            partial(client.v1.prices.create, params={"product": product.id, "currency": cur, "unit_amount": 1005})
         )
         assert err.param == "unit_amount"
         assert (

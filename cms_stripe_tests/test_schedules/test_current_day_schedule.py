@@ -35,8 +35,9 @@ def test_tick_requests_that_utc_days_partition(tick, day):
             )
         )
     assert data.skip_message is None
-    assert len(data.run_requests) == 1
-    request = data.run_requests[0]
+    requests = data.run_requests or []
+    assert len(requests) == 1
+    request = requests[0]
     assert request.partition_key == day
     assert request.tags["cms_stripe/trigger"] == "schedule"
     assert current_day_run_request(tick).partition_key == day
@@ -46,6 +47,7 @@ def test_requested_partition_exists():
     """Today's partition is a real partition (end_offset=1), so the daemon can launch the request."""
     job = defs.resolve_job_def(SYNC_JOB)
     today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert job.partitions_def is not None
     assert today in job.partitions_def.get_partition_keys()
 
 

@@ -19,6 +19,7 @@ from cms_stripe.core.catalog import SYNC_SYNCED, SyncUpdate, content_hash
 from cms_stripe.core.changes import parse_cursor
 from cms_stripe.resources.cms import SqlCatalogResource
 from cms_stripe.sensors import cms_change_sensor
+from cms_stripe_tests.records import updated_at_of
 
 ANCHOR = default_anchor()  # today 00:00 UTC: the catalog's rows fall on the three days before today
 DAYS = 3
@@ -34,7 +35,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-def evaluate(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+def evaluate_tick(instance: dg.DagsterInstance, url: str, cursor: str | None) -> object:
     # The catalog resource sets up and tears down (it owns an engine): open the context as a manager.
     # The URL is read from the environment (never config), as in a deployed code location.
     with pytest.MonkeyPatch.context() as env:
@@ -44,10 +45,27 @@ def evaluate(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.S
             return cms_change_sensor(ctx)
 
 
-def requests_of(result) -> dict[tuple[str, str], str]:
-    """(first, last) partition key of each requested range run → its run key."""
+def evaluate(instance: dg.DagsterInstance, url: str, cursor: str | None) -> dg.SensorResult:
+    """A tick over a readable CMS: always a SensorResult (it carries the cursor even when it skips)."""
+    result = evaluate_tick(instance, url, cursor)
     assert isinstance(result, dg.SensorResult)
-    out = {}
+    return result
+
+
+def cursor_time(result: dg.SensorResult) -> datetime:
+    parsed = parse_cursor(result.cursor)
+    assert parsed is not None, "every tick over a readable CMS leaves a cursor"
+    return parsed
+
+
+def skip_message(result: dg.SensorResult) -> str:
+    assert result.skip_reason is not None
+    return result.skip_reason.skip_message or ""
+
+
+def requests_of(result: dg.SensorResult) -> dict[tuple[str, str], str | None]:
+    """(first, last) partition key of each requested range run → its run key."""
+    out: dict[tuple[str, str], str | None] = {}
     for r in result.run_requests or []:
         assert r.partition_key is None, "the sensor requests ranges, like the single-run backfill"
         out[(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])] = r.run_key
@@ -91,12 +109,12 @@ def test_first_tick_requests_one_run_over_every_changed_day(instance, catalog_ur
     url, products = catalog_url
     result = evaluate(instance, url, None)
     runs = requests_of(result)
-    expected_days = {p.updated_at.astimezone(UTC).strftime("%Y-%m-%d") for p in products}
+    expected_days = {updated_at_of(p).astimezone(UTC).strftime("%Y-%m-%d") for p in products}
     assert expected_days == {_day(1), _day(2), _day(3)}
     assert list(runs) == [(_day(3), _day(1))], "one run over the whole range, not one per day"
-    assert all(r.tags["cms_stripe/trigger"] == "cms_change" for r in result.run_requests)
-    newest = max(p.updated_at for p in products)
-    assert parse_cursor(result.cursor) == newest
+    assert all(r.tags["cms_stripe/trigger"] == "cms_change" for r in result.run_requests or [])
+    newest = max(updated_at_of(p) for p in products)
+    assert cursor_time(result) == newest
 
     # Re-evaluating the same tick (a daemon restart) asks for exactly the same runs: Dagster drops
     # requests whose run_key it has already seen, so the same change never launches twice.
@@ -109,11 +127,9 @@ def test_nothing_changed_is_a_skip_that_says_why(instance, catalog_url):
     first = evaluate(instance, url, None)
     mark_all_synced(url)  # SQLite: no trigger, updated_at untouched
     result = evaluate(instance, url, first.cursor)
-    assert isinstance(result, dg.SensorResult)
     assert not result.run_requests
-    assert result.skip_reason is not None
     # The sync wrote no updated_at (SQLite has no trigger): nothing is newer than the cursor.
-    assert result.skip_reason.skip_message == f"no CMS row was updated since {first.cursor}"
+    assert skip_message(result) == f"no CMS row was updated since {first.cursor}"
     assert result.cursor == first.cursor
 
 
@@ -121,16 +137,16 @@ def test_one_edited_day_then_many(instance, catalog_url):
     url, products = catalog_url
     mark_all_synced(url)
     cursor = evaluate(instance, url, None).cursor
-    assert isinstance(evaluate(instance, url, cursor), dg.SensorResult)
+    evaluate(instance, url, cursor)
 
     # One edit, on the newest day: one run for that day, cursor at the edit.
-    by_day = {p.updated_at.astimezone(UTC).strftime("%Y-%m-%d"): p for p in products}
+    by_day = {updated_at_of(p).astimezone(UTC).strftime("%Y-%m-%d"): p for p in products}
     edited_at = ANCHOR - timedelta(minutes=1)
     edit_sqlite(url, by_day[_day(1)].id, "Edited title", edited_at)
     one = evaluate(instance, url, cursor)
     runs_one = requests_of(one)
     assert list(runs_one) == [(_day(1), _day(1))]
-    assert parse_cursor(one.cursor) == edited_at
+    assert cursor_time(one) == edited_at
 
     # A later edit of the same day is a new change: a new run key for the same partition.
     later = ANCHOR - timedelta(seconds=20)
@@ -143,33 +159,33 @@ def test_one_edited_day_then_many(instance, catalog_url):
     mark_all_synced(url)
     for days_ago in (2, 3):
         row = by_day[_day(days_ago)]
-        edit_sqlite(url, row.id, f"Edit {days_ago}", row.updated_at + timedelta(seconds=1))
+        edit_sqlite(url, row.id, f"Edit {days_ago}", updated_at_of(row) + timedelta(seconds=1))
     before_edits = (ANCHOR - timedelta(days=DAYS + 1)).isoformat()
     many = evaluate(instance, url, before_edits)
     runs_many = requests_of(many)
     assert list(runs_many) == [(_day(3), _day(2))]
-    assert parse_cursor(many.cursor) == later, "the cursor is the newest updated_at seen, changed or not"
+    assert cursor_time(many) == later, "the cursor is the newest updated_at seen, changed or not"
 
 
 def test_cursor_never_moves_backwards(instance, catalog_url):
     url, products = catalog_url
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     result = evaluate(instance, url, future)
-    assert isinstance(result, dg.SensorResult) and not result.run_requests
-    assert result.skip_reason is not None
+    assert not result.run_requests
+    assert skip_message(result)
     assert result.cursor == future
 
     # An edit stamped before the cursor does not pull it back.
-    cursor = evaluate(instance, url, None).cursor
-    edit_sqlite(url, products[0].id, "Back-dated", parse_cursor(cursor) - timedelta(hours=1))
-    after = evaluate(instance, url, cursor)
-    assert parse_cursor(after.cursor) >= parse_cursor(cursor)
+    first = evaluate(instance, url, None)
+    edit_sqlite(url, products[0].id, "Back-dated", cursor_time(first) - timedelta(hours=1))
+    after = evaluate(instance, url, first.cursor)
+    assert cursor_time(after) >= cursor_time(first)
 
 
 def test_unreadable_cms_is_a_skip_not_a_crash(instance, sqlite_url):
     """A CMS without the products table (wrong database, say): the tick skips and says why."""
     sa.create_engine(sqlite_url).connect().close()  # an empty database file
-    result = evaluate(instance, sqlite_url, None)
+    result = evaluate_tick(instance, sqlite_url, None)
     assert isinstance(result, dg.SkipReason)
     assert "could not read the CMS" in (result.skip_message or "")
     assert "products" in (result.skip_message or "")
@@ -196,10 +212,9 @@ def test_write_back_alone_is_not_a_change_on_postgres(instance, pg_catalog):
     before = datetime.now(UTC)
     mark_all_synced(url)  # the trigger moves every row's updated_at to now()
     result = evaluate(instance, url, first.cursor)
-    assert isinstance(result, dg.SensorResult)
     assert not result.run_requests, "a write-back alone must not request a run"
-    assert "none with content that differs from what was last synced" in result.skip_reason.skip_message
-    assert parse_cursor(result.cursor) >= before, "the cursor moves past the write-back"
+    assert "none with content that differs from what was last synced" in skip_message(result)
+    assert cursor_time(result) >= before, "the cursor moves past the write-back"
 
     # A real edit after that (the trigger stamps it now): one run, for today's partition.
     engine = sa.create_engine(url)
@@ -209,4 +224,4 @@ def test_write_back_alone_is_not_a_change_on_postgres(instance, pg_catalog):
     edited = evaluate(instance, url, result.cursor)
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert list(requests_of(edited)) == [(today, today)]
-    assert parse_cursor(edited.cursor) > parse_cursor(result.cursor)
+    assert cursor_time(edited) > cursor_time(result)
