@@ -556,6 +556,7 @@ def emulator_log(url: str) -> list[dict[str, Any]]:
 
 
 @requires_emulator
+@pytest.mark.timing
 def test_emulator_mixed_load_at_live_limits_causes_no_429() -> None:
     """1,000 requests over five endpoints from 16 threads (about 10 s at the limits): paced, so Stripe
     never has to say 429."""
@@ -735,6 +736,7 @@ def test_emulator_duplicate_product_id_raises_already_exists() -> None:
 
 
 @requires_emulator
+@pytest.mark.timing
 def test_emulator_stopped_opens_the_circuit_fast() -> None:
     """Stripe unreachable (connection refused): CRITICAL after a bounded number of attempts, in seconds."""
     emu = EmulatorServer(EmulatorConfig()).start()

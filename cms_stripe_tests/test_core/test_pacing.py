@@ -16,6 +16,8 @@ from cms_stripe.core.state import read_state
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.test_core.conftest import make_gateway, row
 
+pytestmark = pytest.mark.timing
+
 N = 600
 
 

@@ -28,6 +28,8 @@ from cms_stripe.resources.cms import SqlCatalogResource
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
 
+pytestmark = pytest.mark.timing
+
 DAY_A, DAY_B = "2026-03-07", "2026-03-08"
 N_PER_DAY = 15
 ASSETS = [raw_cms_products, validated_products, stripe_products, reconciliation_report]

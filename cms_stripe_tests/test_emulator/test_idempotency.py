@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import stripe
 
 from cms_stripe.emulator import FaultConfig
@@ -47,6 +48,7 @@ def test_keys_are_scoped_to_the_api_key(emulator) -> None:
     assert a.id != b.id
 
 
+@pytest.mark.timing
 def test_concurrent_duplicate_is_409(emulator) -> None:
     emulator.configure(latency_ms=300.0)
     results: list[object] = []
