@@ -52,6 +52,12 @@ DUPLICATES = "duplicates"
 ORPHANS = "orphans"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_DONE = "checkpoint_done"
+# The Stripe write journal (assets/journal.py): observations of this asset key, one per batch.
+JOURNAL_ASSET = "stripe_write_journal"
+JOURNAL_RUN = "journal_run_id"
+JOURNAL_ENTRIES = "journal_entries"
+JOURNAL_PHASE = "journal_phase"
+ROLLBACK_JOB_CONFIG_RUN = "run_id"
 
 # Asset check names.
 CHECK_VALIDATION_RATE = "validation_success_rate_at_least_threshold"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cms_stripe.assets.common import link_holders
+from cms_stripe.assets.journal import InstanceJournal
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL
@@ -58,8 +59,10 @@ def sync_selected_products(
             checkpoint_interval=settings.checkpoint_interval,
             reports_dir=settings.reports_dir,
             max_concurrency=stripe.max_concurrency,
+            root_run_id=context.run.root_run_id or context.run.run_id,
         ),
         log=context.log.info,
+        journal=InstanceJournal(context.instance, context.run.root_run_id or context.run.run_id),
     )
     check = failed_writes_result(outcome.failures)
     if outcome.result is not None and outcome.result.critical:

@@ -29,6 +29,7 @@ from cms_stripe.core.catalog import (
     content_hash,
 )
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
+from cms_stripe.core.journal import JournalSink, intent_entries, result_entries
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
 from cms_stripe.core.settings import scrub
@@ -49,6 +50,9 @@ class SyncOptions:
     checkpoint_interval: int = 100
     reports_dir: str = "reports"
     max_concurrency: int | None = None
+    # The run a journal entry belongs to: a re-execution journals under its root so one rollback
+    # undoes the run with all its resumes.
+    root_run_id: str | None = None
 
 
 @dataclass
@@ -153,10 +157,14 @@ def run_sync(
     log: Callable[[str], None] = print,
     on_checkpoint: Callable[[list[tuple[str, str]]], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    journal: JournalSink | None = None,
 ) -> SyncOutcome:
     """`checkpoint_done`: cms id → content hash finished by an earlier attempt of this run.
     `on_checkpoint` receives the (cms id, content hash) pairs finished since the previous checkpoint,
-    after their write-back is committed."""
+    after their write-back is committed.
+    `journal` receives the intent of every planned write before the first Stripe call (a failure to
+    record it stops the run before anything is written), and each product's result before the CMS
+    write-back of its batch."""
     started = time.monotonic()
     done_before = checkpoint_done or {}
     todo: list[CmsProduct] = []
@@ -191,6 +199,9 @@ def run_sync(
         return outcome
 
     by_id = {p.id: p for p in todo}
+    journal_run = options.root_run_id or options.run_id
+    if journal is not None and plan.writes:
+        journal.record(intent_entries(journal_run, plan.writes, state))
 
     def write(updates: list[SyncUpdate]) -> bool:
         """Write back; a failure (after tenacity's retries) is recorded, not raised, so Stripe writes
@@ -215,6 +226,12 @@ def run_sync(
     tracker = ProgressTracker(total=len(plan.operations), emit=log, every=options.checkpoint_interval)
 
     def flush(results: list[ProductResult]) -> None:
+        if journal is not None:
+            try:
+                journal.record(result_entries(journal_run, results))
+            except Exception as exc:
+                # The intents recorded before the writes still let a rollback find and judge them.
+                log(f"[MEDIUM] journal of {len(results)} results not recorded: {type(exc).__name__}: {scrub(str(exc))}")
         updates = [
             _with_expected(_keep_ids(u, by_id.get(u.id)), by_id.get(u.id))
             for u in ApplyResult(results, {}, 0.0).to_sync_updates(now())

@@ -1,0 +1,102 @@
+"""The rollback job: undo a sync run's Stripe writes from its journal, then (optionally) the CMS sync
+columns from the run's backup. The same job runs from the UI (Launchpad config: run id, dry_run) and
+from `cms-stripe rollback --stripe`. Safe to re-run: see core/rollback.py."""
+
+
+from typing import Any
+
+import dagster as dg
+
+from cms_stripe.assets.journal import read_journal
+from cms_stripe.cms.source import CatalogSource
+from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.core.journal import merge
+from cms_stripe.core.rollback import apply_rollback, describe, plan_rollback
+from cms_stripe.resources.cms import guarded_writer
+from cms_stripe.resources.settings import SyncSettingsResource
+from cms_stripe.resources.stripe import StripeResource
+
+ROLLBACK_JOB = "stripe_rollback"
+
+
+class RollbackConfig(dg.Config):
+    run_id: str
+    # Print what would be undone; write nothing (the safe default, as for the sync).
+    dry_run: bool = True
+    # Also restore the CMS sync columns from the run's backup (after Stripe).
+    cms: bool = True
+
+
+def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None]:
+    """The root run id, every run of its group (re-executions) and the root's creation time."""
+    group = instance.get_run_group(run_id)
+    if group is None:
+        raise dg.Failure(f"run {run_id} is not on this instance")
+    root, runs = group
+    record = instance.get_run_record_by_id(root)
+    since = record.create_timestamp.timestamp() - 1 if record is not None else None
+    return root, sorted(r.run_id for r in runs), since
+
+
+@dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
+def stripe_rollback(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: dg.ResourceParam[CatalogSource],
+) -> dict[str, Any]:
+    """Archive what the run created, reactivate what it archived, revert its reprices and field updates;
+    leave alone (and list) every product changed in Stripe since the run."""
+    root, runs, since = run_group_ids(context.instance, config.run_id)
+    journal = merge(read_journal(context.instance, root, since=since))
+    # Writes with a live key need the same allowance as a sync (the gateway enforces it).
+    gateway = stripe.gateway_for(settings.live_allowed)
+    items = plan_rollback(gateway, journal, root)
+    for line in describe(items):
+        context.log.info(line)
+    result = apply_rollback(gateway, [] if config.dry_run else items, root)
+    result.items = items
+    summary: dict[str, Any] = {"run_id": root, "dry_run": config.dry_run, **result.summary()}
+    changed = result.changed
+    if changed:
+        context.log.warning(
+            f"{len(changed)} products changed in Stripe since run {root} were left alone: "
+            + ", ".join(f"{i.product_id} ({', '.join(i.changed_fields)})" for i in changed[:50])
+        )
+    restored = conflicts = 0
+    if config.cms and not config.dry_run:
+        writer = guarded_writer(catalog, settings.live_allowed)
+        for run_id in runs:
+            outcome = writer.restore_backup(run_id)
+            restored += outcome.written
+            conflicts += len(outcome.conflicts)
+    summary.update({"cms_restored": restored, "cms_conflicts": conflicts})
+    context.add_output_metadata(
+        {
+            "plan": dg.MetadataValue.md("```\n" + "\n".join(describe(items)) + "\n```"),
+            **{
+                k: dg.MetadataValue.int(v) for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)
+            },
+        }
+    )
+    summary["lines"] = describe(items)
+    summary["changed"] = [{"product_id": i.product_id, "fields": i.changed_fields} for i in changed]
+    if result.failed:
+        raise dg.Failure(
+            description=f"{len(result.failed)} products could not be rolled back (re-run the rollback): "
+            + "; ".join(f"{pid}: {err}" for pid, err in result.failed[:20]),
+            metadata={"failed": dg.MetadataValue.int(len(result.failed))},
+        )
+    return summary
+
+
+@dg.graph
+def stripe_rollback_graph() -> None:
+    stripe_rollback()
+
+
+rollback_job = stripe_rollback_graph.to_job(
+    name=ROLLBACK_JOB,
+    description="Undo a sync run in Stripe (from its journal) and in the CMS sync columns; dry-run by default.",
+)
