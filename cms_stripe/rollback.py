@@ -2,7 +2,6 @@
 columns from the run's backup. The same job runs from the UI (Launchpad config: run id, dry_run) and
 from `cms-stripe rollback --stripe`. Safe to re-run: see core/rollback.py."""
 
-
 from typing import Any
 
 import dagster as dg

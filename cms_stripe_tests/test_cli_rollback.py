@@ -76,7 +76,9 @@ def edit_catalog(engine: sa.Engine, ids: list[str], new_rows: list[Any]) -> dict
                 (stamp, i),
             )
         for i in edits["renamed"]:
-            conn.exec_driver_sql("UPDATE products SET title = title || ' (new)', updated_at = ? WHERE id = ?", (stamp, i))
+            conn.exec_driver_sql(
+                "UPDATE products SET title = title || ' (new)', updated_at = ? WHERE id = ?", (stamp, i)
+            )
         for n, i in enumerate(edits["images"]):
             images = json.dumps([f"https://img.example.com/edited-{n}.png"])
             conn.exec_driver_sql("UPDATE products SET images = ?, updated_at = ? WHERE id = ?", (images, stamp, i))

@@ -30,6 +30,7 @@ from cms_stripe.core.catalog import (
 )
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
 from cms_stripe.core.journal import JournalSink, intent_entries, result_entries
+from cms_stripe.core.orphans import adopt_orphans, archive_duplicates, derived_duplicates
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
 from cms_stripe.core.settings import scrub
@@ -180,7 +181,17 @@ def run_sync(
         log(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
 
     state = read_state(gateway, todo)
-    plan = build_plan(todo, state, now=now())
+    # Orphans are adopted, not duplicated (core/orphans.py): the rows to plan name them. `todo` keeps
+    # the rows as read, for the compare-and-set write-back.
+    planned, adoptions = adopt_orphans(gateway, todo, state)  # type: ignore[arg-type]
+    if adoptions:
+        adopted = {a.cms_id for a in adoptions}
+        state = {**state, **read_state(gateway, [p for p in planned if p.id in adopted])}
+        for a in adoptions:
+            others = f" (also live with this cms_id: {', '.join(a.others)})" if a.others else ""
+            log(f"adopting Stripe product {a.product_id} for CMS row {a.cms_id}: it carries the row's cms_id{others}")
+    duplicates = derived_duplicates(gateway, planned)  # type: ignore[arg-type]
+    plan = build_plan(planned, state, now=now())
     plan_path, summary_path = save_plan(plan, options.reports_dir, options.label, options.run_id)
     counts = plan.counts()
     log("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
@@ -193,6 +204,8 @@ def run_sync(
         summary_path=summary_path,
     )
     if options.dry_run:
+        for row, sp in duplicates:
+            log(f"would archive {sp['id']}: created for CMS row {row.id}, which now names {row.stripe_product_id}")
         log("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
         outcome.duration_s = time.monotonic() - started
         outcome.stripe_stats = _stats(gateway)
@@ -256,6 +269,12 @@ def run_sync(
 
     flush_lock = threading.Lock()
     result = apply_plan(plan, gateway, max_concurrency=options.max_concurrency, on_result=on_result)
+    if duplicates and not result.critical:
+        try:
+            archive_duplicates(gateway, duplicates, run_id=journal_run, journal=journal, log=log)
+        except Exception as exc:
+            # The row's own product is synced; the duplicate is reported by the reconciliation.
+            log(f"[HIGH] archiving derived duplicates failed: {type(exc).__name__}: {scrub(str(exc))}")
     with flush_lock:
         rest = [r for r in buffer if r.outcome != "skipped"]
         buffer.clear()
