@@ -50,6 +50,7 @@ MISSING = "missing"
 DRIFT = "drift"
 DUPLICATES = "duplicates"
 ORPHANS = "orphans"
+EDITED_IN_STRIPE = "edited_in_stripe"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_DONE = "checkpoint_done"
 # The Stripe write journal (assets/journal.py): observations of this asset key, one per batch.

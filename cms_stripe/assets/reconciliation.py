@@ -18,6 +18,7 @@ from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import (
     DRIFT,
     DUPLICATES,
+    EDITED_IN_STRIPE,
     GROUP,
     MATCHED,
     MISSING,
@@ -60,6 +61,7 @@ def partition_counts(report: rc.ReconciliationReport) -> dict[str, dg.MetadataVa
         MISSING: dg.MetadataValue.int(counts[rc.MISSING]),
         DRIFT: dg.MetadataValue.int(counts[rc.DRIFT]),
         DUPLICATES: dg.MetadataValue.int(counts[rc.DUPLICATE]),
+        EDITED_IN_STRIPE: dg.MetadataValue.int(report.edited_in_stripe()),
         "quarantined": dg.MetadataValue.int(counts[rc.QUARANTINED]),
     }
 
@@ -118,7 +120,10 @@ def reconciliation_report(
     return dg.MaterializeResult(
         metadata=report_metadata(report, path),
         check_results=reconciliation_results(
-            RECONCILIATION_REPORT, drift=counts[rc.DRIFT] + counts[rc.MISSING], duplicates=counts[rc.DUPLICATE]
+            RECONCILIATION_REPORT,
+            drift=counts[rc.DRIFT] + counts[rc.MISSING],
+            duplicates=counts[rc.DUPLICATE],
+            edited_in_stripe=report.edited_in_stripe(),
         ),
     )
 
@@ -152,5 +157,6 @@ def catalog_reconciliation_report(
             drift=counts[rc.DRIFT] + counts[rc.MISSING],
             duplicates=counts[rc.DUPLICATE],
             orphans=counts[rc.ORPHAN],
+            edited_in_stripe=report.edited_in_stripe(),
         ),
     )

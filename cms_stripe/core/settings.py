@@ -32,6 +32,12 @@ STRICT_BOOLEANS = frozenset({"MIGRATION_DRY_RUN", "MIGRATION_ALLOW_LIVE"})
 # and exactly-once does not need it (the product's own prices are listed instead; see executor.py).
 ENV_PRICE_LOOKUP_KEYS = "STRIPE_PRICE_LOOKUP_KEYS"
 DEFAULT_PRICE_LOOKUP_KEYS = False
+# What a sync does to a product edited in the Stripe Dashboard since its last sync (core/plan.py):
+# "overwrite" (default: the CMS is the source of truth, a hand-changed price is a wrong price) or
+# "keep" (leave it until its CMS row changes; the reconciliation reports it as drift either way).
+ENV_DASHBOARD_EDITS = "STRIPE_DASHBOARD_EDITS"
+DASHBOARD_OVERWRITE, DASHBOARD_KEEP = "overwrite", "keep"
+DASHBOARD_EDITS = (DASHBOARD_OVERWRITE, DASHBOARD_KEEP)
 
 
 class SettingsError(ValueError):
@@ -92,6 +98,14 @@ def env_float(env: Mapping[str, str], name: str, default: float | None) -> float
 def price_lookup_keys(env: Mapping[str, str] | None = None) -> bool:
     """STRIPE_PRICE_LOOKUP_KEYS: the engine's default when no caller passes `lookup_keys` explicitly."""
     return env_bool(os.environ if env is None else env, ENV_PRICE_LOOKUP_KEYS, DEFAULT_PRICE_LOOKUP_KEYS)
+
+
+def dashboard_edits(env: Mapping[str, str] | None = None) -> str:
+    """STRIPE_DASHBOARD_EDITS: overwrite (default) or keep."""
+    raw = ((os.environ if env is None else env).get(ENV_DASHBOARD_EDITS) or DASHBOARD_OVERWRITE).strip().lower()
+    if raw not in DASHBOARD_EDITS:
+        raise SettingsError(f"{ENV_DASHBOARD_EDITS} must be one of {', '.join(DASHBOARD_EDITS)}, not {raw!r}")
+    return raw
 
 
 def parse_day(name: str, raw: str | None) -> date | None:
@@ -356,6 +370,7 @@ class Settings:
     validation_threshold: float = 0.95
     reports_dir: str = "reports"
     price_lookup_keys: bool = DEFAULT_PRICE_LOOKUP_KEYS
+    dashboard_edits: str = DASHBOARD_OVERWRITE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -394,6 +409,7 @@ class Settings:
             validation_threshold=threshold,
             reports_dir=reports_dir_from_env(env),
             price_lookup_keys=price_lookup_keys(env),
+            dashboard_edits=dashboard_edits(env),
         )
 
     @property
@@ -424,6 +440,7 @@ class Settings:
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),
             "MIGRATION_REPORTS_DIR": self.reports_dir,
             ENV_PRICE_LOOKUP_KEYS: str(self.price_lookup_keys).lower(),
+            ENV_DASHBOARD_EDITS: self.dashboard_edits,
         }
 
 
