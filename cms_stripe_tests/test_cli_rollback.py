@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -100,8 +101,11 @@ def rollback_writes(emulator: EmulatorServer, since: int = 0) -> list[dict[str, 
     ]
 
 
-def two_runs(tmp_path, emulator: EmulatorServer) -> tuple[sa.Engine, dict[str, str], dict[str, Any], dict[str, Any]]:
-    """Run 1, literal snapshots, the editors' changes, run 2. Returns the engine, env and the snapshots."""
+def two_runs(
+    tmp_path, emulator: EmulatorServer, kill_run_2_after: int | None = None
+) -> tuple[sa.Engine, dict[str, str], dict[str, Any], dict[str, Any]]:
+    """Run 1, literal snapshots, the editors' changes, run 2 (SIGKILLed after that many Stripe writes
+    when asked). Returns the engine, env and the snapshots."""
     catalog = valid_live_catalog(80, seed=21)
     products, extra = catalog[:20], catalog[20:23]
     cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
@@ -117,12 +121,17 @@ def two_runs(tmp_path, emulator: EmulatorServer) -> tuple[sa.Engine, dict[str, s
 
     ids = sorted(p.id for p in products)
     edits = edit_catalog(engine, ids, [dataclasses.replace(p, updated_at=ANCHOR - timedelta(hours=1)) for p in extra])
-    second = run_cli(["migrate"], env)
-    assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
-    line = next(x for x in second.stdout.splitlines() if x.startswith("stripe_products"))
-    # Run 2 really changed Stripe: 3 creates, 3 reprices, 5 updates, 4 archives.
-    for expected in ("created=3", "repriced=3", "updated=5", "archived=4"):
-        assert expected in line, line
+    if kill_run_2_after is None:
+        second = run_cli(["migrate"], env)
+        assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
+        line = next(x for x in second.stdout.splitlines() if x.startswith("stripe_products"))
+        # Run 2 really changed Stripe: 3 creates, 3 reprices, 5 updates, 4 archives.
+        for expected in ("created=3", "repriced=3", "updated=5", "archived=4"):
+            assert expected in line, line
+    else:
+        base = emulator.inspect()["writes_total"]
+        rc = kill_when(["migrate"], env, lambda: emulator.inspect()["writes_total"] - base >= kill_run_2_after)
+        assert rc == -signal.SIGKILL
     assert customer_view(emulator) != stripe_after_1
     cms_after_1.pop(edits["hard_deleted"][0])
     # Rows added after run 1 go back to what they were before run 2: never synced.
@@ -179,11 +188,10 @@ def test_rollback_leaves_products_edited_after_the_run_alone(tmp_path):
     engine.dispose()
 
 
-def kill_after_rollback_writes(env: dict[str, str], emulator: EmulatorServer, n: int) -> int:
-    """Start `rollback --stripe --yes` and SIGKILL it once `n` rollback writes reached Stripe."""
-    since = emulator.requests_log()[-1]["seq"]
+def kill_when(args: list[str], env: dict[str, str], condition: Callable[[], bool]) -> int:
+    """Start the CLI with `args` and SIGKILL it as soon as `condition()` holds; its return code."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cms_stripe", "rollback", "--stripe", "--yes"],
+        [sys.executable, "-m", "cms_stripe", *args],
         cwd=ROOT,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,
@@ -192,7 +200,7 @@ def kill_after_rollback_writes(env: dict[str, str], emulator: EmulatorServer, n:
     deadline = time.monotonic() + 120
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if len(rollback_writes(emulator, since)) >= n:
+            if condition():
                 proc.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.005)
@@ -210,7 +218,9 @@ def test_rollback_killed_halfway_then_run_again_ends_the_same_without_writing_tw
         since = emulator.requests_log()[-1]["seq"]
         # Slow Stripe down so the kill lands between two writes of the rollback.
         emulator.configure(latency_ms=60.0)
-        rc = kill_after_rollback_writes(env, emulator, kill_after)
+        rc = kill_when(
+            ["rollback", "--stripe", "--yes"], env, lambda: len(rollback_writes(emulator, since)) >= kill_after
+        )
         assert rc == -signal.SIGKILL
         assert customer_view(emulator) != stripe_after_1, "the kill must land before the rollback finished"
         emulator.configure(latency_ms=0.0)
@@ -224,4 +234,19 @@ def test_rollback_killed_halfway_then_run_again_ends_the_same_without_writing_tw
         # Each object received each kind of rollback write at most once (a replay is not a write).
         per_object = Counter((e["path"], e["idempotency_key"].split(":")[1]) for e in applied)
         assert max(per_object.values()) == 1, per_object.most_common(3)
+    engine.dispose()
+
+
+def test_a_run_killed_mid_write_is_rolled_back_from_its_write_ahead_journal(tmp_path):
+    """The journal's intents are stored before the first Stripe write: the writes of a run killed
+    before any result or CMS write-back was recorded are still found and undone."""
+    with EmulatorServer(EmulatorConfig(latency_ms=40.0)) as emulator:
+        engine, env, stripe_after_1, cms_after_1 = two_runs(tmp_path, emulator, kill_run_2_after=8)
+        emulator.configure(latency_ms=0.0)
+        assert sync_columns(engine) == cms_after_1, "killed before its first write-back"
+
+        done = run_cli(["rollback", "--stripe", "--yes"], env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert customer_view(emulator) == stripe_after_1
+        assert sync_columns(engine) == cms_after_1
     engine.dispose()
