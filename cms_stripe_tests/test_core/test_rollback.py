@@ -1,0 +1,154 @@
+"""What a rollback decides per product from the journal and Stripe's current state: the undo steps of
+a create, an archive, a reprice and a field update; nothing for a product already back; nothing but a
+listing for a product someone changed after the run; and the remaining steps of a rollback that
+stopped halfway. Plus: journal entries survive their JSON round trip unchanged."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cms_stripe.core.journal import JournalEntry, PriceTerms, ProductJournal, ProductSnapshot, merge
+from cms_stripe.core.rollback import plan_item
+
+RUN = "run-1"
+
+
+def price(pid: str, amount: int, active: bool = True) -> dict[str, Any]:
+    return {"id": pid, "object": "price", "currency": "usd", "unit_amount": amount, "active": active}
+
+
+def product(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": "prod_cms_a",
+        "active": True,
+        "name": "Old name",
+        "description": "About a",
+        "images": ["https://cdn.example.com/a.png"],
+        "metadata": {"cms_id": "a", "cms_hash": "h1"},
+        "default_price": price("price_old", 1000),
+    }
+    base.update(kw)
+    return base
+
+
+BEFORE = ProductSnapshot.of(product())
+
+
+def journal(
+    after: ProductSnapshot | None, before: ProductSnapshot | None = BEFORE, kind: str = "update"
+) -> ProductJournal:
+    return ProductJournal("a", "prod_cms_a", kind, before, after)
+
+
+def steps(item) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(s.name, s.object_id, s.params) for s in item.steps]
+
+
+def test_a_field_update_gets_its_earlier_values_back():
+    after = ProductSnapshot.of(product(name="New name", images=[], metadata={"cms_id": "a", "cms_hash": "h2"}))
+    now = product(name="New name", images=[], metadata={"cms_id": "a", "cms_hash": "h2"})
+    item = plan_item(journal(after), now, RUN)
+    assert item.decision == "undo"
+    assert steps(item) == [
+        (
+            "restore-product",
+            "prod_cms_a",
+            {"name": "Old name", "images": ["https://cdn.example.com/a.png"], "metadata": {"cms_hash": "h1"}},
+        )
+    ]
+
+
+def test_a_reprice_is_reverted_in_a_crash_safe_order_and_finished_after_a_stop():
+    after_product = product(default_price=price("price_new", 1300), metadata={"cms_id": "a", "cms_hash": "h2"})
+    pj = journal(ProductSnapshot.of(after_product), kind="reprice")
+    expected = [
+        ("reactivate-price", "price_old", {"active": True}),
+        ("restore-product", "prod_cms_a", {"metadata": {"cms_hash": "h1"}, "default_price": "price_old"}),
+        ("archive-price", "price_new", {"active": False}),
+    ]
+    assert steps(plan_item(pj, after_product, RUN)) == expected
+    # Stopped after the first step: the old price is live again, the default not switched yet.
+    assert steps(plan_item(pj, after_product, RUN)) == expected
+    # Stopped after the switch: every compared field is back; only the run's price is left (the
+    # caller lists the product's prices for that).
+    back = plan_item(pj, product(), RUN)
+    assert back.decision == "undone" and back.steps == []
+
+
+def test_an_intent_without_result_is_judged_by_price_terms():
+    """The process died before the result: the new price's id is unknown, its terms are not."""
+    after = ProductSnapshot.of(product(default_price=price("unknown", 1300)))
+    after = ProductSnapshot(after.active, after.fields, after.metadata, PriceTerms(None, "usd", 1300))
+    pj = journal(after, kind="reprice")
+    landed = plan_item(pj, product(default_price=price("price_new", 1300)), RUN)
+    assert landed.decision == "undo" and steps(landed)[-1] == ("archive-price", "price_new", {"active": False})
+    never = plan_item(pj, product(), RUN)
+    assert never.decision == "undone"
+
+
+def test_created_and_archived_products():
+    created = journal(BEFORE, before=None, kind="create")
+    assert steps(plan_item(created, product(), RUN)) == [("restore-product", "prod_cms_a", {"active": False})]
+    assert plan_item(created, product(active=False), RUN).decision == "undone"
+
+    archived = journal(ProductSnapshot.of(product(active=False)), kind="archive")
+    assert steps(plan_item(archived, product(active=False), RUN)) == [
+        ("restore-product", "prod_cms_a", {"active": True})
+    ]
+
+
+def test_a_product_changed_after_the_run_is_left_alone_and_listed():
+    after = ProductSnapshot.of(product(name="New name"))
+    item = plan_item(journal(after), product(name="Someone else's name"), RUN)
+    assert item.decision == "changed" and item.changed_fields == ["name"] and item.steps == []
+    assert plan_item(journal(after), None, RUN).decision == "gone"
+
+
+def test_merge_keeps_the_first_before_and_the_results_price():
+    first = ProductSnapshot.of(product())
+    later = ProductSnapshot.of(product(name="half done"))
+    after = ProductSnapshot(True, first.fields, first.metadata, PriceTerms(None, "usd", 1300))
+    merged = merge(
+        [
+            JournalEntry(RUN, "a", "prod_cms_a", "reprice", "intent", first, after),
+            JournalEntry(RUN, "a", "prod_cms_a", "reprice", "intent", later, after),
+            JournalEntry(RUN, "a", "prod_cms_a", "reprice", "done", None, None, price_id="price_new"),
+        ]
+    )
+    pj = merged["prod_cms_a"]
+    assert pj.before == first and pj.phase == "done"
+    assert pj.after is not None and pj.after.default_price == PriceTerms("price_new", "usd", 1300)
+
+
+text = st.text(max_size=20)
+snapshots = st.builds(
+    ProductSnapshot,
+    active=st.booleans(),
+    fields=st.fixed_dictionaries({"name": text, "images": st.lists(text, max_size=8), "description": st.none() | text}),
+    metadata=st.dictionaries(st.text(min_size=1, max_size=40), text, max_size=50),
+    default_price=st.none()
+    | st.builds(
+        PriceTerms,
+        id=st.none() | text,
+        currency=st.sampled_from(["usd", "jpy", "kwd"]),
+        unit_amount=st.none() | st.integers(0, 10**12),
+        interval=st.none() | st.sampled_from(["month", "year"]),
+        interval_count=st.none() | st.integers(1, 36),
+        tax_behavior=st.sampled_from(["unspecified", "inclusive", "exclusive"]),
+    ),
+)
+
+
+@given(
+    before=st.none() | snapshots,
+    after=st.none() | snapshots,
+    phase=st.sampled_from(["intent", "done", "failed"]),
+    price_id=st.none() | text,
+)
+def test_journal_entries_survive_json(before, after, phase, price_id):
+    entry = JournalEntry(RUN, "cms-1", "prod_cms_cms-1", "update", phase, before, after, price_id)
+    assert JournalEntry.from_dict(json.loads(json.dumps(entry.to_dict()))) == entry
