@@ -63,6 +63,13 @@ def stripe_rollback(
             f"{len(changed)} products changed in Stripe since run {root} were left alone: "
             + ", ".join(f"{i.product_id} ({', '.join(i.changed_fields)})" for i in changed[:50])
         )
+    if result.failed:
+        # The CMS is restored only once Stripe is: a re-run then does both.
+        raise dg.Failure(
+            description=f"{len(result.failed)} products could not be rolled back (re-run the rollback): "
+            + "; ".join(f"{pid}: {err}" for pid, err in result.failed[:20]),
+            metadata={"failed": dg.MetadataValue.int(len(result.failed))},
+        )
     restored = conflicts = 0
     if config.cms and not config.dry_run:
         writer = guarded_writer(catalog, settings.live_allowed)
@@ -81,12 +88,6 @@ def stripe_rollback(
     )
     summary["lines"] = describe(items)
     summary["changed"] = [{"product_id": i.product_id, "fields": i.changed_fields} for i in changed]
-    if result.failed:
-        raise dg.Failure(
-            description=f"{len(result.failed)} products could not be rolled back (re-run the rollback): "
-            + "; ".join(f"{pid}: {err}" for pid, err in result.failed[:20]),
-            metadata={"failed": dg.MetadataValue.int(len(result.failed))},
-        )
     return summary
 
 
