@@ -51,7 +51,7 @@ def stripe_rollback(
     journal = merge(read_journal(context.instance, root, since=since))
     # Writes with a live key need the same allowance as a sync (the gateway enforces it).
     gateway = stripe.gateway_for(settings.live_allowed)
-    items = plan_rollback(gateway, journal, root)
+    items = plan_rollback(gateway, journal)
     for line in describe(items):
         context.log.info(line)
     result = apply_rollback(gateway, [] if config.dry_run else items, root)

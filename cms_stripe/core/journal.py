@@ -277,7 +277,8 @@ def merge(entries: Iterable[JournalEntry]) -> dict[str, ProductJournal]:
                 pj.after = e.after
             continue
         if pj is None:
-            # A result without an intent cannot be undone safely (no `before`): keep it visible only.
+            # Cannot happen for a run of this version (intents are stored before any write); a result
+            # without its `before` could not be undone safely anyway.
             continue
         pj.phase = e.phase
         if e.price_id:

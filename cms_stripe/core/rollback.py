@@ -123,7 +123,7 @@ def _same(name: str, current: Any, recorded: Any) -> bool:
     return current.same_terms(recorded)
 
 
-def plan_item(pj: ProductJournal, product: Mapping[str, Any] | None, run_id: str) -> RollbackItem:
+def plan_item(pj: ProductJournal, product: Mapping[str, Any] | None) -> RollbackItem:
     """Decide one product's undo from the journal and what Stripe holds now."""
     item = RollbackItem(pj.cms_id, pj.product_id, pj.kind, "undone", "")
     if product is None:
@@ -133,6 +133,10 @@ def plan_item(pj: ProductJournal, product: Mapping[str, Any] | None, run_id: str
         item.reason = "nothing recorded to undo"
         return item
     current = ProductSnapshot.of(product)
+    if pj.before is None and current.metadata == {META_CMS_ID: pj.cms_id}:
+        # A lane-B create stopped between its two requests: the product carries only our cms_id,
+        # which is how an unfinished product of ours looks (mapping.Target), not someone's edit.
+        return _undo_created(item, current)
     # A product the run created had no earlier state: undoing it means archiving it, fields untouched.
     before = pj.before or ProductSnapshot(False, pj.after.fields, pj.after.metadata, pj.after.default_price)
     at_after: list[str] = []
@@ -160,7 +164,8 @@ def plan_item(pj: ProductJournal, product: Mapping[str, Any] | None, run_id: str
         if name == "active":
             params["active"] = before.active
         elif name == "metadata":
-            diff = metadata_diff(_value(before, "metadata"), _value(current, "metadata"))
+            # Against the full current metadata, so a reprice marker left by the run is cleared too.
+            diff = metadata_diff(_value(before, "metadata"), current.metadata)
             if diff:
                 params["metadata"] = diff
         elif name == "default_price":
@@ -184,6 +189,15 @@ def plan_item(pj: ProductJournal, product: Mapping[str, Any] | None, run_id: str
     item.steps = steps
     item.decision = "undo"
     item.reason = "created by the run" if pj.before is None else f"{pj.kind}: " + ", ".join(at_after)
+    return item
+
+
+def _undo_created(item: RollbackItem, current: ProductSnapshot) -> RollbackItem:
+    if current.active:
+        item.steps = [Step("restore-product", item.product_id, {"active": False})]
+        item.decision, item.reason = "undo", "created by the run"
+    else:
+        item.reason = "already as before the run"
     return item
 
 
@@ -218,7 +232,7 @@ def _leftover_price_steps(
     return out
 
 
-def plan_rollback(gateway: RollbackGateway, journal: Mapping[str, ProductJournal], run_id: str) -> list[RollbackItem]:
+def plan_rollback(gateway: RollbackGateway, journal: Mapping[str, ProductJournal]) -> list[RollbackItem]:
     """One item per journaled product: read Stripe (100 products per call) and decide."""
     ids = sorted(journal)
     current: dict[str, dict[str, Any]] = {}
@@ -229,7 +243,7 @@ def plan_rollback(gateway: RollbackGateway, journal: Mapping[str, ProductJournal
     for pid in ids:
         pj = journal[pid]
         found = current.get(pid)
-        item = plan_item(pj, found, run_id)
+        item = plan_item(pj, found)
         if found is not None and item.decision in ("undo", "undone"):
             extra = _leftover_price_steps(gateway, pj, item, found)
             if extra:

@@ -51,7 +51,7 @@ def steps(item) -> list[tuple[str, str, dict[str, Any]]]:
 def test_a_field_update_gets_its_earlier_values_back():
     after = ProductSnapshot.of(product(name="New name", images=[], metadata={"cms_id": "a", "cms_hash": "h2"}))
     now = product(name="New name", images=[], metadata={"cms_id": "a", "cms_hash": "h2"})
-    item = plan_item(journal(after), now, RUN)
+    item = plan_item(journal(after), now)
     assert item.decision == "undo"
     assert steps(item) == [
         (
@@ -70,12 +70,12 @@ def test_a_reprice_is_reverted_in_a_crash_safe_order_and_finished_after_a_stop()
         ("restore-product", "prod_cms_a", {"metadata": {"cms_hash": "h1"}, "default_price": "price_old"}),
         ("archive-price", "price_new", {"active": False}),
     ]
-    assert steps(plan_item(pj, after_product, RUN)) == expected
+    assert steps(plan_item(pj, after_product)) == expected
     # Stopped after the first step: the old price is live again, the default not switched yet.
-    assert steps(plan_item(pj, after_product, RUN)) == expected
+    assert steps(plan_item(pj, after_product)) == expected
     # Stopped after the switch: every compared field is back; only the run's price is left (the
     # caller lists the product's prices for that).
-    back = plan_item(pj, product(), RUN)
+    back = plan_item(pj, product())
     assert back.decision == "undone" and back.steps == []
 
 
@@ -84,28 +84,46 @@ def test_an_intent_without_result_is_judged_by_price_terms():
     after = ProductSnapshot.of(product(default_price=price("unknown", 1300)))
     after = ProductSnapshot(after.active, after.fields, after.metadata, PriceTerms(None, "usd", 1300))
     pj = journal(after, kind="reprice")
-    landed = plan_item(pj, product(default_price=price("price_new", 1300)), RUN)
+    landed = plan_item(pj, product(default_price=price("price_new", 1300)))
     assert landed.decision == "undo" and steps(landed)[-1] == ("archive-price", "price_new", {"active": False})
-    never = plan_item(pj, product(), RUN)
+    never = plan_item(pj, product())
     assert never.decision == "undone"
 
 
 def test_created_and_archived_products():
     created = journal(BEFORE, before=None, kind="create")
-    assert steps(plan_item(created, product(), RUN)) == [("restore-product", "prod_cms_a", {"active": False})]
-    assert plan_item(created, product(active=False), RUN).decision == "undone"
+    assert steps(plan_item(created, product())) == [("restore-product", "prod_cms_a", {"active": False})]
+    assert plan_item(created, product(active=False)).decision == "undone"
 
     archived = journal(ProductSnapshot.of(product(active=False)), kind="archive")
-    assert steps(plan_item(archived, product(active=False), RUN)) == [
-        ("restore-product", "prod_cms_a", {"active": True})
-    ]
+    assert steps(plan_item(archived, product(active=False))) == [("restore-product", "prod_cms_a", {"active": True})]
+
+
+def test_a_create_stopped_between_its_two_requests_is_still_undone():
+    """Lane B makes the product with only our cms_id, then completes it: a kill in between leaves that."""
+    created = journal(BEFORE, before=None, kind="create")
+    half = product(metadata={"cms_id": "a"}, description=None, images=[])
+    assert steps(plan_item(created, half)) == [("restore-product", "prod_cms_a", {"active": False})]
+
+
+def test_a_reprice_marker_left_by_the_run_is_cleared():
+    after_product = product(
+        default_price=price("price_new", 1300),
+        metadata={"cms_id": "a", "cms_hash": "h2", "cms_prev_price": "price_old"},
+    )
+    item = plan_item(journal(ProductSnapshot.of(after_product), kind="reprice"), after_product)
+    assert steps(item)[1] == (
+        "restore-product",
+        "prod_cms_a",
+        {"metadata": {"cms_hash": "h1", "cms_prev_price": ""}, "default_price": "price_old"},
+    )
 
 
 def test_a_product_changed_after_the_run_is_left_alone_and_listed():
     after = ProductSnapshot.of(product(name="New name"))
-    item = plan_item(journal(after), product(name="Someone else's name"), RUN)
+    item = plan_item(journal(after), product(name="Someone else's name"))
     assert item.decision == "changed" and item.changed_fields == ["name"] and item.steps == []
-    assert plan_item(journal(after), None, RUN).decision == "gone"
+    assert plan_item(journal(after), None).decision == "gone"
 
 
 def test_merge_keeps_the_first_before_and_the_results_price():
