@@ -20,11 +20,21 @@ from typing import Any
 
 import dagster as dg
 
-from cms_stripe.constants import JOURNAL_ASSET, JOURNAL_ENTRIES, JOURNAL_PHASE, JOURNAL_RUN
+from cms_stripe.constants import GROUP, JOURNAL_ASSET, JOURNAL_ENTRIES, JOURNAL_PHASE, JOURNAL_RUN
 from cms_stripe.core.journal import JournalEntry, chunks
 
 JOURNAL_KEY = dg.AssetKey(JOURNAL_ASSET)
 PAGE = 1000
+
+# Declared so the UI gives the journal a page (its observations, newest first) in the sync's group;
+# nothing materializes it.
+stripe_write_journal = dg.AssetSpec(
+    JOURNAL_KEY,
+    group_name=GROUP,
+    kinds={"stripe"},
+    description="Every Stripe write of every sync run (before/after per product), one observation per batch; "
+    "`cms-stripe rollback --stripe` and the stripe_rollback job undo a run from it.",
+)
 
 
 class InstanceJournal:
