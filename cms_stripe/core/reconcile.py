@@ -158,6 +158,12 @@ def reconcile(
         edited = outcome == DRIFT and behind is not None and target.active and edited_in_stripe(target, behind)
         if edited:
             detail = f"edited in Stripe since the last sync (STRIPE_DASHBOARD_EDITS decides): {detail}"
+        if outcome == MISSING and live and not target.adopted:
+            # An orphan (made by hand, or by another tool) carries this row's cms_id: core/orphans.py.
+            detail = (
+                f"no Stripe product at {target.product_id}; {live[0]['id']} carries this row's cms_id "
+                "(the next sync adopts it)"
+            )
         report.rows.append(ReconcileRow(p.id, target.product_id, outcome, detail, edited))
 
     if orphans:

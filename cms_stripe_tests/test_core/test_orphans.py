@@ -10,6 +10,7 @@ from typing import Any
 
 import stripe
 
+from cms_stripe.core import reconcile as rc
 from cms_stripe.core.catalog import SyncUpdate, WriteBackResult
 from cms_stripe.core.journal import JournalEntry
 from cms_stripe.core.sync import SyncOptions, run_sync
@@ -50,6 +51,11 @@ def test_a_hand_made_product_with_the_rows_cms_id_is_adopted_with_zero_creates(e
         }
     )
     rows = [row("orph-1"), row("orph-2")]
+    report = rc.reconcile(rows, gateway.iter_all_products(), scope="catalog", orphans=True)
+    assert [(r.cms_id, r.outcome) for r in report.rows] == [("orph-1", "missing"), ("orph-2", "missing")]
+    assert report.rows[0].detail == (
+        "no Stripe product at prod_cms_orph-1; prod_MadeByHand1 carries this row's cms_id (the next sync adopts it)"
+    )
     creates_before = emulator.inspect()["requests"].get("POST /v1/products", 0)
     cms, journal, lines = MemoryCms(), MemoryJournal(), []
 
