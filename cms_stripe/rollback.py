@@ -49,6 +49,11 @@ def stripe_rollback(
     leave alone (and list) every product changed in Stripe since the run."""
     root, runs, since = run_group_ids(context.instance, config.run_id)
     journal = merge(read_journal(context.instance, root, since=since))
+    if not journal:
+        context.log.warning(
+            f"run {root} journaled no Stripe write (a dry run, no change, or a run older than the journal): "
+            "nothing to undo in Stripe"
+        )
     # Writes with a live key need the same allowance as a sync (the gateway enforces it).
     gateway = stripe.gateway_for(settings.live_allowed)
     items = plan_rollback(gateway, journal)
@@ -56,7 +61,12 @@ def stripe_rollback(
         context.log.info(line)
     result = apply_rollback(gateway, [] if config.dry_run else items, root)
     result.items = items
-    summary: dict[str, Any] = {"run_id": root, "dry_run": config.dry_run, **result.summary()}
+    summary: dict[str, Any] = {
+        "run_id": root,
+        "dry_run": config.dry_run,
+        "journaled": len(journal),
+        **result.summary(),
+    }
     changed = result.changed
     if changed:
         context.log.warning(

@@ -213,6 +213,9 @@ def _leftover_price_steps(
     default_id = dp.get("id") if isinstance(dp, Mapping) else dp
     planned = {s.object_id for s in item.steps if s.name == "archive-price"}
     if pj.before is None:
+        if pj.phase == "done":
+            # A finished create made one price, the default: no listing (one GET per product) needed.
+            return []
         wanted = None
     else:
         run_price = pj.after.default_price.id if pj.after and pj.after.default_price else None
