@@ -170,3 +170,85 @@ snapshots = st.builds(
 def test_journal_entries_survive_json(before, after, phase, price_id):
     entry = JournalEntry(RUN, "cms-1", "prod_cms_cms-1", "update", phase, before, after, price_id)
     assert JournalEntry.from_dict(json.loads(json.dumps(entry.to_dict()))) == entry
+
+
+# -- property: from any mix of before/after, the planned steps bring the product back to before --------
+
+names = st.text(min_size=1, max_size=12)
+field_sets = st.fixed_dictionaries(
+    {"name": names, "description": st.none() | names, "images": st.lists(names, max_size=3)}
+)
+metadata_sets = st.dictionaries(st.sampled_from(["cms_id", "cms_hash", "sku", "colour"]), names, max_size=4)
+
+
+def as_product(snap: ProductSnapshot, prices: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    dp = snap.default_price
+    return {
+        "id": "prod_cms_a",
+        "active": snap.active,
+        **snap.fields,
+        "metadata": dict(snap.metadata),
+        "default_price": prices[dp.id] if dp and dp.id else None,
+    }
+
+
+def apply_steps(product: dict[str, Any], item, prices: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Stripe's update semantics for the params a rollback sends ("" clears, metadata merges)."""
+    out = json.loads(json.dumps(product))
+    for step in item.steps:
+        if step.name != "restore-product":
+            prices[step.object_id]["active"] = step.params["active"]
+            continue
+        for key, value in step.params.items():
+            if key == "metadata":
+                for mk, mv in value.items():
+                    if mv == "":
+                        out["metadata"].pop(mk, None)
+                    else:
+                        out["metadata"][mk] = mv
+            elif key == "default_price":
+                out["default_price"] = prices[value]
+            elif key == "images":
+                out["images"] = [] if value == "" else value
+            else:
+                out[key] = None if value == "" else value
+    return out
+
+
+@given(
+    before_fields=field_sets,
+    after_fields=field_sets,
+    before_meta=metadata_sets,
+    after_meta=metadata_sets,
+    before_active=st.booleans(),
+    after_active=st.booleans(),
+    reprice=st.booleans(),
+    mix=st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_steps_from_any_partial_state_end_at_before_and_a_second_plan_is_empty(
+    before_fields, after_fields, before_meta, after_meta, before_active, after_active, reprice, mix
+):
+    prices = {"price_old": price("price_old", 1000), "price_new": price("price_new", 1300)}
+    old = PriceTerms.of(prices["price_old"])
+    new = PriceTerms.of(prices["price_new"]) if reprice else old
+    before = ProductSnapshot(before_active, before_fields, before_meta, old)
+    after = ProductSnapshot(after_active, after_fields, after_meta, new)
+    # Where an earlier rollback stopped: each part of the product either still at after or back at before.
+    current = ProductSnapshot(
+        before.active if mix[0] else after.active,
+        {
+            "name": (before if mix[1] else after).fields["name"],
+            "description": (before if mix[2] else after).fields["description"],
+            "images": (before if mix[3] else after).fields["images"],
+        },
+        before.metadata if mix[4] else after.metadata,
+        old if mix[5] else new,
+    )
+    pj = journal(after, before=before, kind="reprice" if reprice else "update")
+    item = plan_item(pj, as_product(current, prices))
+    assert item.decision in ("undo", "undone")
+    restored = apply_steps(as_product(current, prices), item, prices)
+    snap = ProductSnapshot.of(restored)
+    assert (snap.active, snap.metadata, snap.default_price) == (before.active, before.metadata, before.default_price)
+    assert {k: snap.fields[k] for k in before.fields} == before.fields
+    assert plan_item(pj, restored).steps == []
