@@ -26,15 +26,21 @@ class RollbackConfig(dg.Config):
     cms: bool = True
 
 
-def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None]:
-    """The root run id, every run of its group (re-executions) and the root's creation time."""
+def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None, float | None]:
+    """The root run id, every run of its group (re-executions), and the time window their journal
+    batches were written in (so a rollback of an old run does not read every later run's journal)."""
     group = instance.get_run_group(run_id)
     if group is None:
         raise dg.Failure(f"run {run_id} is not on this instance")
     root, runs = group
-    record = instance.get_run_record_by_id(root)
-    since = record.create_timestamp.timestamp() - 1 if record is not None else None
-    return root, sorted(r.run_id for r in runs), since
+    ids = sorted(r.run_id for r in runs)
+    records = [rec for rec in (instance.get_run_record_by_id(i) for i in ids) if rec is not None]
+    starts = [rec.create_timestamp.timestamp() for rec in records]
+    ends = [rec.end_time for rec in records]
+    since = min(starts) - 1 if starts else None
+    # A run still going (or killed without an end) may have journaled up to now: no upper bound then.
+    until = max(e for e in ends if e is not None) + 60 if ends and all(e is not None for e in ends) else None
+    return root, ids, since, until
 
 
 @dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
@@ -47,8 +53,8 @@ def stripe_rollback(
 ) -> dict[str, Any]:
     """Archive what the run created, reactivate what it archived, revert its reprices and field updates;
     leave alone (and list) every product changed in Stripe since the run."""
-    root, runs, since = run_group_ids(context.instance, config.run_id)
-    journal = merge(read_journal(context.instance, root, since=since))
+    root, runs, since, until = run_group_ids(context.instance, config.run_id)
+    journal = merge(read_journal(context.instance, root, since=since, until=until))
     if not journal:
         context.log.warning(
             f"run {root} journaled no Stripe write (a dry run, no change, or a run older than the journal): "

@@ -61,14 +61,16 @@ class InstanceJournal:
             )
 
 
-def read_journal(instance: dg.DagsterInstance, run_id: str, *, since: float | None = None) -> list[JournalEntry]:
-    """The entries of one run (by its root run id), oldest first. `since`: the run's creation time,
-    so older journal batches are not read at all."""
+def read_journal(
+    instance: dg.DagsterInstance, run_id: str, *, since: float | None = None, until: float | None = None
+) -> list[JournalEntry]:
+    """The entries of one run (by its root run id), oldest first. `since` / `until`: the time the run
+    (with its re-executions) was writing, so other runs' journal batches are mostly not read at all."""
     out: list[JournalEntry] = []
     cursor = None
     while True:
         page = instance.fetch_observations(
-            dg.AssetRecordsFilter(asset_key=JOURNAL_KEY, after_timestamp=since),
+            dg.AssetRecordsFilter(asset_key=JOURNAL_KEY, after_timestamp=since, before_timestamp=until),
             limit=PAGE,
             cursor=cursor,
             ascending=True,
