@@ -424,7 +424,17 @@ def rollback(
         rows = _catalog_for_rollback(run).backup_for_run(run.run_id)
         click.echo(f"dry run: would restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}")
         sys.exit(EXIT_OK)
-    _restore_cms(run, yes=yes or in_stripe, allow_live=allow_live)
+    if not in_stripe:
+        _restore_cms(run, yes=yes, allow_live=allow_live)
+        return
+    from cms_stripe.rollback import run_group_ids
+
+    # The Stripe rollback undid the run with its re-executions: so does the CMS restore.
+    _root, group, _since, _until = run_group_ids(instance, run.run_id)
+    for member in group:
+        found = instance.get_run_by_id(member)
+        if found is not None:
+            _restore_cms(found, yes=True, allow_live=allow_live, exit_when_empty=False)
 
 
 def _stripe_rollback(settings: Any, run_id: str, *, dry_run: bool, allow_live: bool) -> dict[str, Any]:
@@ -477,12 +487,14 @@ def _catalog_for_rollback(run: Any) -> Any:
     return catalog_resource_from_env()
 
 
-def _restore_cms(run: Any, *, yes: bool, allow_live: bool) -> None:
+def _restore_cms(run: Any, *, yes: bool, allow_live: bool, exit_when_empty: bool = True) -> None:
     catalog = _catalog_for_rollback(run)
     rows = catalog.backup_for_run(run.run_id)
     if not rows:
         click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")
-        sys.exit(EXIT_OK)
+        if exit_when_empty:
+            sys.exit(EXIT_OK)
+        return
     if not yes:
         click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
     restored = catalog.restore_backup(run.run_id, allow_live=allow_live)

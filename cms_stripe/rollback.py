@@ -27,14 +27,23 @@ class RollbackConfig(dg.Config):
 
 
 def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None, float | None]:
-    """The root run id, every run of its group (re-executions), and the time window their journal
-    batches were written in (so a rollback of an old run does not read every later run's journal)."""
-    group = instance.get_run_group(run_id)
-    if group is None:
+    """The root run id, every run of its group (re-executions, newest first), and the time window their
+    journal batches were written in (so a rollback of an old run does not read every later run's journal)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
         raise dg.Failure(f"run {run_id} is not on this instance")
-    root, runs = group
-    ids = sorted(r.run_id for r in runs)
-    records = [rec for rec in (instance.get_run_record_by_id(i) for i in ids) if rec is not None]
+    root = run.root_run_id or run.run_id
+    root_record = instance.get_run_record_by_id(root)
+    if root_record is None:
+        raise dg.Failure(f"run {run_id} names root run {root}, which is not on this instance")
+    # By the runs' root_run_id, not get_run_group: that follows the dagster/root_run_id tag, which
+    # a re-execution launched with its own tags (cms-stripe resume) does not carry.
+    later = instance.get_run_records(dg.RunsFilter(job_name=run.job_name, created_after=root_record.create_timestamp))
+    records = [root_record, *(r for r in later if r.dagster_run.root_run_id == root)]
+    # Newest first: a row written by a re-execution is restored to what the run before it wrote,
+    # and then by that run's backup to what it was before the whole group.
+    records.sort(key=lambda rec: rec.create_timestamp, reverse=True)
+    ids = [rec.dagster_run.run_id for rec in records]
     starts = [rec.create_timestamp.timestamp() for rec in records]
     ends = [rec.end_time for rec in records]
     since = min(starts) - 1 if starts else None

@@ -250,3 +250,19 @@ def test_a_run_killed_mid_write_is_rolled_back_from_its_write_ahead_journal(tmp_
         assert customer_view(emulator) == stripe_after_1
         assert sync_columns(engine) == cms_after_1
     engine.dispose()
+
+
+def test_a_killed_and_resumed_run_is_rolled_back_with_its_resume(tmp_path):
+    """The resume journals under the run it re-executes: one rollback undoes both, CMS rows included."""
+    with EmulatorServer(EmulatorConfig(latency_ms=40.0)) as emulator:
+        engine, env, stripe_after_1, cms_after_1 = two_runs(tmp_path, emulator, kill_run_2_after=8)
+        emulator.configure(latency_ms=0.0)
+        resumed = run_cli(["resume"], env)
+        assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+        assert sync_columns(engine) != cms_after_1, "the resume wrote its results back"
+
+        done = run_cli(["rollback", "--stripe", "--yes"], env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert customer_view(emulator) == stripe_after_1
+        assert sync_columns(engine) == cms_after_1, done.stdout[-4000:]
+    engine.dispose()
