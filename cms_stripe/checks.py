@@ -22,6 +22,7 @@ from cms_stripe.constants import (
     CHECK_VALIDATION_RATE,
     DRIFT,
     DUPLICATES,
+    EDITED_IN_STRIPE,
     FAILED,
     ORPHANS,
 )
@@ -82,15 +83,21 @@ def failed_writes_result(failures: Sequence[tuple[str, str]]) -> dg.AssetCheckRe
 
 
 def reconciliation_results(
-    asset: dg.AssetKey, drift: int, duplicates: int, orphans: int = 0
+    asset: dg.AssetKey, drift: int, duplicates: int, orphans: int = 0, edited_in_stripe: int = 0
 ) -> list[dg.AssetCheckResult]:
+    """`edited_in_stripe`: the part of `drift` made in Stripe by hand (kept with STRIPE_DASHBOARD_EDITS=keep,
+    undone by the next sync of the row otherwise) — shown so the WARN says who drifted."""
     return [
         dg.AssetCheckResult(
             check_name=CHECK_NO_DRIFT,
             asset_key=asset,
             passed=drift == 0 and orphans == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={DRIFT: dg.MetadataValue.int(drift), ORPHANS: dg.MetadataValue.int(orphans)},
+            metadata={
+                DRIFT: dg.MetadataValue.int(drift),
+                ORPHANS: dg.MetadataValue.int(orphans),
+                EDITED_IN_STRIPE: dg.MetadataValue.int(edited_in_stripe),
+            },
         ),
         dg.AssetCheckResult(
             check_name=CHECK_NO_DUPLICATES,

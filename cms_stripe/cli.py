@@ -389,22 +389,91 @@ def selective_job_for_resume() -> Any:
 
 
 @cli.command()
-@click.option("--run-id", default=None, help="The run whose CMS write-back to undo (default: the latest CLI run).")
+@click.option("--run-id", default=None, help="The run to undo (default: the latest CLI run).")
+@click.option("--stripe", "in_stripe", is_flag=True, help="Also undo the run's Stripe writes, from its journal.")
+@click.option("--dry-run", is_flag=True, help="With --stripe: print what would be undone; write nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--confirm-live", is_flag=True, help="Allow the CMS write when STRIPE_SECRET_KEY is a live key.")
+@click.option("--confirm-live", is_flag=True, help="Allow the writes when STRIPE_SECRET_KEY is a live key.")
 @click.pass_context
-def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bool) -> None:
+def rollback(
+    ctx: click.Context, run_id: str | None, in_stripe: bool, dry_run: bool, yes: bool, confirm_live: bool
+) -> None:
     """Restore the CMS sync columns a run overwrote, from the backup taken before its first write-back.
 
-    Stripe is not touched: products cannot be deleted once they have prices, and archiving live
-    products is a decision for a human (the reconciliation report lists them)."""
+    With --stripe, first undo the run's Stripe writes from its journal (the `stripe_rollback` job):
+    products it created are archived, products it archived reactivated, reprices and field updates
+    reverted; products changed in Stripe since the run are left alone and listed. Safe to repeat."""
     settings = _settings(ctx)
     allow_live = confirm_live or settings.allow_live
-    _check_live(settings, False, allow_live)
+    _check_live(settings, dry_run, allow_live)
     instance = _instance()
     run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
     if run is None:
         _fail("nothing to roll back: no earlier cms-stripe run on this instance")
+    if in_stripe:
+        if confirm_live:
+            os.environ["MIGRATION_ALLOW_LIVE"] = "true"
+        if not yes and not dry_run:
+            preview = _stripe_rollback(settings, run.run_id, dry_run=True, allow_live=False)
+            if preview.get("to_undo", 0) or preview.get("steps", 0):
+                click.confirm(f"undo these Stripe writes of run {run.run_id}?", abort=True)
+        summary = _stripe_rollback(settings, run.run_id, dry_run=dry_run, allow_live=allow_live)
+        if dry_run:
+            click.echo("dry run: nothing written to Stripe or the CMS")
+            sys.exit(EXIT_OK)
+        if summary.get("failed"):
+            _fail(f"{summary['failed']} products could not be rolled back; run the rollback again", EXIT_FAILED)
+    elif dry_run:
+        rows = _catalog_for_rollback(run, allow_live).backup_for_run(run.run_id)
+        click.echo(f"dry run: would restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}")
+        sys.exit(EXIT_OK)
+    if not in_stripe:
+        _restore_cms(run, yes=yes, allow_live=allow_live)
+        return
+    from cms_stripe.rollback import run_group_ids
+
+    # The Stripe rollback undid the run with its re-executions: so does the CMS restore.
+    _root, group, _since, _until = run_group_ids(instance, run.run_id)
+    for member in group:
+        found = instance.get_run_by_id(member)
+        if found is not None:
+            _restore_cms(found, yes=True, allow_live=allow_live, exit_when_empty=False)
+
+
+def _stripe_rollback(settings: Any, run_id: str, *, dry_run: bool, allow_live: bool) -> dict[str, Any]:
+    """Run the rollback job in-process (it shows in the UI) and print what it decided and did."""
+    from cms_stripe.definitions import defs
+    from cms_stripe.rollback import ROLLBACK_JOB
+
+    config = _run_config(settings, dry_run)
+    config["resources"]["settings"]["config"]["allow_live"] = allow_live
+    config["ops"] = {"stripe_rollback": {"config": {"run_id": run_id, "dry_run": dry_run, "cms": False}}}
+    result = defs.resolve_job_def(ROLLBACK_JOB).execute_in_process(
+        run_config=config, instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
+    )
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data is not None:
+                click.secho(
+                    str(event.step_failure_data.error.message if event.step_failure_data.error else ""), fg="red"
+                )
+        _fail(f"Stripe rollback of run {run_id} failed (run {result.run_id}); run it again", EXIT_FAILED)
+    summary: dict[str, Any] = result.output_for_node("stripe_rollback")
+    for line in summary.get("lines", []):
+        click.echo(line)
+    counts = {k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)}
+    click.echo(f"Stripe rollback{' (dry run)' if dry_run else ''}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if summary.get("changed"):
+        click.secho(
+            f"left {len(summary['changed'])} products alone: changed in Stripe since the run ("
+            + ", ".join(f"{c['product_id']}: {'/'.join(c['fields'])}" for c in summary["changed"][:20])
+            + ")",
+            fg="yellow",
+        )
+    return summary
+
+
+def _catalog_for_rollback(run: Any, allow_live: bool) -> Any:
     from cms_stripe.resources.cms import BACKUP_DIR_TAG, backend_is_rest, catalog_resource_from_env
 
     if run.tags.get(BACKUP_DIR_TAG) and backend_is_rest():
@@ -418,11 +487,17 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bo
             )
         os.environ["CMS_BACKUP_DIR"] = folder
     # Through the resource, so the restore passes the same live-key guard as every CMS write.
-    catalog = catalog_resource_from_env().writer(allow_live)
+    return catalog_resource_from_env().writer(allow_live)
+
+
+def _restore_cms(run: Any, *, yes: bool, allow_live: bool, exit_when_empty: bool = True) -> None:
+    catalog = _catalog_for_rollback(run, allow_live)
     rows = catalog.backup_for_run(run.run_id)
     if not rows:
         click.echo(f"run {run.run_id} wrote nothing back to the CMS: nothing to roll back")
-        sys.exit(EXIT_OK)
+        if exit_when_empty:
+            sys.exit(EXIT_OK)
+        return
     if not yes:
         click.confirm(f"restore the sync columns of {len(rows)} CMS rows written by run {run.run_id}?", abort=True)
     restored = catalog.restore_backup(run.run_id)

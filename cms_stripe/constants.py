@@ -69,6 +69,7 @@ DUPLICATES = "duplicates"
 ORPHANS = "orphans"
 QUARANTINED = "quarantined"
 STRIPE_PRODUCT_COUNT = "stripe_products"
+EDITED_IN_STRIPE = "edited_in_stripe"
 CHECKPOINT = "checkpoint"
 CHECKPOINT_DONE = "checkpoint_done"
 # Applying a reviewed plan (`cms-stripe apply`, the apply_plan job).
@@ -82,6 +83,12 @@ CHECK_THRESHOLD = "threshold"
 CHECK_VALID = "valid"
 CHECK_CHECKED = "checked"
 CHECK_SAMPLE = "sample"
+# The Stripe write journal (assets/journal.py): observations of this asset key, one per batch.
+JOURNAL_ASSET = "stripe_write_journal"
+JOURNAL_RUN = "journal_run_id"
+JOURNAL_ENTRIES = "journal_entries"
+JOURNAL_PHASE = "journal_phase"
+ROLLBACK_JOB_CONFIG_RUN = "run_id"
 
 # Asset check names.
 CHECK_VALIDATION_RATE = "validation_success_rate_at_least_threshold"

@@ -6,6 +6,7 @@ import dagster as dg
 
 from cms_stripe.assets.cms import raw_cms_products
 from cms_stripe.assets.common import FRAMES_IO_MANAGER
+from cms_stripe.assets.journal import stripe_write_journal
 from cms_stripe.assets.reconciliation import catalog_reconciliation_report, reconciliation_report
 from cms_stripe.assets.stripe_sync import stripe_products
 from cms_stripe.assets.validation import validated_products
@@ -17,12 +18,13 @@ from cms_stripe.resources.stripe import stripe_resource_from_env
 from cms_stripe.schedules import all_schedules
 from cms_stripe.sensors import all_sensors
 
-all_assets = [
+all_assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
     raw_cms_products,
     validated_products,
     stripe_products,
     reconciliation_report,
     catalog_reconciliation_report,
+    stripe_write_journal,
 ]
 
 

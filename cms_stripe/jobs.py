@@ -10,6 +10,7 @@ from cms_stripe.assets.cms import raw_cms_products
 from cms_stripe.assets.reconciliation import catalog_reconciliation_report, reconciliation_report
 from cms_stripe.assets.stripe_sync import stripe_products
 from cms_stripe.assets.validation import validated_products
+from cms_stripe.rollback import rollback_job
 from cms_stripe.selective import selective_sync_graph
 
 SYNC_JOB = "cms_stripe_sync"
@@ -44,4 +45,5 @@ all_jobs: list[Any] = [
     catalog_reconciliation_job,
     selective_sync_job,
     apply_plan_job,
+    rollback_job,
 ]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from cms_stripe.assets.common import link_holders
+from cms_stripe.assets.journal import InstanceJournal
 from cms_stripe.assets.stripe_sync import plan_stamp
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
@@ -61,9 +62,11 @@ def sync_selected_products(
             reports_dir=settings.reports_dir,
             account_id=account_id,
             mode=mode,
+            root_run_id=context.run.root_run_id or context.run.run_id,
         ),
         allow_live=settings.live_allowed,
         log=context.log.info,
+        journal=InstanceJournal(context.instance, context.run.root_run_id or context.run.run_id),
     )
     if outcome.plan_path:
         context.add_output_metadata({PLAN_PATH: dg.MetadataValue.path(outcome.plan_path)})

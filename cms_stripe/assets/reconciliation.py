@@ -19,6 +19,7 @@ from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import (
     DRIFT,
     DUPLICATES,
+    EDITED_IN_STRIPE,
     GROUP,
     MATCHED,
     MISSING,
@@ -63,6 +64,7 @@ def partition_counts(report: rc.ReconciliationReport) -> dict[str, dg.MetadataVa
         MISSING: dg.MetadataValue.int(counts[rc.MISSING]),
         DRIFT: dg.MetadataValue.int(counts[rc.DRIFT]),
         DUPLICATES: dg.MetadataValue.int(counts[rc.DUPLICATE]),
+        EDITED_IN_STRIPE: dg.MetadataValue.int(report.edited_in_stripe()),
         QUARANTINED: dg.MetadataValue.int(counts[rc.QUARANTINED]),
     }
 
@@ -121,7 +123,10 @@ def reconciliation_report(
     return dg.MaterializeResult(
         metadata=report_metadata(report, path),
         check_results=reconciliation_results(
-            RECONCILIATION_REPORT, drift=counts[rc.DRIFT] + counts[rc.MISSING], duplicates=counts[rc.DUPLICATE]
+            RECONCILIATION_REPORT,
+            drift=counts[rc.DRIFT] + counts[rc.MISSING],
+            duplicates=counts[rc.DUPLICATE],
+            edited_in_stripe=report.edited_in_stripe(),
         ),
     )
 
@@ -155,5 +160,6 @@ def catalog_reconciliation_report(
             drift=counts[rc.DRIFT] + counts[rc.MISSING],
             duplicates=counts[rc.DUPLICATE],
             orphans=counts[rc.ORPHAN],
+            edited_in_stripe=report.edited_in_stripe(),
         ),
     )

@@ -12,6 +12,7 @@ from cms_stripe.assets.common import (
     add_partition_metadata,
     partition_keys,
 )
+from cms_stripe.assets.journal import InstanceJournal
 from cms_stripe.checks import STRIPE_PRODUCTS, failed_writes_result, no_failed_writes_check
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import (
@@ -215,9 +216,11 @@ def stripe_products(
             reports_dir=settings.reports_dir,
             account_id=account_id,
             mode=mode,
+            root_run_id=root,
         ),
         allow_live=settings.live_allowed,
         checkpoint_done=done,
+        journal=InstanceJournal(context.instance, root),
         log=context.log.info,
         on_checkpoint=checkpoint_logger(context, products, span, keys[-1], root),
     )

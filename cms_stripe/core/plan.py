@@ -1,7 +1,11 @@
 """The plan: one decided operation per CMS row, as plain data that can be printed, saved and applied later.
 
 Decisions compare the CMS row's desired state (mapping.Target) with what Stripe holds, field by
-field, so an unchanged catalog plans zero writes and drift made by hand in the Dashboard is undone.
+field, so an unchanged catalog plans zero writes and drift made by hand in the Dashboard is undone —
+unless STRIPE_DASHBOARD_EDITS=keep: then a product whose CMS row has not changed since the sync last
+wrote it (its `cms_hash` metadata is the row's content hash) keeps its Dashboard edits, until the row
+changes again. The hash is written in the same update as the fields and the default price, so a
+crash mid-write never looks like a Dashboard edit.
 
 Reprice order (each step leaves a state the next plan completes):
   1. new price, stamped with the row's cms_id and price fingerprint in its metadata (and, with
@@ -36,13 +40,14 @@ from cms_stripe.core.currency import from_minor_units
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.identity import derived_product_id
 from cms_stripe.core.mapping import (
+    META_HASH,
     META_PREV_PRICE,
     RowIssue,
     Target,
     target_for,
     validate_product,
 )
-from cms_stripe.core.settings import price_lookup_keys
+from cms_stripe.core.settings import DASHBOARD_KEEP, dashboard_edits, price_lookup_keys
 from cms_stripe.core.state import ProductState
 
 OperationKind = Literal["create", "update", "reprice", "archive", "reactivate", "noop"]
@@ -242,7 +247,12 @@ def _describe_price(price: Mapping[str, Any] | None) -> str:
     return text
 
 
-def plan_product(target: Target, state: ProductState) -> Operation | RowIssue:
+def edited_in_stripe(target: Target, product: Mapping[str, Any]) -> bool:
+    """The sync last wrote this very CMS content into the product: any difference was made in Stripe."""
+    return bool((product.get("metadata") or {}).get(META_HASH) == target.content_hash)
+
+
+def plan_product(target: Target, state: ProductState, *, keep_dashboard_edits: bool = False) -> Operation | RowIssue:
     """The one operation that brings this product to its target (or why it cannot be planned)."""
     product = state.product
     version = str(product.get("updated") or product.get("created") or "") if product else ""
@@ -317,6 +327,16 @@ def plan_product(target: Target, state: ProductState) -> Operation | RowIssue:
     if stale:
         reasons.append("finish interrupted reprice")
 
+    drifted = bool(params) or not price_ok or not product.get("active")
+    if keep_dashboard_edits and not stale and drifted and edited_in_stripe(target, product):
+        return Operation(
+            kind="noop",
+            reason="edited in Stripe since the last sync: kept (STRIPE_DASHBOARD_EDITS=keep); "
+            + "; ".join(reasons or ["archived by hand"]),
+            price_id=current_price_id,
+            **base,
+        )
+
     kind: OperationKind
     if not product.get("active"):
         kind = "reactivate"
@@ -349,12 +369,15 @@ def build_plan(
     tax_behavior: str | None = None,
     now: datetime | None = None,
     lookup_keys: bool | None = None,
+    dashboard: str | None = None,
 ) -> Plan:
     """Validate every row, then plan one operation per valid row against the Stripe state read for it.
 
     `lookup_keys`: give new prices a lookup key; None = the STRIPE_PRICE_LOOKUP_KEYS setting.
+    `dashboard`: overwrite or keep products edited in Stripe; None = the STRIPE_DASHBOARD_EDITS setting.
     """
     keys = price_lookup_keys() if lookup_keys is None else lookup_keys
+    keep = (dashboard_edits() if dashboard is None else dashboard) == DASHBOARD_KEEP
     operations: list[Operation] = []
     quarantined: list[Quarantined] = []
     seen_products: dict[str, str] = {}
@@ -382,7 +405,7 @@ def build_plan(
             continue
         seen_products[target.product_id] = p.id
         st = state.get(p.id) or ProductState(target.product_id)
-        decided = plan_product(target, st)
+        decided = plan_product(target, st, keep_dashboard_edits=keep)
         if isinstance(decided, RowIssue):
             quarantined.append(Quarantined(p.id, (decided,)))
         else:

@@ -12,6 +12,7 @@ from typing import Any
 from cms_stripe.core.catalog import SYNC_QUARANTINED, CmsProduct, quarantine_hash
 from cms_stripe.core.identity import derived_product_id
 from cms_stripe.core.mapping import META_CMS_ID, META_HASH, target_for, validate_product
+from cms_stripe.core.plan import edited_in_stripe
 
 MATCHED = "matched"
 MISSING = "missing"
@@ -28,6 +29,9 @@ class ReconcileRow:
     product_id: str | None
     outcome: str
     detail: str = ""
+    # Drift made in Stripe (the Dashboard): the product still carries the hash of the CMS content
+    # the sync last wrote, so the CMS did not change — someone changed Stripe.
+    edited_in_stripe: bool = False
 
 
 @dataclass
@@ -40,6 +44,9 @@ class ReconciliationReport:
         for row in self.rows:
             out[row.outcome] += 1
         return out
+
+    def edited_in_stripe(self) -> int:
+        return sum(1 for r in self.rows if r.edited_in_stripe)
 
     def problems(self) -> list[ReconcileRow]:
         return [r for r in self.rows if r.outcome in (MISSING, DRIFT, DUPLICATE, ORPHAN)]
@@ -151,8 +158,18 @@ def reconcile(
             ids = ", ".join(sorted(sp["id"] for sp in live))
             report.rows.append(ReconcileRow(p.id, target.product_id, DUPLICATE, f"{len(live)} active products: {ids}"))
             continue
-        outcome, detail = _compare(p, by_id.get(target.product_id))
-        report.rows.append(ReconcileRow(p.id, target.product_id, outcome, detail))
+        behind = by_id.get(target.product_id)
+        outcome, detail = _compare(p, behind)
+        edited = outcome == DRIFT and behind is not None and target.active and edited_in_stripe(target, behind)
+        if edited:
+            detail = f"edited in Stripe since the last sync (STRIPE_DASHBOARD_EDITS decides): {detail}"
+        if outcome == MISSING and live and not target.adopted:
+            # An orphan (made by hand, or by another tool) carries this row's cms_id: core/orphans.py.
+            detail = (
+                f"no Stripe product at {target.product_id}; {live[0]['id']} carries this row's cms_id "
+                "(the next sync adopts it)"
+            )
+        report.rows.append(ReconcileRow(p.id, target.product_id, outcome, detail, edited))
 
     if orphans:
         for cms_id, sps in sorted(by_cms_id.items()):

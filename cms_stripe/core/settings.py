@@ -49,6 +49,13 @@ DEFAULT_PARTITION_START = date(2025, 1, 1)
 DEFAULT_SYNC_CRON = "*/30 * * * *"
 DEFAULT_BACKUP_DIR = ".cms_stripe/backups"
 
+# What a sync does to a product edited in the Stripe Dashboard since its last sync (core/plan.py):
+# "overwrite" (default: the CMS is the source of truth, a hand-changed price is a wrong price) or
+# "keep" (leave it until its CMS row changes; the reconciliation reports it as drift either way).
+ENV_DASHBOARD_EDITS = "STRIPE_DASHBOARD_EDITS"
+DASHBOARD_OVERWRITE, DASHBOARD_KEEP = "overwrite", "keep"
+DASHBOARD_EDITS = (DASHBOARD_OVERWRITE, DASHBOARD_KEEP)
+
 
 class SettingsError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
@@ -125,6 +132,14 @@ def env_float(env: Mapping[str, str], name: str, default: float | None) -> float
 def price_lookup_keys(env: Mapping[str, str] | None = None) -> bool:
     """STRIPE_PRICE_LOOKUP_KEYS: the engine's default when no caller passes `lookup_keys` explicitly."""
     return env_bool(os.environ if env is None else env, ENV_PRICE_LOOKUP_KEYS, DEFAULT_PRICE_LOOKUP_KEYS)
+
+
+def dashboard_edits(env: Mapping[str, str] | None = None) -> str:
+    """STRIPE_DASHBOARD_EDITS: overwrite (default) or keep."""
+    raw = ((os.environ if env is None else env).get(ENV_DASHBOARD_EDITS) or DASHBOARD_OVERWRITE).strip().lower()
+    if raw not in DASHBOARD_EDITS:
+        raise SettingsError(f"{ENV_DASHBOARD_EDITS} must be one of {', '.join(DASHBOARD_EDITS)}, not {raw!r}")
+    return raw
 
 
 def parse_day(name: str, raw: str | None) -> date | None:
@@ -403,6 +418,7 @@ class Settings:
     sync_cron: str = DEFAULT_SYNC_CRON
     sensor_lookback_s: int = 120
     frames_dir: str | None = None
+    dashboard_edits: str = DASHBOARD_OVERWRITE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -454,6 +470,7 @@ class Settings:
             sync_cron=env_text(env, "CMS_STRIPE_SYNC_CRON") or DEFAULT_SYNC_CRON,
             sensor_lookback_s=env_int(env, "CMS_STRIPE_SENSOR_LOOKBACK_S", 120, minimum=0) or 0,
             frames_dir=env_text(env, "CMS_STRIPE_FRAMES_DIR"),
+            dashboard_edits=dashboard_edits(env),
         )
 
     @property
@@ -495,4 +512,5 @@ class Settings:
             "CMS_STRIPE_SYNC_CRON": self.sync_cron,
             "CMS_STRIPE_SENSOR_LOOKBACK_S": str(self.sensor_lookback_s),
             "CMS_STRIPE_FRAMES_DIR": self.frames_dir or "(the instance's storage folder)",
+            ENV_DASHBOARD_EDITS: self.dashboard_edits,
         }

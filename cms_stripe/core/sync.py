@@ -29,6 +29,8 @@ from cms_stripe.core.catalog import (
     content_hash,
 )
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
+from cms_stripe.core.journal import JournalSink, intent_entries, result_entries
+from cms_stripe.core.orphans import adopt_orphans, archive_duplicates, derived_duplicates
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
 from cms_stripe.core.settings import scrub
@@ -53,6 +55,9 @@ class SyncOptions:
     # None leaves the plan unappliable (a run that applies its own plan needs no review).
     account_id: str | None = None
     mode: str | None = None
+    # The run a journal entry belongs to: a re-execution journals under its root so one rollback
+    # undoes the run with all its resumes.
+    root_run_id: str | None = None
 
 
 @dataclass
@@ -156,10 +161,14 @@ def run_sync(
     log: Callable[[str], None] = print,
     on_checkpoint: Callable[[list[tuple[str, str]]], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    journal: JournalSink | None = None,
 ) -> SyncOutcome:
     """`checkpoint_done`: cms id → content hash finished by an earlier attempt of this run.
     `on_checkpoint` receives the (cms id, content hash) pairs finished since the previous checkpoint,
-    after their write-back is committed."""
+    after their write-back is committed.
+    `journal` receives the intent of every planned write before the first Stripe call (a failure to
+    record it stops the run before anything is written), and each product's result before the CMS
+    write-back of its batch."""
     started = time.monotonic()
     done_before = checkpoint_done or {}
     todo: list[CmsProduct] = []
@@ -175,7 +184,17 @@ def run_sync(
         log(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
 
     state = read_state(gateway, todo)
-    plan = build_plan(todo, state, now=now())
+    # Orphans are adopted, not duplicated (core/orphans.py): the rows to plan name them. `todo` keeps
+    # the rows as read, for the compare-and-set write-back.
+    planned, adoptions = adopt_orphans(gateway, todo, state)  # type: ignore[arg-type]
+    if adoptions:
+        adopted = {a.cms_id for a in adoptions}
+        state = {**state, **read_state(gateway, [p for p in planned if p.id in adopted])}
+        for a in adoptions:
+            others = f" (also live with this cms_id: {', '.join(a.others)})" if a.others else ""
+            log(f"adopting Stripe product {a.product_id} for CMS row {a.cms_id}: it carries the row's cms_id{others}")
+    duplicates = derived_duplicates(gateway, planned)  # type: ignore[arg-type]
+    plan = build_plan(planned, state, now=now())
     plan.account_id, plan.mode = options.account_id, options.mode
     plan_path, summary_path = save_plan(plan, options.reports_dir, options.label, options.run_id)
     counts = plan.counts()
@@ -188,12 +207,17 @@ def run_sync(
         summary_path=summary_path,
     )
     if options.dry_run:
+        for row, sp in duplicates:
+            log(f"would archive {sp['id']}: created for CMS row {row.id}, which now names {row.stripe_product_id}")
         log("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
         outcome.duration_s = time.monotonic() - started
         outcome.stripe_stats = _stats(gateway)
         return outcome
 
     by_id = {p.id: p for p in todo}
+    journal_run = options.root_run_id or options.run_id
+    if journal is not None and plan.writes:
+        journal.record(intent_entries(journal_run, plan.writes, state))
 
     def write(updates: list[SyncUpdate]) -> bool:
         """Write back; a failure (after tenacity's retries) is recorded, not raised, so Stripe writes
@@ -218,6 +242,12 @@ def run_sync(
     tracker = ProgressTracker(total=len(plan.operations), emit=log, every=options.checkpoint_interval)
 
     def flush(results: list[ProductResult]) -> None:
+        if journal is not None:
+            try:
+                journal.record(result_entries(journal_run, results))
+            except Exception as exc:
+                # The intents recorded before the writes still let a rollback find and judge them.
+                log(f"[MEDIUM] journal of {len(results)} results not recorded: {type(exc).__name__}: {scrub(str(exc))}")
         updates = [
             _with_expected(_keep_ids(u, by_id.get(u.id)), by_id.get(u.id))
             for u in ApplyResult(results, {}, 0.0).to_sync_updates(now())
@@ -242,6 +272,12 @@ def run_sync(
 
     flush_lock = threading.Lock()
     result = apply_plan(plan, gateway, max_concurrency=options.max_concurrency, on_result=on_result)
+    if duplicates and not result.critical:
+        try:
+            archive_duplicates(gateway, duplicates, run_id=journal_run, journal=journal, log=log)
+        except Exception as exc:
+            # The row's own product is synced; the duplicate is reported by the reconciliation.
+            log(f"[HIGH] archiving derived duplicates failed: {type(exc).__name__}: {scrub(str(exc))}")
     with flush_lock:
         rest = [r for r in buffer if r.outcome != "skipped"]
         buffer.clear()

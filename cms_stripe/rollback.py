@@ -1,0 +1,127 @@
+"""The rollback job: undo a sync run's Stripe writes from its journal, then (optionally) the CMS sync
+columns from the run's backup. The same job runs from the UI (Launchpad config: run id, dry_run) and
+from `cms-stripe rollback --stripe`. Safe to re-run: see core/rollback.py."""
+
+from typing import Any
+
+import dagster as dg
+
+from cms_stripe.assets.journal import read_journal
+from cms_stripe.cms.source import CatalogSource
+from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.core.journal import merge
+from cms_stripe.core.rollback import apply_rollback, describe, plan_rollback
+from cms_stripe.resources.cms import guarded_writer
+from cms_stripe.resources.settings import SyncSettingsResource
+from cms_stripe.resources.stripe import StripeResource
+
+ROLLBACK_JOB = "stripe_rollback"
+
+
+class RollbackConfig(dg.Config):
+    run_id: str
+    # Print what would be undone; write nothing (the safe default, as for the sync).
+    dry_run: bool = True
+    # Also restore the CMS sync columns from the run's backup (after Stripe).
+    cms: bool = True
+
+
+def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None, float | None]:
+    """The root run id, every run of its group (re-executions, newest first), and the time window their
+    journal batches were written in (so a rollback of an old run does not read every later run's journal)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        raise dg.Failure(f"run {run_id} is not on this instance")
+    root = run.root_run_id or run.run_id
+    root_record = instance.get_run_record_by_id(root)
+    if root_record is None:
+        raise dg.Failure(f"run {run_id} names root run {root}, which is not on this instance")
+    # By the runs' root_run_id, not get_run_group: that follows the dagster/root_run_id tag, which
+    # a re-execution launched with its own tags (cms-stripe resume) does not carry.
+    later = instance.get_run_records(dg.RunsFilter(job_name=run.job_name, created_after=root_record.create_timestamp))
+    records = [root_record, *(r for r in later if r.dagster_run.root_run_id == root)]
+    # Newest first: a row written by a re-execution is restored to what the run before it wrote,
+    # and then by that run's backup to what it was before the whole group.
+    records.sort(key=lambda rec: rec.create_timestamp, reverse=True)
+    ids = [rec.dagster_run.run_id for rec in records]
+    starts = [rec.create_timestamp.timestamp() for rec in records]
+    ends = [rec.end_time for rec in records]
+    since = min(starts) - 1 if starts else None
+    # A run still going (or killed without an end) may have journaled up to now: no upper bound then.
+    until = max(e for e in ends if e is not None) + 60 if ends and all(e is not None for e in ends) else None
+    return root, ids, since, until
+
+
+@dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
+def stripe_rollback(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: dg.ResourceParam[CatalogSource],
+) -> dict[str, Any]:
+    """Archive what the run created, reactivate what it archived, revert its reprices and field updates;
+    leave alone (and list) every product changed in Stripe since the run."""
+    root, runs, since, until = run_group_ids(context.instance, config.run_id)
+    journal = merge(read_journal(context.instance, root, since=since, until=until))
+    if not journal:
+        context.log.warning(
+            f"run {root} journaled no Stripe write (a dry run, no change, or a run older than the journal): "
+            "nothing to undo in Stripe"
+        )
+    # Writes with a live key need the same allowance as a sync (the gateway enforces it).
+    gateway = stripe.gateway_for(settings.live_allowed)
+    items = plan_rollback(gateway, journal)
+    for line in describe(items):
+        context.log.info(line)
+    result = apply_rollback(gateway, [] if config.dry_run else items, root)
+    result.items = items
+    summary: dict[str, Any] = {
+        "run_id": root,
+        "dry_run": config.dry_run,
+        "journaled": len(journal),
+        **result.summary(),
+    }
+    changed = result.changed
+    if changed:
+        context.log.warning(
+            f"{len(changed)} products changed in Stripe since run {root} were left alone: "
+            + ", ".join(f"{i.product_id} ({', '.join(i.changed_fields)})" for i in changed[:50])
+        )
+    if result.failed:
+        # The CMS is restored only once Stripe is: a re-run then does both.
+        raise dg.Failure(
+            description=f"{len(result.failed)} products could not be rolled back (re-run the rollback): "
+            + "; ".join(f"{pid}: {err}" for pid, err in result.failed[:20]),
+            metadata={"failed": dg.MetadataValue.int(len(result.failed))},
+        )
+    restored = conflicts = 0
+    if config.cms and not config.dry_run:
+        writer = guarded_writer(catalog, settings.live_allowed)
+        for run_id in runs:
+            outcome = writer.restore_backup(run_id)
+            restored += outcome.written
+            conflicts += len(outcome.conflicts)
+    summary.update({"cms_restored": restored, "cms_conflicts": conflicts})
+    context.add_output_metadata(
+        {
+            "plan": dg.MetadataValue.md("```\n" + "\n".join(describe(items)) + "\n```"),
+            **{
+                k: dg.MetadataValue.int(v) for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)
+            },
+        }
+    )
+    summary["lines"] = describe(items)
+    summary["changed"] = [{"product_id": i.product_id, "fields": i.changed_fields} for i in changed]
+    return summary
+
+
+@dg.graph
+def stripe_rollback_graph() -> None:
+    stripe_rollback()
+
+
+rollback_job = stripe_rollback_graph.to_job(
+    name=ROLLBACK_JOB,
+    description="Undo a sync run in Stripe (from its journal) and in the CMS sync columns; dry-run by default.",
+)
