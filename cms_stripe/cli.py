@@ -51,6 +51,9 @@ EMBEDDED_DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+# A command-line tool handling a business's catalog sends no usage statistics unless asked to.
+telemetry:
+  enabled: false
 """
 
 
@@ -79,11 +82,23 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cms-stripe")
 @click.option("--env-file", default=None, help="Read settings from this file (default: ./.env if present).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show Dagster's event stream and warnings.")
 @click.pass_context
-def cli(ctx: click.Context, env_file: str | None) -> None:
+def cli(ctx: click.Context, env_file: str | None, verbose: bool) -> None:
     """Sync a Supabase/Postgres product catalog into Stripe (dry-run unless told otherwise)."""
+    from cms_stripe.console import OperatorConsole, quiet_dagster
+
     ctx.ensure_object(dict)
     ctx.obj["env_file"] = env_file
+    ctx.obj["verbose"] = verbose
+    ctx.obj["console"] = OperatorConsole(verbose=verbose)
+    if not verbose:
+        quiet_dagster()
+
+
+def _console(ctx: click.Context | None = None) -> Any:
+    ctx = ctx or click.get_current_context()
+    return ctx.find_root().obj["console"]
 
 
 def _settings(ctx: click.Context) -> Any:
@@ -126,6 +141,8 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
+    from cms_stripe.console import logger_config
+
     # Run config replaces the resource's whole configuration, so every field is passed.
     config = {
         "dry_run": dry_run,
@@ -134,7 +151,8 @@ def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
         "checkpoint_interval": settings.checkpoint_interval,
         "validation_threshold": settings.validation_threshold,
     }
-    return {"resources": {"settings": {"config": config}}}
+    verbose = click.get_current_context().find_root().obj.get("verbose", False)
+    return {"resources": {"settings": {"config": config}}, **logger_config(verbose)}
 
 
 def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
@@ -148,66 +166,29 @@ def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
         )
 
 
-# Per-partition counts: a range run's total is their sum. Every other number describes the whole run.
-_SUMMED = {
-    "rows",
-    "rows_before_start",
-    "rows_without_updated_at",
-    "rows_in_future",
-    "rows_with_unreadable_values",
-    "valid_rows",
-    "quarantined_rows",
-    "created",
-    "updated",
-    "repriced",
-    "archived",
-    "reactivated",
-    "noop",
-    "failed",
-    "skipped",
-    "matched",
-    "missing",
-    "drift",
-    "duplicates",
-    "orphans",
-    "quarantined",
-}
-_HIDDEN = {"checkpoint", "success_rate", "validation_success_rate"}
+def _report(result: Any, command: str | None = None) -> int:
+    """Complete the run's report (JSON file), print its closing table; the exit code from run
+    success and check results."""
+    from cms_stripe.reporting import write_run_report
 
-
-def _report(result: Any) -> int:
-    """Print what the run did, one line per asset; exit code from run success and check results."""
     failed_checks = [
         f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
     ]
-    by_asset: dict[str, list[dict[str, Any]]] = {}
-    partitions: dict[str, list[str]] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        name = mat.asset_key.to_user_string()
-        by_asset.setdefault(name, []).append({k: getattr(v, "value", v) for k, v in mat.metadata.items()})
-        if mat.partition:
-            partitions.setdefault(name, []).append(mat.partition)
-    for name, metas in by_asset.items():
-        keys = sorted(partitions.get(name, []))
-        label = (
-            f" [{keys[0]}..{keys[-1]}, {len(keys)} partitions]" if len(keys) > 1 else (f" [{keys[0]}]" if keys else "")
-        )
-        shown: dict[str, Any] = {}
-        for key, value in metas[-1].items():
-            if key in _HIDDEN or not isinstance(value, int | float | bool):
-                continue
-            shown[key] = sum(m.get(key, 0) for m in metas) if key in _SUMMED and len(metas) > 1 else value
-        click.echo(f"{name}{label}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        for key in ("plan_path", "report_path"):
-            if key in metas[-1]:
-                click.echo(f"  {key}: {metas[-1][key]}")
-    click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
-    if failed_checks:
-        click.secho("failed checks: " + ", ".join(failed_checks), fg="yellow")
+    instance = _instance()
+    run = instance.get_run_by_id(result.run_id)
+    console = _console()
+    if run is not None:
+        report = write_run_report(instance, run, status="success" if result.success else "failed", command=command)
+        console.summary(report)
+    else:
+        console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     if not result.success:
+        console.print(f"run {result.run_id} FAILED: `cms-stripe resume` continues it from its checkpoints", "red")
         return EXIT_FAILED
-    return EXIT_FAILED if failed_checks else EXIT_OK
+    if failed_checks:
+        console.print("failed checks: " + ", ".join(failed_checks), "yellow")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _execute_sync(
@@ -217,28 +198,32 @@ def _execute_sync(
 
     from cms_stripe.definitions import defs
     from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.reporting import COMMAND_TAG, STRATEGY_TAG
 
     instance = _instance()
-    tags = {CLI_TAG: "true", "cms_stripe/strategy": settings.strategy, **extra_tags}
+    command = click.get_current_context().info_name or "sync"
+    tags = {CLI_TAG: "true", STRATEGY_TAG: settings.strategy, COMMAND_TAG: command, **extra_tags}
     run_config = _run_config(settings, dry_run)
+    console = _console()
+    mode = "dry run" if dry_run else "APPLY"
     if settings.strategy == "selective":
         job = defs.resolve_job_def(SELECTIVE_SYNC_JOB)
         run_config["ops"] = {"sync_selected_products": {"config": {"product_ids": list(settings.product_ids)}}}
-        click.echo(f"selective sync of {len(settings.product_ids)} CMS ids ({'dry run' if dry_run else 'APPLY'})")
-        return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
+        console.header(command, settings, f"selective sync of {len(settings.product_ids)} CMS ids, {mode}")
+        with console.live():
+            return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
     start, end = _partition_range(settings)
     job = defs.resolve_job_def(SYNC_JOB)
-    click.echo(
-        f"{settings.strategy} sync of partitions {start}..{end} in one run ({'dry run' if dry_run else 'APPLY'})"
-    )
+    console.header(command, settings, f"{settings.strategy} sync of partitions {start}..{end} in one run, {mode}")
     tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
     if dry_run and not assets:
         # Reconciling against a Stripe that a dry run did not write would only report what is planned.
         assets = ["raw_cms_products", "validated_products", "stripe_products"]
     selection = [dg.AssetKey(a) for a in assets] if assets else None
-    return job.execute_in_process(
-        run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
-    )
+    with console.live():
+        return job.execute_in_process(
+            run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
+        )
 
 
 @cli.command()
@@ -339,23 +324,34 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
         # Its process died (a crash or a kill): record that, so it can be re-executed from failure.
         instance.report_run_failed(run, "process ended without finishing; resumed by cms-stripe resume")
         run = instance.get_run_by_id(run.run_id) or run
+    from cms_stripe.console import logger_config
+    from cms_stripe.reporting import COMMAND_TAG
+
     options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
-    click.echo(f"resuming run {run.run_id} from failure")
-    with dg.execute_job(
-        dg.reconstructable(sync_job_for_resume)
-        if run.job_name != "selective_sync"
-        else dg.reconstructable(selective_job_for_resume),
-        instance=instance,
-        reexecution_options=options,
-        run_config={**_current_run_config(run.run_config), "execution": {"config": {"in_process": {}}}},
-        # The partition range lives in the parent's tags; the re-execution must cover the same days.
-        tags={
-            **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
-            CLI_TAG: "true",
-        },
-        raise_on_error=False,
-    ) as result:
-        sys.exit(_report(result))
+    console = _console(ctx)
+    console.header("resume", settings, f"run {run.run_id} from failure (its checkpoints are honoured)")
+    run_config = {k: v for k, v in _current_run_config(run.run_config).items() if k != "loggers"}
+    run_config.update(logger_config(ctx.obj.get("verbose", False)))
+    with (
+        console.live(),
+        dg.execute_job(
+            dg.reconstructable(sync_job_for_resume)
+            if run.job_name != "selective_sync"
+            else dg.reconstructable(selective_job_for_resume),
+            instance=instance,
+            reexecution_options=options,
+            run_config={**run_config, "execution": {"config": {"in_process": {}}}},
+            # The partition range lives in the parent's tags; the re-execution must cover the same days.
+            tags={
+                **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
+                CLI_TAG: "true",
+                COMMAND_TAG: "resume",
+            },
+            raise_on_error=False,
+        ) as result,
+    ):
+        code = _report(result, "resume")
+    sys.exit(code)
 
 
 def _current_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:

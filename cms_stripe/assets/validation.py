@@ -28,13 +28,16 @@ from cms_stripe.constants import (
     VALID_ROWS,
     VALIDATION_RATE,
 )
+from cms_stripe.core import runlog
 from cms_stripe.core.catalog import WriteBackResult
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue
+from cms_stripe.core.report import error_metadata, quarantine_errors
 from cms_stripe.core.settings import LiveKeyRefused, scrub
 from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.partitions import current_span, daily_partitions
+from cms_stripe.reporting import step_log
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 
@@ -101,6 +104,16 @@ def validated_products(
 ) -> dg.MaterializeResult:
     """CMS rows that Stripe would accept; every other live row is quarantined with a reason and severity
     (visible here and written back as sync_status='quarantined'), never dropped silently."""
+    with step_log(context.run, "validated_products"):
+        return _validate(context, settings, catalog, raw_cms_products)
+
+
+def _validate(
+    context: dg.AssetExecutionContext,
+    settings: SyncSettingsResource,
+    catalog: CatalogSource,
+    raw_cms_products: pd.DataFrame,
+) -> dg.MaterializeResult:
     products = frame_to_products(raw_cms_products)
     valid, quarantined = split_valid(products, link_holders=link_holders(catalog, products))
     frame = products_to_frame(valid)
@@ -124,6 +137,9 @@ def validated_products(
             # The valid rows still sync; the quarantine is in this run's metadata and the next run retries it.
             write_failed = f"{type(exc).__name__}: {scrub(str(exc))}"[:500]
             context.log.error(f"[HIGH] writing the quarantine back to the CMS failed: {write_failed}")
+    errors = quarantine_errors([(p.id, issues) for p, issues in quarantined])
+    for item in errors:
+        runlog.row_error(item.cms_id, item.code, item.severity, item.reason)
     for p, issues in quarantined[:20]:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
     if len(quarantined) > 20:
@@ -168,6 +184,7 @@ def validated_products(
             "quarantine_written_back": dg.MetadataValue.int(written.written),
             "quarantine_write_back_error": dg.MetadataValue.text(write_failed),
             DRY_RUN: dg.MetadataValue.bool(settings.dry_run),
+            **{key: dg.MetadataValue.json(value) for key, value in error_metadata(errors).items()},
         },
         check_results=[validation_rate_result(live_valid, live, settings.validation_threshold)],
     )

@@ -432,3 +432,10 @@ def reports_dir_from_env(env: Mapping[str, str] | None = None) -> str:
     run-config folder would let whoever opens the UI write files anywhere the process can)."""
     env = os.environ if env is None else env
     return (env.get("MIGRATION_REPORTS_DIR") or "").strip() or "reports"
+
+
+def logs_dir_from_env(env: Mapping[str, str] | None = None) -> str:
+    """Where the daily log files go (`MIGRATION_LOGS_DIR`, default `logs`); like the reports folder,
+    the code location's environment only, never run config."""
+    env = os.environ if env is None else env
+    return (env.get("MIGRATION_LOGS_DIR") or "").strip() or "logs"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from cms_stripe.core import runlog
 from cms_stripe.core.catalog import (
     SYNC_ARCHIVED,
     SYNC_FAILED,
@@ -28,9 +29,12 @@ from cms_stripe.core.catalog import (
     WriteBackResult,
     content_hash,
 )
+from cms_stripe.core.error_codes import ErrorCode, code_for_exception
+from cms_stripe.core.errors import Severity
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
+from cms_stripe.core.report import quarantine_errors
 from cms_stripe.core.settings import scrub
 from cms_stripe.core.state import read_state
 from cms_stripe.core.validation import quarantine_updates
@@ -158,6 +162,11 @@ def run_sync(
     `on_checkpoint` receives the (cms id, content hash) pairs finished since the previous checkpoint,
     after their write-back is committed."""
     started = time.monotonic()
+
+    def say(message: str) -> None:
+        log(message)
+        runlog.note(message)
+
     done_before = checkpoint_done or {}
     todo: list[CmsProduct] = []
     resumed = skipped = 0
@@ -169,13 +178,13 @@ def run_sync(
         else:
             todo.append(p)
     if resumed or skipped:
-        log(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
+        say(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
 
     state = read_state(gateway, todo)
     plan = build_plan(todo, state, now=now())
     plan_path, summary_path = save_plan(plan, options.reports_dir, options.label, options.run_id)
     counts = plan.counts()
-    log("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
+    say("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
     outcome = SyncOutcome(
         plan=plan,
         planned_rows=len(todo),
@@ -185,7 +194,7 @@ def run_sync(
         summary_path=summary_path,
     )
     if options.dry_run:
-        log("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
+        say("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
         outcome.duration_s = time.monotonic() - started
         outcome.stripe_stats = _stats(gateway)
         return outcome
@@ -200,19 +209,29 @@ def run_sync(
         try:
             outcome.record(cms.write_back(updates, run_id=options.run_id))
         except Exception as exc:
-            message = f"{type(exc).__name__}: {scrub(str(exc))}"[:500]
+            message = f"{code_for_exception(exc)}: {type(exc).__name__}: {scrub(str(exc))}"[:500]
             outcome.writeback_failed += [(u.id, message) for u in updates]
             log(f"[HIGH] CMS write-back of {len(updates)} rows failed: {message}")
+            for u in updates:
+                runlog.row_error(u.id, ErrorCode.CMS_WRITE_BACK, Severity.HIGH, message)
             return False
         return True
 
     if plan.quarantined:
         pairs = [(by_id[q.cms_id], list(q.issues)) for q in plan.quarantined if q.cms_id in by_id]
+        for item in quarantine_errors([(p.id, issues) for p, issues in pairs]):
+            runlog.row_error(item.cms_id, item.code, item.severity, item.reason)
         write(quarantine_updates(pairs, now()))
 
     lock = threading.Lock()
     buffer: list[ProductResult] = []
-    tracker = ProgressTracker(total=len(plan.operations), emit=log, every=options.checkpoint_interval)
+
+    def emit_progress(line: str) -> None:
+        log(line)
+        runlog.progress(line, done=tracker.done, total=tracker.total, success=tracker.success, failed=tracker.failed)
+
+    tracker = ProgressTracker(total=len(plan.operations), emit=emit_progress, every=options.checkpoint_interval)
+    checkpointed = 0
 
     def flush(results: list[ProductResult]) -> None:
         updates = [
@@ -222,10 +241,23 @@ def run_sync(
         updates = [u for u in updates if _changes_row(u, by_id.get(u.id))]
         # Only rows whose write-back is committed are checkpointed: a resumed run must still write
         # back the others (it finds them in sync in Stripe and plans no-ops for them).
-        if write(updates) and on_checkpoint is not None:
-            on_checkpoint([(r.cms_id, r.content_hash) for r in results if r.ok])
+        nonlocal checkpointed
+        if write(updates):
+            if on_checkpoint is not None:
+                on_checkpoint([(r.cms_id, r.content_hash) for r in results if r.ok])
+            checkpointed += len(results)
+            runlog.checkpoint(checkpointed, len(plan.operations))
 
     def on_result(result: ProductResult) -> None:
+        if result.outcome == "failed":
+            runlog.row_error(
+                result.cms_id,
+                result.error_code or ErrorCode.INTERNAL_ERROR,
+                result.severity or Severity.HIGH,
+                result.error or "",
+            )
+        elif result.attempts:
+            runlog.write(result.cms_id, result.outcome, result.product_id, result.price_id, result.attempts)
         batch: list[ProductResult] | None = None
         with lock:
             buffer.append(result)
@@ -248,7 +280,7 @@ def run_sync(
     outcome.duration_s = time.monotonic() - started
     outcome.stripe_stats = result.stats
     if tracker.done < tracker.total:  # stopped early: say where it stopped
-        log(tracker.line())
+        emit_progress(tracker.line())
     return outcome
 
 
