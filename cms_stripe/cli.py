@@ -430,6 +430,110 @@ def rollback(ctx: click.Context, run_id: str | None, yes: bool, confirm_live: bo
         click.echo(f"{len(restored.missing)} rows are no longer in the CMS (not recreated)")
 
 
+@cli.command("report")
+@click.option("--run-id", default=None, help="The run whose report to show (default: the newest report).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report file as it is.")
+@click.pass_context
+def report_command(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
+    """Show a run's report (reports/migration-report-*.json) as tables."""
+    from cms_stripe.console import render_report
+    from cms_stripe.core.report import RunReport, find_report
+    from cms_stripe.core.settings import reports_dir_from_env
+
+    _load_env(ctx.obj.get("env_file"))
+    reports_dir = reports_dir_from_env()
+    path = find_report(reports_dir, run_id)
+    if path is None:
+        which = f"of run {run_id} " if run_id else ""
+        _fail(f"no report {which}in {reports_dir} (MIGRATION_REPORTS_DIR): run `cms-stripe migrate` or `dry-run` first")
+    if as_json:
+        click.echo(path.read_text().rstrip())
+        return
+    render_report(RunReport.from_dict(json.loads(path.read_text())), _console(ctx))
+
+
+@cli.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """The CMS's sync state: rows by sync_status, the oldest pending change, the last sync run."""
+    import dagster as dg
+
+    from cms_stripe.console import render_status
+    from cms_stripe.core.report import find_report
+    from cms_stripe.core.settings import reports_dir_from_env, scrub
+    from cms_stripe.core.status import sync_state
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.resources.cms import catalog_resource_from_env
+
+    _settings(ctx)
+    try:
+        state = sync_state(catalog_resource_from_env(strict=True).source().read_all())
+    except Exception as exc:
+        _fail(f"CMS: {type(exc).__name__}: {scrub(exc)}")
+    instance = _instance()
+    runs = [
+        r
+        for job in (SYNC_JOB, SELECTIVE_SYNC_JOB)
+        for r in instance.get_run_records(dg.RunsFilter(job_name=job), limit=1)
+    ]
+    if runs:
+        latest = max(runs, key=lambda r: r.create_timestamp)
+        run = latest.dagster_run
+        when = latest.create_timestamp.strftime("%Y-%m-%d %H:%M:%SZ")
+        report = find_report(reports_dir_from_env(), run.run_id)
+        last = f"{run.run_id} ({run.job_name}) started {when}: {run.status.value}"
+        if report is not None:
+            last += f"; report {report}"
+    else:
+        last = "none on this instance"
+    oldest = state.oldest_pending.isoformat() if state.oldest_pending else None
+    render_status(state.counts, oldest, last, _console(ctx))
+
+
+@cli.command()
+@click.option("--run-id", default=None, help="The run whose checkpoints to clear (default: the latest CLI run).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def reset(ctx: click.Context, run_id: str | None, yes: bool) -> None:
+    """Clear a run's checkpoints for a fresh start: resuming it then re-plans every product.
+
+    Nothing in Stripe or the CMS changes, and nothing is deleted from the instance: the run is
+    marked so that its checkpoints recorded until now are ignored. Re-planning is safe (products
+    already in Stripe are found and left as they are), it only costs Stripe reads."""
+    import time
+
+    import dagster as dg
+
+    from cms_stripe.assets.stripe_sync import read_checkpoints
+    from cms_stripe.checks import STRIPE_PRODUCTS
+    from cms_stripe.constants import CHECKPOINTS_RESET_TAG
+    from cms_stripe.partitions import daily_partitions
+
+    _load_env(ctx.obj.get("env_file"))
+    instance = _instance()
+    run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
+    if run is None:
+        _fail(f"no run {run_id} on this instance" if run_id else "nothing to reset: no earlier cms-stripe run")
+    root = run.root_run_id or run.run_id
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    keys = (
+        daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+        if start and end
+        else [run.tags["dagster/partition"]]
+        if "dagster/partition" in run.tags
+        else []
+    )
+    done = read_checkpoints(instance, STRIPE_PRODUCTS, keys, root)
+    if not yes:
+        click.confirm(
+            f"clear the checkpoints of run {root} ({len(done)} products recorded as finished)? "
+            "Resuming it will re-plan them",
+            abort=True,
+        )
+    instance.add_run_tags(root, {CHECKPOINTS_RESET_TAG: repr(time.time())})
+    click.echo(f"cleared {len(done)} checkpoints of run {root}: `cms-stripe resume` re-plans every product")
+
+
 @cli.command("demo-data")
 @click.option(
     "--url", "url", required=True, help="SQLAlchemy URL of the CMS database (sqlite:///…, postgresql+psycopg://…)."
@@ -487,7 +591,7 @@ def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterato
     db = root / "cms.sqlite"
     state = root / "stripe-emulator-state.json"
     if fresh:
-        for path in (db, state):
+        for path in (db, state, root / DEMO_PARTITION_START_FILE):
             path.unlink(missing_ok=True)
     engine = sa.create_engine(f"sqlite:///{db}")
     try:
@@ -502,19 +606,7 @@ def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterato
         engine.dispose()
     config = EmulatorConfig(latency_ms=20.0, jitter_ms=10.0, state_file=str(state))
     with EmulatorServer(config) as emulator:
-        env = {
-            "CMS_DATABASE_URL": f"sqlite:///{db}",
-            "STRIPE_API_BASE": emulator.url,
-            # A test-mode key for the local emulator only; it authenticates nothing anywhere else.
-            "STRIPE_SECRET_KEY": "sk_test_cms_stripe_demo",
-            "MIGRATION_DRY_RUN": "false",
-            "MIGRATION_STRATEGY": "full",
-            # A month of daily partitions (the demo's rows span three): the older rows are synced
-            # through the open first partition, and the run stays quick.
-            "MIGRATION_PARTITION_START": _demo_partition_start(),
-            "MIGRATION_REPORTS_DIR": str(root / "reports"),
-            "DAGSTER_HOME": str(root / "dagster_home"),
-        }
+        env = demo_env(root, emulator.url)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -525,6 +617,33 @@ def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterato
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+DEMO_KEY = "sk_test_cms_stripe_demo"
+DEMO_PARTITION_START_FILE = "partition-start"
+
+
+def demo_env(root: pathlib.Path, stripe_api_base: str) -> dict[str, str]:
+    """The environment of the demo's runs, and of `cms-stripe dev` on the demo's result."""
+    start_file = root / DEMO_PARTITION_START_FILE
+    if not start_file.exists():
+        # A month of daily partitions (the demo's rows span three): the older rows are synced
+        # through the open first partition, and the run stays quick. Kept, so the UI opened days
+        # later shows the partitions the demo materialized.
+        root.mkdir(parents=True, exist_ok=True)
+        start_file.write_text(_demo_partition_start())
+    return {
+        "CMS_DATABASE_URL": f"sqlite:///{root / 'cms.sqlite'}",
+        "STRIPE_API_BASE": stripe_api_base,
+        # A test-mode key for the local emulator only; it authenticates nothing anywhere else.
+        "STRIPE_SECRET_KEY": DEMO_KEY,
+        "MIGRATION_DRY_RUN": "false",
+        "MIGRATION_STRATEGY": "full",
+        "MIGRATION_PARTITION_START": start_file.read_text().strip(),
+        "MIGRATION_REPORTS_DIR": str(root / "reports"),
+        "MIGRATION_LOGS_DIR": str(root / "logs"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }
 
 
 @cli.command()
@@ -540,26 +659,61 @@ def demo(ctx: click.Context, n: int, workdir: str, fresh: bool) -> None:
         settings = _settings(ctx)
         result = _execute_sync(settings, dry_run=False)
         code = _report(result)
+        from cms_stripe.console import logger_config
         from cms_stripe.definitions import defs
         from cms_stripe.jobs import CATALOG_RECONCILIATION_JOB
 
         recon = defs.resolve_job_def(CATALOG_RECONCILIATION_JOB).execute_in_process(
-            instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
+            run_config=logger_config(ctx.obj.get("verbose", False)),
+            instance=_instance(),
+            tags={CLI_TAG: "true"},
+            raise_on_error=False,
         )
-        code = max(code, _report(recon))
         summary = _catalog_summary(recon)
-    click.echo("")
-    click.echo("catalog reconciliation: " + json.dumps(summary))
-    click.echo("Open the Dagster UI on this result:")
-    click.echo(
-        f"  .venv/bin/python -m cms_stripe.emulator --port 12111 --state-file {root / 'stripe-emulator-state.json'} &"
-    )
-    click.echo(
-        f"  DAGSTER_HOME={env['DAGSTER_HOME']} CMS_DATABASE_URL={env['CMS_DATABASE_URL']} "
-        f"MIGRATION_PARTITION_START={env['MIGRATION_PARTITION_START']} "
-        "STRIPE_API_BASE=http://127.0.0.1:12111 STRIPE_SECRET_KEY=sk_test_cms_stripe_demo "
-        ".venv/bin/dagster dev -w workspace.yaml"
-    )
+        if not recon.success:
+            code = max(code, EXIT_FAILED)
+    click.echo("catalog reconciliation: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    click.echo(f"Open the Dagster UI on this result: make dev (or cms-stripe dev --dir {workdir})")
+    sys.exit(code)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--dir", "workdir", default=".demo", show_default=True, help="The folder `cms-stripe demo` used.")
+@click.option("--port", default=3000, show_default=True, type=int, help="The UI's port.")
+@click.option(
+    "--program",
+    default=None,
+    hidden=True,
+    help="Run this command line instead of `dagster dev` (with the same environment); for tests.",
+)
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(workdir: str, port: int, program: str | None, dagster_args: tuple[str, ...]) -> None:
+    """Open the Dagster UI on the demo's result: its instance, its CMS, and the emulator serving the
+    Stripe state the demo left (no environment variables to type). Extra arguments go to `dagster dev`."""
+    import shlex
+    import subprocess
+
+    from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+
+    root = pathlib.Path(workdir).resolve()
+    if not (root / "dagster_home").is_dir() or not (root / "cms.sqlite").exists():
+        _fail(f"no demo in {root}: run `make demo` (or `cms-stripe demo --dir {workdir}`) first")
+    state = root / "stripe-emulator-state.json"
+    with EmulatorServer(EmulatorConfig(latency_ms=20.0, jitter_ms=10.0, state_file=str(state))) as emulator:
+        env = {**os.environ, **demo_env(root, emulator.url)}
+        # The repo's dagster.yaml is for shared deployments; the demo's own instance keeps its runs.
+        _embedded_home(pathlib.Path(env["DAGSTER_HOME"]))
+        if program:
+            command = shlex.split(program)
+        else:
+            command = [sys.executable, "-m", "dagster", "dev", "-m", "cms_stripe.definitions", "-p", str(port)]
+            command += list(dagster_args)
+            click.echo(f"Dagster UI on http://127.0.0.1:{port} (demo instance {env['DAGSTER_HOME']}); Ctrl-C stops it")
+        try:
+            # A child, not exec: the emulator serving the demo's Stripe state lives in this process.
+            code = subprocess.call(command, env=env)  # noqa: S603 - our dagster dev, or the caller's --program
+        except KeyboardInterrupt:
+            code = 0
     sys.exit(code)
 
 

@@ -349,7 +349,8 @@ class Settings:
     end_date: date | None = None
     product_ids: tuple[str, ...] = ()
     skip_existing: bool = True
-    batch_size: int = 500
+    # CMS page size and write-back batch (resources.cms.catalog_resource_from_env); None: the adapters' defaults.
+    batch_size: int | None = None
     max_concurrency: int | None = None
     checkpoint_interval: int = 100
     allow_live: bool = False
@@ -387,7 +388,7 @@ class Settings:
             end_date=end,
             product_ids=ids,
             skip_existing=env_bool(env, "MIGRATION_SKIP_EXISTING", True),
-            batch_size=env_int(env, "MIGRATION_BATCH_SIZE", 500) or 500,
+            batch_size=env_int(env, "MIGRATION_BATCH_SIZE", None),
             max_concurrency=env_int(env, "MIGRATION_MAX_CONCURRENCY", None),
             checkpoint_interval=env_int(env, "MIGRATION_CHECKPOINT_INTERVAL", 100) or 100,
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
@@ -418,7 +419,7 @@ class Settings:
             "MIGRATION_END_DATE": str(self.end_date or "(today)"),
             "MIGRATION_PRODUCT_IDS": ",".join(self.product_ids) or "(none)",
             "MIGRATION_SKIP_EXISTING": str(self.skip_existing).lower(),
-            "MIGRATION_BATCH_SIZE": str(self.batch_size),
+            "MIGRATION_BATCH_SIZE": str(self.batch_size or "(CMS pages of 1000, write-backs of 500)"),
             "MIGRATION_MAX_CONCURRENCY": str(self.max_concurrency or "(from latency)"),
             "MIGRATION_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),

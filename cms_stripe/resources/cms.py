@@ -48,6 +48,7 @@ ENV_TABLE = "CMS_TABLE"
 BACKUP_DIR_TAG = "cms_stripe/backup_dir"
 ENV_PAGE_SIZE = "CMS_PAGE_SIZE"
 ENV_WRITE_BATCH_SIZE = "CMS_WRITE_BATCH_SIZE"
+ENV_BATCH_SIZE = "MIGRATION_BATCH_SIZE"
 
 
 ENV_STRIPE_KEY = "STRIPE_SECRET_KEY"
@@ -314,9 +315,12 @@ def catalog_resource_from_env(
     loads and the same message is raised when a run or sensor first uses the catalog.
     """
     env = os.environ if env is None else env
+    # MIGRATION_BATCH_SIZE (the old tool's "products per batch") sets both the rows read per CMS
+    # page and the rows written back per statement; CMS_PAGE_SIZE / CMS_WRITE_BATCH_SIZE refine one.
+    batch = _env_int(env, ENV_BATCH_SIZE, 0) or None
     options: dict[str, Any] = {
-        "page_size": _env_int(env, ENV_PAGE_SIZE, DEFAULT_PAGE_SIZE),
-        "write_batch_size": _env_int(env, ENV_WRITE_BATCH_SIZE, DEFAULT_WRITE_BATCH_SIZE),
+        "page_size": _env_int(env, ENV_PAGE_SIZE, batch or DEFAULT_PAGE_SIZE),
+        "write_batch_size": _env_int(env, ENV_WRITE_BATCH_SIZE, batch or DEFAULT_WRITE_BATCH_SIZE),
     }
     try:
         kind = backend_from_env(env)
