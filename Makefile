@@ -32,11 +32,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The Dagster UI on the embedded default (its own DAGSTER_HOME: the repo's dagster.yaml is for shared deployments;
-## the embedded one the CLI writes keeps Stripe's one-writer pool limit).
+## The Dagster UI on the demo's result (after `make demo`): its instance, its CMS, and the emulator serving the
+## Stripe state the demo left; no environment variable to type.
 dev: $(STAMP)
-	$(BIN)/python -c 'import pathlib; from cms_stripe.cli import _embedded_home; _embedded_home(pathlib.Path(".dagster_home").resolve())'
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/cms-stripe dev --dir .demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

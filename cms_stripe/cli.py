@@ -183,6 +183,10 @@ def _report(result: Any, command: str | None = None) -> int:
     else:
         console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data is not None and event.step_failure_data.error:
+                # Dagster's own stream is off: say why the step failed, in the run's words.
+                console.print(f"{event.step_key} failed: {event.step_failure_data.error.message.strip()}", "red")
         console.print(f"run {result.run_id} FAILED: `cms-stripe resume` continues it from its checkpoints", "red")
         return EXIT_FAILED
     if failed_checks:
@@ -205,16 +209,16 @@ def _execute_sync(
     tags = {CLI_TAG: "true", STRATEGY_TAG: settings.strategy, COMMAND_TAG: command, **extra_tags}
     run_config = _run_config(settings, dry_run)
     console = _console()
-    mode = "dry run" if dry_run else "APPLY"
+    mode = "(dry run)" if dry_run else "(APPLY)"
     if settings.strategy == "selective":
         job = defs.resolve_job_def(SELECTIVE_SYNC_JOB)
         run_config["ops"] = {"sync_selected_products": {"config": {"product_ids": list(settings.product_ids)}}}
-        console.header(command, settings, f"selective sync of {len(settings.product_ids)} CMS ids, {mode}")
+        console.header(command, settings, f"selective sync of {len(settings.product_ids)} CMS ids {mode}")
         with console.live():
             return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
     start, end = _partition_range(settings)
     job = defs.resolve_job_def(SYNC_JOB)
-    console.header(command, settings, f"{settings.strategy} sync of partitions {start}..{end} in one run, {mode}")
+    console.header(command, settings, f"{settings.strategy} sync of partitions {start}..{end} in one run {mode}")
     tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
     if dry_run and not assets:
         # Reconciling against a Stripe that a dry run did not write would only report what is planned.

@@ -132,8 +132,8 @@ class OperatorConsole:
             self._rows += 1
             if self._rows <= MAX_ROW_LINES:
                 self.print(record.getMessage(), style=SEVERITY_STYLE.get(getattr(record, "cms_severity", "")))
-        elif kind == runlog.NOTE and record.levelno >= logging.WARNING:
-            self.print(record.getMessage(), style="yellow")
+        elif kind == runlog.NOTE and not self.verbose:  # with -v Dagster's stream carries the notes
+            self.print(record.getMessage(), style="yellow" if record.levelno >= logging.WARNING else None)
 
     def _on_progress(self, record: logging.LogRecord) -> None:
         if self._progress is None:

@@ -114,9 +114,13 @@ def log_to_file(
     logger.addHandler(handler)
     started = datetime.now(UTC)
     try:
-        note(f"{what}: run {run_id} started; settings: " + " ".join(f"{k}={v}" for k, v in settings.items()))
+        _emit(
+            logging.INFO,
+            RUN,
+            f"{what}: run {run_id} started; settings: " + " ".join(f"{k}={v}" for k, v in settings.items()),
+        )
         yield handler.path(started)
     finally:
-        note(f"{what}: finished in {(datetime.now(UTC) - started).total_seconds():.1f}s")
+        _emit(logging.INFO, RUN, f"{what}: finished in {(datetime.now(UTC) - started).total_seconds():.1f}s")
         logger.removeHandler(handler)
         handler.close()
