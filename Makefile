@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest dev clean
+.PHONY: install demo test lint typecheck pytest dev ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ pytest: $(STAMP)
 ## Stripe state the demo left; no environment variable to type.
 dev: $(STAMP)
 	$(BIN)/cms-stripe dev --dir .demo
+
+## The Dagster UI on your own catalog and the embedded default instance (.dagster_home, settings from .env).
+ui: $(STAMP)
+	$(BIN)/python -c 'import pathlib; from cms_stripe.cli import _embedded_home; _embedded_home(pathlib.Path(".dagster_home").resolve())'
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

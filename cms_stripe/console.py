@@ -154,6 +154,7 @@ class OperatorConsole:
         table.add_column("value", justify="right")
         rows: list[tuple[str, Any]] = [
             ("rows read", c.rows_read),
+            ("planned" + (" (dry run: nothing written)" if report.dry_run else ""), report.planned),
             ("valid", c.valid),
             ("quarantined", c.quarantined),
             ("created", c.created),
@@ -223,4 +224,4 @@ def render_status(
 
 def _table(title: str) -> Table:
     # Compact borders: the closing summary of a 600-row run fits a few dozen lines.
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)

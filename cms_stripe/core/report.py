@@ -35,6 +35,7 @@ from cms_stripe.constants import (
     PER_PARTITION_KEYS,
     PLAN_PATH,
     PLAN_QUARANTINED,
+    PLANNED,
     PRODUCTS_PER_SECOND,
     QUARANTINED_ROWS,
     RATE_LIMITED,
@@ -170,6 +171,8 @@ class RunReport:
     ended_at: str | None = None
     duration_s: float = 0.0
     counts: Counts = field(default_factory=Counts)
+    # Products the plan covered (a dry run's answer to "what would it do").
+    planned: int = 0
     success_rate: float = 1.0
     products_per_second: float = 0.0
     stripe_calls: int = 0
@@ -332,6 +335,7 @@ def build_report(
         ended_at=ended_at.astimezone(UTC).isoformat() if ended_at else None,
         duration_s=round(duration, 3),
         counts=counts,
+        planned=_int(synced, PLANNED),
         success_rate=round(counts.succeeded / counts.attempted, 4) if counts.attempted else 1.0,
         # The sync's own rate (planning and applying), as the asset records it.
         products_per_second=float(synced.get(PRODUCTS_PER_SECOND) or 0.0),
