@@ -52,17 +52,21 @@ def cli_env(tmp_path: pathlib.Path, cms_url: str, api_base: str, **extra: str) -
             "MIGRATION_START_DATE": "2026-03-01",
             "MIGRATION_END_DATE": "2026-03-10",
             "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+            "MIGRATION_LOGS_DIR": str(tmp_path / "logs"),
         }
     )
     env.update(extra)
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: pathlib.Path = ROOT, input: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cms_stripe", *args],
         cwd=cwd,
         env=env,
+        input=input,
         capture_output=True,
         text=True,
         timeout=600,

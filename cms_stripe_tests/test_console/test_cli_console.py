@@ -35,7 +35,7 @@ NOISE = (
 def fresh_env(tmp_path, cms_url, api_base, **extra):
     """A fresh working directory: no DAGSTER_HOME, no reports or logs folder set (the defaults)."""
     env = cli_env(tmp_path, cms_url, api_base, **extra)
-    for key in ("DAGSTER_HOME", "MIGRATION_REPORTS_DIR"):
+    for key in ("DAGSTER_HOME", "MIGRATION_REPORTS_DIR", "MIGRATION_LOGS_DIR"):
         env.pop(key)
     return env
 
@@ -110,12 +110,12 @@ def test_migrate_of_600_rows_console_log_and_report(tmp_path):
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         log = (work / "logs" / f"migration-{day}.log").read_text()
         assert report["log_path"] == str(work / "logs" / f"migration-{day}.log")
-        writes = [line for line in log.splitlines() if " write " in line]
+        writes = [line for line in log.splitlines() if re.search(r" run=[0-9a-f]{8} write ", line)]
         assert len(writes) == 477
         assert {re.search(r"created (prod_\S+)", line).group(1) for line in writes} == {  # type: ignore[union-attr]
             p["id"] for p in stripe_products
         }
-        rows = [line for line in log.splitlines() if " row " in line]
+        rows = [line for line in log.splitlines() if re.search(r" run=[0-9a-f]{8} row ", line)]
         assert len(rows) == 18 and all("VALIDATION_ERROR[" in line for line in rows)
         assert KEY not in log
         assert re.search(r"run=[0-9a-f]{8} run +validated_products: run [0-9a-f-]{36} started; settings: ", log)
