@@ -149,7 +149,7 @@ class OperatorConsole:
 
     def summary(self, report: RunReport) -> None:
         c = report.counts
-        table = _table(title=f"run {report.run_id} · {report.status}")
+        table = _table(title="summary")
         table.add_column("figure")
         table.add_column("value", justify="right")
         rows: list[tuple[str, Any]] = [
@@ -187,6 +187,7 @@ class OperatorConsole:
             severities = ", ".join(f"{s} {n}" for s, n in report.errors_by_severity.items())
             errors.add_row(Text("by severity"), Text(severities))
             self.rich.print(errors)
+        self.print(f"run {report.run_id}: {report.status}", style="green" if report.status == "success" else "red")
         for label, path in (("plan", report.plan_path), ("log", report.log_path), ("report", report.report_path)):
             if path:
                 self.print(f"{label}: {path}")

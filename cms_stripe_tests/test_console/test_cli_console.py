@@ -71,6 +71,7 @@ def test_migrate_of_600_rows_console_log_and_report(tmp_path):
         quarantine_lines = [line for line in lines if line.startswith("HIGH VALIDATION_ERROR[")]
         assert len(quarantine_lines) == 10  # the first ten; the rest are counted on one line
         assert "… 8 more row errors: see the log file and the report" in lines
+        assert any(line.startswith("plan: create 477, noop 105 (saved to ") for line in lines)
 
         # The report: counts as Stripe and the CMS hold them.
         reports = sorted((work / "reports").glob("migration-report-*.json"))
@@ -97,6 +98,7 @@ def test_migrate_of_600_rows_console_log_and_report(tmp_path):
             "attempted": 582,
         }
         assert report["command"] == "migrate" and report["status"] == "success" and report["dry_run"] is False
+        assert f"run {report['run_id']}: success" in lines and f"report: {reports[0]}" in lines
         assert report["partitions"] == "2026-03-01..2026-03-10" and report["strategy"] == "incremental"
         assert report["success_rate"] == 1.0
         assert report["stripe_writes"] == sum(v for k, v in requests.items() if k.startswith("POST"))
