@@ -178,7 +178,8 @@ def _report(result: Any, command: str | None = None) -> int:
     run = instance.get_run_by_id(result.run_id)
     console = _console()
     if run is not None:
-        report = write_run_report(instance, run, status="success" if result.success else "failed", command=command)
+        status = "success" if result.success else "failed"
+        report = _selective_report(run, status) or write_run_report(instance, run, status=status, command=command)
         console.summary(report)
     else:
         console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
@@ -193,6 +194,30 @@ def _report(result: Any, command: str | None = None) -> int:
         console.print("failed checks: " + ", ".join(failed_checks), "yellow")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _selective_report(run: Any, status: str) -> Any:
+    """A selective run is an op job: it materializes nothing, and its op wrote the report from its
+    own figures. Complete that report with the run's outcome and end instead of rebuilding it."""
+    from datetime import UTC, datetime
+
+    from cms_stripe.core.report import RunReport, find_report, resource_usage
+    from cms_stripe.core.settings import reports_dir_from_env
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB
+
+    if run.job_name != SELECTIVE_SYNC_JOB:
+        return None
+    path = find_report(reports_dir_from_env(), run.run_id)
+    if path is None:
+        return None
+    report = RunReport.from_dict(json.loads(path.read_text()))
+    ended = datetime.now(UTC)
+    report.status, report.ended_at = status, ended.isoformat()
+    if report.started_at:
+        report.duration_s = round((ended - datetime.fromisoformat(report.started_at)).total_seconds(), 3)
+    report.peak_memory_mb, report.cpu_time_s = resource_usage()
+    report.write(path)
+    return report
 
 
 def _execute_sync(
