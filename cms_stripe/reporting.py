@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from cms_stripe.constants import STRIPE_ASSET, STRIPE_CALLS
 from cms_stripe.core import runlog
 from cms_stripe.core.report import Materialized, RunReport, build_report, find_report, report_path
 from cms_stripe.core.settings import Settings, logs_dir_from_env, reports_dir_from_env
@@ -74,6 +75,20 @@ def run_materializations(instance: dg.DagsterInstance, runs: Sequence[dg.Dagster
     return out
 
 
+def failed_sync_records(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Materialized]:
+    """A sync step that stopped (CRITICAL, CMS write-back failure) materializes nothing; its figures
+    are the metadata of its failure, recorded by the step as it would have materialized them."""
+    out = []
+    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        data = getattr(event, "event_specific_data", None) if event is not None else None
+        user = getattr(data, "user_failure_data", None)
+        metadata = plain(getattr(user, "metadata", None) or {})
+        if STRIPE_CALLS in metadata:
+            out.append(Materialized(STRIPE_ASSET, None, metadata))
+    return out
+
+
 def run_scope(run: dg.DagsterRun) -> tuple[str | None, str | None, list[str]]:
     """(strategy, partition range, selected ids) as the run's tags and config say."""
     tags = run.tags
@@ -86,6 +101,14 @@ def run_scope(run: dg.DagsterRun) -> tuple[str | None, str | None, list[str]]:
     op_config = ((config.get("ops") or {}).get("sync_selected_products") or {}).get("config") or {}
     ids = [str(i) for i in op_config.get("product_ids") or []]
     return tags.get(STRATEGY_TAG), partitions, ids
+
+
+def _failures_unless_materialized(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Materialized]:
+    # Only this run's own failure (a resumed run's report must not add its parent's figures), and
+    # only when the sync did not materialize in this run.
+    if any(r.asset == STRIPE_ASSET for r in run_materializations(instance, [run])):
+        return []
+    return failed_sync_records(instance, run)
 
 
 def report_file_for(run_id: str) -> pathlib.Path:
@@ -110,8 +133,9 @@ def write_run_report(
     stats = instance.get_run_stats(run.run_id)
     started = datetime.fromtimestamp(stats.start_time, UTC) if stats.start_time else None
     ended = datetime.fromtimestamp(stats.end_time, UTC) if stats.end_time else datetime.now(UTC)
+    records = run_materializations(instance, group)
     report = build_report(
-        [*run_materializations(instance, group), *extra],
+        [*records, *_failures_unless_materialized(instance, run), *extra],
         run_id=run.run_id,
         command=command or run.tags.get(COMMAND_TAG) or run.job_name,
         status=status,

@@ -146,6 +146,9 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
     watcher.join(timeout=60)
     assert first.returncode != 0, "the run must fail when Stripe goes away"
     assert "CRITICAL" in first.stdout + first.stderr
+    failed_report = _newest_report(tmp_path / "reports")
+    assert failed_report["command"] == "migrate" and failed_report["status"] == "failed"
+    assert failed_report["errors_by_severity"].get("CRITICAL", 0) >= 1
 
     with engine.connect() as conn:
         finished = {r.id for r in conn.exec_driver_sql("SELECT id FROM products WHERE sync_status = 'synced'")}
@@ -159,6 +162,11 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         # A re-execution of the failed step: its checkpoints (not the CMS) tell it what finished.
         assert f"{len(finished)} finished by an earlier attempt (checkpoint)" in second.stdout + second.stderr
+        resumed = _newest_report(tmp_path / "reports")
+        assert resumed["command"] == "resume" and resumed["status"] == "success"
+        assert resumed["run_id"] != failed_report["run_id"]
+        assert resumed["counts"]["skipped"] == len(finished)
+        assert resumed["counts"]["created"] == len(products) - len(finished)
         log = emulator.requests_log()
         writes = [e for e in log if e["method"] == "POST"]
         touched = {_product_of_write(e) for e in writes} | {
