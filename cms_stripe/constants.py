@@ -97,6 +97,9 @@ PER_PARTITION_KEYS = frozenset(
         DRIFT,
         DUPLICATES,
         ORPHANS,
+        ERRORS,
+        ERRORS_BY_CODE,
+        ERRORS_BY_SEVERITY,
     }
 )
 

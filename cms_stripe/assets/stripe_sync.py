@@ -192,15 +192,22 @@ def per_day_counts(
             day = day_by_id.get(r.cms_id)
             if day:
                 per_day[day][r.outcome] += 1
-    return {d: day_metadata(per_day[d], newest[d]) for d in newest}
+    errors: dict[str, list[ErrorItem]] = defaultdict(list)
+    for item in outcome_errors(outcome):
+        errors[day_by_id.get(item.cms_id, "")].append(item)
+    return {d: day_metadata(per_day[d], newest[d], errors.get(d, [])) for d in newest}
 
 
-def day_metadata(counts: Mapping[str, int], newest: str) -> dict[str, dg.MetadataValue]:
+def day_metadata(
+    counts: Mapping[str, int], newest: str, errors: Sequence[ErrorItem] = ()
+) -> dict[str, dg.MetadataValue]:
     attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != "skipped")
     ok = attempted - counts.get("failed", 0)
     meta: dict[str, dg.MetadataValue] = {name: dg.MetadataValue.int(counts.get(name, 0)) for name in OUTCOMES}
     meta[SUCCESS_RATE] = dg.MetadataValue.float(ok / attempted if attempted else 1.0)
     meta[MAX_UPDATED_AT] = dg.MetadataValue.text(newest)
+    # The day's own errors: in a range run they replace the run's on each partition.
+    meta.update({key: dg.MetadataValue.json(value) for key, value in error_metadata(errors).items()})
     return meta
 
 

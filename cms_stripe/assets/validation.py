@@ -33,7 +33,7 @@ from cms_stripe.core.catalog import WriteBackResult
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue
-from cms_stripe.core.report import error_metadata, quarantine_errors
+from cms_stripe.core.report import ErrorItem, error_metadata, quarantine_errors
 from cms_stripe.core.settings import LiveKeyRefused, scrub
 from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.partitions import current_span, daily_partitions
@@ -149,6 +149,10 @@ def _validate(
     by_partition = group_by_partition(products, lambda p: p.updated_at, span)
     bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined)
     live_bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined if p.should_be_active)
+    errors_by_day: dict[str, list[ErrorItem]] = {}
+    day_of = {p.id: span.key_for(p.updated_at) for p, _ in quarantined}
+    for item in errors:
+        errors_by_day.setdefault(day_of.get(item.cms_id, ""), []).append(item)
     per_day = {}
     for day, rows in by_partition.items():
         day_live = sum(1 for p in rows if p.should_be_active)
@@ -160,6 +164,7 @@ def _validate(
             VALIDATION_RATE: dg.MetadataValue.float(
                 (day_live - live_bad_by_partition.get(day, 0)) / day_live if day_live else 1.0
             ),
+            **{k: dg.MetadataValue.json(v) for k, v in error_metadata(errors_by_day.get(day, [])).items()},
         }
     add_partition_metadata(
         context,
@@ -169,6 +174,7 @@ def _validate(
             VALID_ROWS: dg.MetadataValue.int(0),
             QUARANTINED_ROWS: dg.MetadataValue.int(0),
             VALIDATION_RATE: dg.MetadataValue.float(1.0),
+            **{k: dg.MetadataValue.json(v) for k, v in error_metadata([]).items()},
         },
     )
     codes = Counter(i.code for _, issues in quarantined for i in issues)

@@ -250,12 +250,21 @@ def resource_usage() -> tuple[float, float]:
 
 
 def _totals(records: Sequence[Materialized]) -> dict[str, Any]:
-    """One asset's figures for the run: per-partition keys summed, run-wide ones taken once."""
+    """One asset's figures for the run: per-partition keys summed (numbers added, error lists
+    joined, counts by code added), run-wide ones taken once."""
     out: dict[str, Any] = {}
     for record in records:
         for key, value in record.metadata.items():
-            if key in PER_PARTITION_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+            if key not in PER_PARTITION_KEYS:
+                out[key] = value
+            elif isinstance(value, int | float) and not isinstance(value, bool):
                 out[key] = out.get(key, 0) + value
+            elif isinstance(value, list):
+                out[key] = [*out.get(key, []), *value]
+            elif isinstance(value, Mapping):
+                merged = Counter(dict(out.get(key, {})))
+                merged.update({str(k): int(v) for k, v in value.items()})
+                out[key] = dict(merged)
             else:
                 out[key] = value
     return out

@@ -130,6 +130,22 @@ def test_migrate_of_600_rows_console_log_and_report(tmp_path):
                 meta = record.asset_materialization.metadata  # type: ignore[union-attr]
                 assert meta["run_report_path"].value == str(reports[0])
                 assert meta["errors_by_code"].value == {}
+                # Each partition lists its own day's quarantined rows, not the run's.
+                by_day: dict[str, set[str]] = {}
+                for p in catalog.products:
+                    if p.id in catalog.invalid:
+                        day_key = max(p.updated_at.astimezone(UTC).strftime("%Y-%m-%d"), "2026-03-01")
+                        by_day.setdefault(day_key, set()).add(p.id)
+                seen_days = {}
+                for day_key in [f"2026-03-{d:02d}" for d in range(1, 11)]:
+                    (rec,) = instance.fetch_materializations(
+                        dg.AssetRecordsFilter(asset_key=dg.AssetKey("validated_products"), asset_partitions=[day_key]),
+                        limit=1,
+                    ).records
+                    day_meta = rec.asset_materialization.metadata  # type: ignore[union-attr]
+                    seen_days[day_key] = {e["cms_id"] for e in day_meta["errors"].value}
+                    assert day_meta["quarantined_rows"].value == len(by_day.get(day_key, ()))
+                assert seen_days == {d: by_day.get(d, set()) for d in seen_days}
         finally:
             os.environ.pop("DAGSTER_HOME")
 

@@ -23,11 +23,22 @@ def _stripe(partition: str, created: int, noop: int, failed: int) -> Materialize
         "products_per_second": 12.5,
         "dry_run": False,
         "plan_path": "/r/plan.json",
-        "errors": [{"cms_id": "c9", "code": "STRIPE_INVALID_REQUEST", "severity": "HIGH", "reason": "bad"}],
-        "errors_by_code": {"STRIPE_INVALID_REQUEST": 1},
-        "errors_by_severity": {"HIGH": 1},
     }
-    own = {"created": created, "noop": noop, "failed": failed, "updated": 0, "success_rate": 0.5}
+    # Each partition records its own errors (one failed write per failed product here).
+    errors = [
+        {"cms_id": f"c{partition[-2:]}-{i}", "code": "STRIPE_INVALID_REQUEST", "severity": "HIGH", "reason": "bad"}
+        for i in range(failed)
+    ]
+    own = {
+        "created": created,
+        "noop": noop,
+        "failed": failed,
+        "updated": 0,
+        "success_rate": 0.5,
+        "errors": errors,
+        "errors_by_code": {"STRIPE_INVALID_REQUEST": failed} if failed else {},
+        "errors_by_severity": {"HIGH": failed} if failed else {},
+    }
     return Materialized("stripe_products", partition, {**run_wide, **own})
 
 
@@ -68,7 +79,7 @@ def test_a_range_runs_counts_are_summed_and_run_wide_figures_taken_once():
     assert report.duration_s == 30.0
     assert report.errors_by_code == {"STRIPE_INVALID_REQUEST": 1, "VALIDATION_ERROR[title_missing]": 1}
     assert report.errors_by_severity == {"HIGH": 2}
-    assert [e.cms_id for e in report.first_errors] == ["c1", "c9"]
+    assert [e.cms_id for e in report.first_errors] == ["c1", "c01-0"]
     assert report.dry_run is False and report.plan_path == "/r/plan.json"
 
 
@@ -101,3 +112,26 @@ def test_report_file_round_trips_and_is_found_by_run_id(tmp_path):
     data = json.loads(path_a.read_text())
     assert data["counts"]["created"] == 3 and data["report_path"] == str(path_a)
     assert RunReport.from_dict(data) == a
+
+
+def test_per_partition_errors_are_joined_and_counted_once_each():
+    day1 = {
+        "errors": [{"cms_id": "a", "code": "VALIDATION_ERROR[title_missing]", "severity": "HIGH", "reason": "r"}],
+        "errors_by_code": {"VALIDATION_ERROR[title_missing]": 1},
+        "errors_by_severity": {"HIGH": 1},
+        "quarantined_rows": 1,
+    }
+    day2 = {
+        "errors": [{"cms_id": "b", "code": "VALIDATION_ERROR[price_negative]", "severity": "HIGH", "reason": "r"}],
+        "errors_by_code": {"VALIDATION_ERROR[price_negative]": 1},
+        "errors_by_severity": {"HIGH": 1},
+        "quarantined_rows": 1,
+    }
+    records = [
+        Materialized("validated_products", "2026-03-01", day1),
+        Materialized("validated_products", "2026-03-02", day2),
+    ]
+    report = build_report(records, run_id="r", command="migrate", status="success")
+    assert [e.cms_id for e in report.first_errors] == ["a", "b"]
+    assert report.errors_by_code == {"VALIDATION_ERROR[price_negative]": 1, "VALIDATION_ERROR[title_missing]": 1}
+    assert report.errors_by_severity == {"HIGH": 2} and report.counts.quarantined == 2
