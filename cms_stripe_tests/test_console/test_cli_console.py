@@ -119,7 +119,7 @@ def test_migrate_of_600_rows_console_log_and_report(tmp_path):
         }
         rows = [line for line in log.splitlines() if re.search(r" run=[0-9a-f]{8} row ", line)]
         assert len(rows) == 18 and all("VALIDATION_ERROR[" in line for line in rows)
-        assert KEY not in log
+        assert KEY not in log and KEY not in reports[0].read_text()
         assert re.search(r"run=[0-9a-f]{8} run +validated_products: run [0-9a-f-]{36} started; settings: ", log)
 
         # The UI links the same report from the asset's metadata.

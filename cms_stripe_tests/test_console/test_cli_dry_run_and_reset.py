@@ -46,6 +46,10 @@ def test_dry_run_report_then_migrate_then_reset_its_checkpoints(tmp_path):
         log = (work / "logs" / f"migration-{day}.log").read_text()
         assert not re.search(r" run=[0-9a-f]{8} write ", log) and "dry run: no Stripe write made" in log
 
+        # -v brings Dagster's event stream back.
+        verbose = run_cli(["-v", "dry-run"], env, cwd=work)
+        assert verbose.returncode == 0 and " - dagster - DEBUG - " in verbose.stdout + verbose.stderr
+
         migrate = run_cli(["migrate"], env, cwd=work)
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
         migrated = json.loads(
