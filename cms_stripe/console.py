@@ -129,9 +129,12 @@ class OperatorConsole:
         if kind == runlog.PROGRESS:
             self._on_progress(record)
         elif kind == runlog.ROW:
-            self._rows += 1
-            if self._rows <= MAX_ROW_LINES:
-                self.print(record.getMessage(), style=SEVERITY_STYLE.get(getattr(record, "cms_severity", "")))
+            severity = getattr(record, "cms_severity", "")
+            # CRITICAL rows stop the run: always shown, whatever the quarantine printed before them.
+            if severity != "CRITICAL":
+                self._rows += 1
+            if severity == "CRITICAL" or self._rows <= MAX_ROW_LINES:
+                self.print(record.getMessage(), style=SEVERITY_STYLE.get(severity))
         elif kind == runlog.NOTE and not self.verbose:  # with -v Dagster's stream carries the notes
             self.print(record.getMessage(), style="yellow" if record.levelno >= logging.WARNING else None)
 
