@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest dev clean
+.PHONY: install demo test lint typecheck pytest dev ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,9 +37,13 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not timing" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -p no:xdist -m timing $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-## The Dagster UI on the embedded default (its own DAGSTER_HOME: the repo's dagster.yaml is for shared deployments;
-## the embedded one the CLI writes keeps Stripe's one-writer pool limit).
+## The Dagster UI on the demo's result (after `make demo`): its instance, its CMS, and the emulator serving the
+## Stripe state the demo left; no environment variable to type.
 dev: $(STAMP)
+	$(BIN)/cms-stripe dev --dir .demo
+
+## The Dagster UI on your own catalog and the embedded default instance (.dagster_home, settings from .env).
+ui: $(STAMP)
 	$(BIN)/python -c 'import pathlib; from cms_stripe.cli import _embedded_home; _embedded_home(pathlib.Path(".dagster_home").resolve())'
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 

@@ -52,6 +52,9 @@ EMBEDDED_DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+# A command-line tool handling a business's catalog sends no usage statistics unless asked to.
+telemetry:
+  enabled: false
 """
 
 
@@ -80,11 +83,23 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> NoReturn:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cms-stripe")
 @click.option("--env-file", default=None, help="Read settings from this file (default: ./.env if present).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show Dagster's event stream and warnings.")
 @click.pass_context
-def cli(ctx: click.Context, env_file: str | None) -> None:
+def cli(ctx: click.Context, env_file: str | None, verbose: bool) -> None:
     """Sync a Supabase/Postgres product catalog into Stripe (dry-run unless told otherwise)."""
+    from cms_stripe.console import OperatorConsole, quiet_dagster
+
     ctx.ensure_object(dict)
     ctx.obj["env_file"] = env_file
+    ctx.obj["verbose"] = verbose
+    ctx.obj["console"] = OperatorConsole(verbose=verbose)
+    if not verbose:
+        quiet_dagster()
+
+
+def _console(ctx: click.Context | None = None) -> Any:
+    ctx = ctx or click.get_current_context()
+    return ctx.find_root().obj["console"]
 
 
 def _settings(ctx: click.Context) -> Any:
@@ -127,6 +142,8 @@ def _instance() -> dg.DagsterInstance:
 
 
 def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
+    from cms_stripe.console import logger_config
+
     # Run config replaces the resource's whole configuration, so every field is passed.
     config = {
         "dry_run": dry_run,
@@ -135,7 +152,8 @@ def _run_config(settings: Any, dry_run: bool) -> dict[str, Any]:
         "checkpoint_interval": settings.checkpoint_interval,
         "validation_threshold": settings.validation_threshold,
     }
-    return {"resources": {"settings": {"config": config}}}
+    verbose = click.get_current_context().find_root().obj.get("verbose", False)
+    return {"resources": {"settings": {"config": config}}, **logger_config(verbose)}
 
 
 def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
@@ -151,66 +169,58 @@ def _check_live(settings: Any, dry_run: bool, confirm_live: bool) -> None:
         )
 
 
-# Per-partition counts: a range run's total is their sum. Every other number describes the whole run.
-_SUMMED = {
-    "rows",
-    "rows_before_start",
-    "rows_without_updated_at",
-    "rows_in_future",
-    "rows_with_unreadable_values",
-    "valid_rows",
-    "quarantined_rows",
-    "created",
-    "updated",
-    "repriced",
-    "archived",
-    "reactivated",
-    "noop",
-    "failed",
-    "skipped",
-    "matched",
-    "missing",
-    "drift",
-    "duplicates",
-    "orphans",
-    "quarantined",
-}
-_HIDDEN = {"checkpoint", "success_rate", "validation_success_rate"}
+def _report(result: Any, command: str | None = None) -> int:
+    """Complete the run's report (JSON file), print its closing table; the exit code from run
+    success and check results."""
+    from cms_stripe.reporting import write_run_report
 
-
-def _report(result: Any) -> int:
-    """Print what the run did, one line per asset; exit code from run success and check results."""
     failed_checks = [
         f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
     ]
-    by_asset: dict[str, list[dict[str, Any]]] = {}
-    partitions: dict[str, list[str]] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        name = mat.asset_key.to_user_string()
-        by_asset.setdefault(name, []).append({k: getattr(v, "value", v) for k, v in mat.metadata.items()})
-        if mat.partition:
-            partitions.setdefault(name, []).append(mat.partition)
-    for name, metas in by_asset.items():
-        keys = sorted(partitions.get(name, []))
-        label = (
-            f" [{keys[0]}..{keys[-1]}, {len(keys)} partitions]" if len(keys) > 1 else (f" [{keys[0]}]" if keys else "")
-        )
-        shown: dict[str, Any] = {}
-        for key, value in metas[-1].items():
-            if key in _HIDDEN or not isinstance(value, int | float | bool):
-                continue
-            shown[key] = sum(m.get(key, 0) for m in metas) if key in _SUMMED and len(metas) > 1 else value
-        click.echo(f"{name}{label}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        for key in ("plan_path", "report_path"):
-            if key in metas[-1]:
-                click.echo(f"  {key}: {metas[-1][key]}")
-    click.echo(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
-    if failed_checks:
-        click.secho("failed checks: " + ", ".join(failed_checks), fg="yellow")
+    instance = _instance()
+    run = instance.get_run_by_id(result.run_id)
+    console = _console()
+    if run is not None:
+        status = "success" if result.success else "failed"
+        report = _selective_report(run, status) or write_run_report(instance, run, status=status, command=command)
+        console.summary(report)
+    else:
+        console.print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data is not None and event.step_failure_data.error:
+                # Dagster's own stream is off: say why the step failed, in the run's words.
+                console.print(f"{event.step_key} failed: {event.step_failure_data.error.message.strip()}", "red")
+        console.print(f"run {result.run_id} FAILED: `cms-stripe resume` continues it from its checkpoints", "red")
         return EXIT_FAILED
-    return EXIT_FAILED if failed_checks else EXIT_OK
+    if failed_checks:
+        console.print("failed checks: " + ", ".join(failed_checks), "yellow")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _selective_report(run: Any, status: str) -> Any:
+    """A selective run is an op job: it materializes nothing, and its op wrote the report from its
+    own figures. Complete that report with the run's outcome and end instead of rebuilding it."""
+    from datetime import UTC, datetime
+
+    from cms_stripe.core.report import RunReport, find_report, resource_usage
+    from cms_stripe.core.settings import Settings
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB
+
+    if run.job_name != SELECTIVE_SYNC_JOB:
+        return None
+    path = find_report(Settings.from_env().reports_dir, run.run_id)
+    if path is None:
+        return None
+    report = RunReport.from_dict(json.loads(path.read_text()))
+    ended = datetime.now(UTC)
+    report.status, report.ended_at = status, ended.isoformat()
+    if report.started_at:
+        report.duration_s = round((ended - datetime.fromisoformat(report.started_at)).total_seconds(), 3)
+    report.peak_memory_mb, report.cpu_time_s = resource_usage()
+    report.write(path)
+    return report
 
 
 def _execute_sync(
@@ -220,28 +230,32 @@ def _execute_sync(
 
     from cms_stripe.definitions import defs
     from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.reporting import COMMAND_TAG, STRATEGY_TAG
 
     instance = _instance()
-    tags = {CLI_TAG: "true", "cms_stripe/strategy": settings.strategy, **extra_tags}
+    command = click.get_current_context().info_name or "sync"
+    tags = {CLI_TAG: "true", STRATEGY_TAG: settings.strategy, COMMAND_TAG: command, **extra_tags}
     run_config = _run_config(settings, dry_run)
+    console = _console()
+    mode = "(dry run)" if dry_run else "(APPLY)"
     if settings.strategy == "selective":
         job = defs.resolve_job_def(SELECTIVE_SYNC_JOB)
         run_config["ops"] = {"sync_selected_products": {"config": {"product_ids": list(settings.product_ids)}}}
-        click.echo(f"selective sync of {len(settings.product_ids)} CMS ids ({'dry run' if dry_run else 'APPLY'})")
-        return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
+        console.header(command, settings, f"selective sync of {len(settings.product_ids)} CMS ids {mode}")
+        with console.live():
+            return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
     start, end = _partition_range(settings)
     job = defs.resolve_job_def(SYNC_JOB)
-    click.echo(
-        f"{settings.strategy} sync of partitions {start}..{end} in one run ({'dry run' if dry_run else 'APPLY'})"
-    )
+    console.header(command, settings, f"{settings.strategy} sync of partitions {start}..{end} in one run {mode}")
     tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
     if dry_run and not assets:
         # Reconciling against a Stripe that a dry run did not write would only report what is planned.
         assets = ["raw_cms_products", "validated_products", "stripe_products"]
     selection = [dg.AssetKey(a) for a in assets] if assets else None
-    return job.execute_in_process(
-        run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
-    )
+    with console.live():
+        return job.execute_in_process(
+            run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
+        )
 
 
 @cli.command()
@@ -342,23 +356,34 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
         # Its process died (a crash or a kill): record that, so it can be re-executed from failure.
         instance.report_run_failed(run, "process ended without finishing; resumed by cms-stripe resume")
         run = instance.get_run_by_id(run.run_id) or run
+    from cms_stripe.console import logger_config
+    from cms_stripe.reporting import COMMAND_TAG
+
     options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
-    click.echo(f"resuming run {run.run_id} from failure")
-    with dg.execute_job(
-        dg.reconstructable(sync_job_for_resume)
-        if run.job_name != "selective_sync"
-        else dg.reconstructable(selective_job_for_resume),
-        instance=instance,
-        reexecution_options=options,
-        run_config={**_current_run_config(run.run_config), "execution": {"config": {"in_process": {}}}},
-        # The partition range lives in the parent's tags; the re-execution must cover the same days.
-        tags={
-            **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
-            CLI_TAG: "true",
-        },
-        raise_on_error=False,
-    ) as result:
-        sys.exit(_report(result))
+    console = _console(ctx)
+    console.header("resume", settings, f"run {run.run_id} from failure (its checkpoints are honoured)")
+    run_config = {k: v for k, v in _current_run_config(run.run_config).items() if k != "loggers"}
+    run_config.update(logger_config(ctx.obj.get("verbose", False)))
+    with (
+        console.live(),
+        dg.execute_job(
+            dg.reconstructable(sync_job_for_resume)
+            if run.job_name != "selective_sync"
+            else dg.reconstructable(selective_job_for_resume),
+            instance=instance,
+            reexecution_options=options,
+            run_config={**run_config, "execution": {"config": {"in_process": {}}}},
+            # The partition range lives in the parent's tags; the re-execution must cover the same days.
+            tags={
+                **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
+                CLI_TAG: "true",
+                COMMAND_TAG: "resume",
+            },
+            raise_on_error=False,
+        ) as result,
+    ):
+        code = _report(result, "resume")
+    sys.exit(code)
 
 
 def _current_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -512,6 +537,110 @@ def _restore_cms(run: Any, *, yes: bool, allow_live: bool, exit_when_empty: bool
         click.echo(f"{len(restored.missing)} rows are no longer in the CMS (not recreated)")
 
 
+@cli.command("report")
+@click.option("--run-id", default=None, help="The run whose report to show (default: the newest report).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report file as it is.")
+@click.pass_context
+def report_command(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
+    """Show a run's report (reports/migration-report-*.json) as tables."""
+    from cms_stripe.console import render_report
+    from cms_stripe.core.report import RunReport, find_report
+    from cms_stripe.core.settings import Settings
+
+    _load_env(ctx.obj.get("env_file"))
+    reports_dir = Settings.from_env().reports_dir
+    path = find_report(reports_dir, run_id)
+    if path is None:
+        which = f"of run {run_id} " if run_id else ""
+        _fail(f"no report {which}in {reports_dir} (MIGRATION_REPORTS_DIR): run `cms-stripe migrate` or `dry-run` first")
+    if as_json:
+        click.echo(path.read_text().rstrip())
+        return
+    render_report(RunReport.from_dict(json.loads(path.read_text())), _console(ctx))
+
+
+@cli.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """The CMS's sync state: rows by sync_status, the oldest pending change, the last sync run."""
+    import dagster as dg
+
+    from cms_stripe.console import render_status
+    from cms_stripe.core.report import find_report
+    from cms_stripe.core.settings import Settings, scrub
+    from cms_stripe.core.status import sync_state
+    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.resources.cms import catalog_resource_from_env
+
+    _settings(ctx)
+    try:
+        state = sync_state(catalog_resource_from_env(strict=True).source().read_all())
+    except Exception as exc:
+        _fail(f"CMS: {type(exc).__name__}: {scrub(exc)}")
+    instance = _instance()
+    runs = [
+        r
+        for job in (SYNC_JOB, SELECTIVE_SYNC_JOB)
+        for r in instance.get_run_records(dg.RunsFilter(job_name=job), limit=1)
+    ]
+    if runs:
+        latest = max(runs, key=lambda r: r.create_timestamp)
+        run = latest.dagster_run
+        when = latest.create_timestamp.strftime("%Y-%m-%d %H:%M:%SZ")
+        report = find_report(Settings.from_env().reports_dir, run.run_id)
+        last = f"{run.run_id} ({run.job_name}) started {when}: {run.status.value}"
+        if report is not None:
+            last += f"; report {report}"
+    else:
+        last = "none on this instance"
+    oldest = state.oldest_pending.isoformat() if state.oldest_pending else None
+    render_status(state.counts, oldest, last, _console(ctx))
+
+
+@cli.command()
+@click.option("--run-id", default=None, help="The run whose checkpoints to clear (default: the latest CLI run).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def reset(ctx: click.Context, run_id: str | None, yes: bool) -> None:
+    """Clear a run's checkpoints for a fresh start: resuming it then re-plans every product.
+
+    Nothing in Stripe or the CMS changes, and nothing is deleted from the instance: the run is
+    marked so that its checkpoints recorded until now are ignored. Re-planning is safe (products
+    already in Stripe are found and left as they are), it only costs Stripe reads."""
+    import time
+
+    import dagster as dg
+
+    from cms_stripe.assets.stripe_sync import read_checkpoints
+    from cms_stripe.checks import STRIPE_PRODUCTS
+    from cms_stripe.constants import CHECKPOINTS_RESET_TAG
+    from cms_stripe.partitions import daily_partitions
+
+    _load_env(ctx.obj.get("env_file"))
+    instance = _instance()
+    run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
+    if run is None:
+        _fail(f"no run {run_id} on this instance" if run_id else "nothing to reset: no earlier cms-stripe run")
+    root = run.root_run_id or run.run_id
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    keys = (
+        daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+        if start and end
+        else [run.tags["dagster/partition"]]
+        if "dagster/partition" in run.tags
+        else []
+    )
+    done = read_checkpoints(instance, STRIPE_PRODUCTS, keys, root)
+    if not yes:
+        click.confirm(
+            f"clear the checkpoints of run {root} ({len(done)} products recorded as finished)? "
+            "Resuming it will re-plan them",
+            abort=True,
+        )
+    instance.add_run_tags(root, {CHECKPOINTS_RESET_TAG: repr(time.time())})
+    click.echo(f"cleared {len(done)} checkpoints of run {root}: `cms-stripe resume` re-plans every product")
+
+
 @cli.command("demo-data")
 @click.option(
     "--url", "url", required=True, help="SQLAlchemy URL of the CMS database (sqlite:///…, postgresql+psycopg://…)."
@@ -569,7 +698,7 @@ def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterato
     db = root / "cms.sqlite"
     state = root / "stripe-emulator-state.json"
     if fresh:
-        for path in (db, state):
+        for path in (db, state, root / DEMO_PARTITION_START_FILE):
             path.unlink(missing_ok=True)
     engine = sa.create_engine(f"sqlite:///{db}")
     try:
@@ -584,19 +713,7 @@ def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterato
         engine.dispose()
     config = EmulatorConfig(latency_ms=20.0, jitter_ms=10.0, state_file=str(state))
     with EmulatorServer(config) as emulator:
-        env = {
-            "CMS_DATABASE_URL": f"sqlite:///{db}",
-            "STRIPE_API_BASE": emulator.url,
-            # A test-mode key for the local emulator only; it authenticates nothing anywhere else.
-            "STRIPE_SECRET_KEY": "sk_test_cms_stripe_demo",
-            "MIGRATION_DRY_RUN": "false",
-            "MIGRATION_STRATEGY": "full",
-            # A month of daily partitions (the demo's rows span three): the older rows are synced
-            # through the open first partition, and the run stays quick.
-            "MIGRATION_PARTITION_START": _demo_partition_start(),
-            "MIGRATION_REPORTS_DIR": str(root / "reports"),
-            "DAGSTER_HOME": str(root / "dagster_home"),
-        }
+        env = demo_env(root, emulator.url)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -607,6 +724,33 @@ def _demo_environment(root: pathlib.Path, products: int, fresh: bool) -> Iterato
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+DEMO_KEY = "sk_test_cms_stripe_demo"
+DEMO_PARTITION_START_FILE = "partition-start"
+
+
+def demo_env(root: pathlib.Path, stripe_api_base: str) -> dict[str, str]:
+    """The environment of the demo's runs, and of `cms-stripe dev` on the demo's result."""
+    start_file = root / DEMO_PARTITION_START_FILE
+    if not start_file.exists():
+        # A month of daily partitions (the demo's rows span three): the older rows are synced
+        # through the open first partition, and the run stays quick. Kept, so the UI opened days
+        # later shows the partitions the demo materialized.
+        root.mkdir(parents=True, exist_ok=True)
+        start_file.write_text(_demo_partition_start())
+    return {
+        "CMS_DATABASE_URL": f"sqlite:///{root / 'cms.sqlite'}",
+        "STRIPE_API_BASE": stripe_api_base,
+        # A test-mode key for the local emulator only; it authenticates nothing anywhere else.
+        "STRIPE_SECRET_KEY": DEMO_KEY,
+        "MIGRATION_DRY_RUN": "false",
+        "MIGRATION_STRATEGY": "full",
+        "MIGRATION_PARTITION_START": start_file.read_text().strip(),
+        "MIGRATION_REPORTS_DIR": str(root / "reports"),
+        "MIGRATION_LOGS_DIR": str(root / "logs"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }
 
 
 @cli.command()
@@ -622,26 +766,61 @@ def demo(ctx: click.Context, n: int, workdir: str, fresh: bool) -> None:
         settings = _settings(ctx)
         result = _execute_sync(settings, dry_run=False)
         code = _report(result)
+        from cms_stripe.console import logger_config
         from cms_stripe.definitions import defs
         from cms_stripe.jobs import CATALOG_RECONCILIATION_JOB
 
         recon = defs.resolve_job_def(CATALOG_RECONCILIATION_JOB).execute_in_process(
-            instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
+            run_config=logger_config(ctx.obj.get("verbose", False)),
+            instance=_instance(),
+            tags={CLI_TAG: "true"},
+            raise_on_error=False,
         )
-        code = max(code, _report(recon))
         summary = _catalog_summary(recon)
-    click.echo("")
-    click.echo("catalog reconciliation: " + json.dumps(summary))
-    click.echo("Open the Dagster UI on this result:")
-    click.echo(
-        f"  .venv/bin/python -m cms_stripe.emulator --port 12111 --state-file {root / 'stripe-emulator-state.json'} &"
-    )
-    click.echo(
-        f"  DAGSTER_HOME={env['DAGSTER_HOME']} CMS_DATABASE_URL={env['CMS_DATABASE_URL']} "
-        f"MIGRATION_PARTITION_START={env['MIGRATION_PARTITION_START']} "
-        "STRIPE_API_BASE=http://127.0.0.1:12111 STRIPE_SECRET_KEY=sk_test_cms_stripe_demo "
-        ".venv/bin/dagster dev -w workspace.yaml"
-    )
+        if not recon.success:
+            code = max(code, EXIT_FAILED)
+    click.echo("catalog reconciliation: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    click.echo(f"Open the Dagster UI on this result: make dev (or cms-stripe dev --dir {workdir})")
+    sys.exit(code)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--dir", "workdir", default=".demo", show_default=True, help="The folder `cms-stripe demo` used.")
+@click.option("--port", default=3000, show_default=True, type=int, help="The UI's port.")
+@click.option(
+    "--program",
+    default=None,
+    hidden=True,
+    help="Run this command line instead of `dagster dev` (with the same environment); for tests.",
+)
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(workdir: str, port: int, program: str | None, dagster_args: tuple[str, ...]) -> None:
+    """Open the Dagster UI on the demo's result: its instance, its CMS, and the emulator serving the
+    Stripe state the demo left (no environment variables to type). Extra arguments go to `dagster dev`."""
+    import shlex
+    import subprocess
+
+    from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+
+    root = pathlib.Path(workdir).resolve()
+    if not (root / "dagster_home").is_dir() or not (root / "cms.sqlite").exists():
+        _fail(f"no demo in {root}: run `make demo` (or `cms-stripe demo --dir {workdir}`) first")
+    state = root / "stripe-emulator-state.json"
+    with EmulatorServer(EmulatorConfig(latency_ms=20.0, jitter_ms=10.0, state_file=str(state))) as emulator:
+        env = {**os.environ, **demo_env(root, emulator.url)}
+        # The repo's dagster.yaml is for shared deployments; the demo's own instance keeps its runs.
+        _embedded_home(pathlib.Path(env["DAGSTER_HOME"]))
+        if program:
+            command = shlex.split(program)
+        else:
+            command = [sys.executable, "-m", "dagster", "dev", "-m", "cms_stripe.definitions", "-p", str(port)]
+            command += list(dagster_args)
+            click.echo(f"Dagster UI on http://127.0.0.1:{port} (demo instance {env['DAGSTER_HOME']}); Ctrl-C stops it")
+        try:
+            # A child, not exec: the emulator serving the demo's Stripe state lives in this process.
+            code = subprocess.call(command, env=env)  # noqa: S603 - our dagster dev, or the caller's --program
+        except KeyboardInterrupt:
+            code = 0
     sys.exit(code)
 
 

@@ -95,3 +95,50 @@ CHECK_VALIDATION_RATE = "validation_success_rate_at_least_threshold"
 CHECK_NO_FAILED_WRITES = "no_failed_stripe_writes"
 CHECK_NO_DRIFT = "no_reconciliation_drift"
 CHECK_NO_DUPLICATES = "no_duplicate_stripe_products"
+
+# Asset names (their keys), for readers of a run's materializations such as the run report.
+RAW_ASSET = "raw_cms_products"
+VALIDATED_ASSET = "validated_products"
+STRIPE_ASSET = "stripe_products"
+RECONCILIATION_ASSET = "reconciliation_report"
+
+# Errors of a run, for the run report: the first ones with their CMS ids (JSON list of
+# {cms_id, code, severity, reason}) and counts by operator code and severity.
+ERRORS = "errors"
+ERRORS_BY_CODE = "errors_by_code"
+ERRORS_BY_SEVERITY = "errors_by_severity"
+# Rows the plan refused (e.g. two rows naming one Stripe product): core.plan counts them as "quarantined".
+PLAN_QUARANTINED = "plan_quarantined"
+RUN_REPORT_PATH = "run_report_path"
+LOG_PATH = "log_path"
+
+# Keys whose value in a range run is each partition's own (a run's total is their sum); every other
+# key describes the whole run and is the same on every partition of it.
+PER_PARTITION_KEYS = frozenset(
+    {
+        ROWS,
+        ROWS_BEFORE_START,
+        ROWS_UNDATED,
+        ROWS_IN_FUTURE,
+        UNREADABLE_ROWS,
+        VALID_ROWS,
+        QUARANTINED_ROWS,
+        *OUTCOMES,
+        MATCHED,
+        MISSING,
+        DRIFT,
+        DUPLICATES,
+        ORPHANS,
+        QUARANTINED,
+        EDITED_IN_STRIPE,
+        ERRORS,
+        ERRORS_BY_CODE,
+        ERRORS_BY_SEVERITY,
+    }
+)
+
+# Run tag: checkpoints of this run recorded before this time (a float timestamp) are ignored
+# (`cms-stripe reset`), so resuming it starts over instead of skipping what they list.
+CHECKPOINTS_RESET_TAG = "cms_stripe/checkpoints_reset_at"
+# Python logger the sync's progress, writes and row errors go to (console and log file listen).
+RUN_LOGGER = "cms_stripe.run"

@@ -7,14 +7,28 @@ import dagster as dg
 
 from cms_stripe.assets.common import link_holders
 from cms_stripe.assets.journal import InstanceJournal
-from cms_stripe.assets.stripe_sync import plan_stamp
+from cms_stripe.assets.stripe_sync import outcome_metadata, plan_stamp
 from cms_stripe.checks import failed_writes_result
 from cms_stripe.cms.source import CatalogSource
-from cms_stripe.constants import PLAN_PATH, REPORT_TABLE, STRIPE_POOL
+from cms_stripe.constants import (
+    DRY_RUN,
+    PLAN_PATH,
+    QUARANTINED_ROWS,
+    RAW_ASSET,
+    REPORT_TABLE,
+    ROWS,
+    STRIPE_ASSET,
+    STRIPE_POOL,
+    VALID_ROWS,
+    VALIDATED_ASSET,
+)
 from cms_stripe.core import reconcile as rc
+from cms_stripe.core import runlog
+from cms_stripe.core.report import Materialized, error_metadata, quarantine_errors
 from cms_stripe.core.settings import Settings
 from cms_stripe.core.sync import SyncOptions
 from cms_stripe.core.validation import quarantine_reason, quarantine_updates, split_valid
+from cms_stripe.reporting import plain, step_log, write_run_report
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
@@ -34,6 +48,17 @@ def sync_selected_products(
     catalog: dg.ResourceParam[CatalogSource],
 ) -> list[str]:
     """Read the listed rows, validate, plan and (unless dry-run) apply them."""
+    with step_log(context.run, "sync_selected_products"):
+        return _sync_selected(context, config, settings, stripe, catalog)
+
+
+def _sync_selected(
+    context: dg.OpExecutionContext,
+    config: SelectiveConfig,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: CatalogSource,
+) -> list[str]:
     if not config.product_ids:
         raise dg.Failure("no product ids: set MIGRATION_PRODUCT_IDS or the op config product_ids")
     if not settings.dry_run:
@@ -44,8 +69,11 @@ def sync_selected_products(
         context.log.warning(f"{len(missing)} ids are not in the CMS: {', '.join(missing[:20])}")
     # The same row-by-row validation as the validated_products asset, shared Stripe ids included.
     valid, quarantined = split_valid(products, link_holders=link_holders(catalog, products))
+    quarantine = quarantine_errors([(p.id, issues) for p, issues in quarantined])
     for p, issues in quarantined:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
+    for item in quarantine:
+        runlog.row_error(item.cms_id, item.code, item.severity, item.reason)
     writer = guarded_writer(catalog, settings.live_allowed)
     if quarantined and not settings.dry_run:
         writer.write_back(quarantine_updates(quarantined, datetime.now(UTC)), run_id=context.run.run_id)
@@ -70,7 +98,30 @@ def sync_selected_products(
     )
     if outcome.plan_path:
         context.add_output_metadata({PLAN_PATH: dg.MetadataValue.path(outcome.plan_path)})
+    # An op job materializes no asset: the report is built from the same figures the assets record.
+    records = [
+        Materialized(RAW_ASSET, None, {ROWS: len(products)}),
+        Materialized(
+            VALIDATED_ASSET,
+            None,
+            {
+                ROWS: len(products),
+                VALID_ROWS: len(valid),
+                QUARANTINED_ROWS: len(quarantined),
+                DRY_RUN: settings.dry_run,
+                **error_metadata(quarantine),
+            },
+        ),
+        Materialized(STRIPE_ASSET, None, plain(outcome_metadata(outcome, settings.dry_run))),
+    ]
     check = failed_writes_result(outcome.failures)
+    failed = bool(outcome.result is not None and outcome.result.critical) or not check.passed
+    write_run_report(
+        context.instance,
+        context.run,
+        status="failed" if failed or outcome.writeback_failure_message else "success",
+        extra=records,
+    )
     if outcome.result is not None and outcome.result.critical:
         raise dg.Failure(description=outcome.result.critical)
     if not check.passed:

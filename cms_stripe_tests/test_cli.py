@@ -51,17 +51,21 @@ def cli_env(tmp_path: pathlib.Path, cms_url: str, api_base: str, **extra: str) -
             "MIGRATION_START_DATE": "2026-03-01",
             "MIGRATION_END_DATE": "2026-03-10",
             "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+            "MIGRATION_LOGS_DIR": str(tmp_path / "logs"),
         }
     )
     env.update(extra)
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: pathlib.Path = ROOT, input: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cms_stripe", *args],
         cwd=cwd,
         env=env,
+        input=input,
         capture_output=True,
         text=True,
         timeout=600,
@@ -141,6 +145,9 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
     watcher.join(timeout=60)
     assert first.returncode != 0, "the run must fail when Stripe goes away"
     assert "CRITICAL" in first.stdout + first.stderr
+    failed_report = _newest_report(tmp_path / "reports")
+    assert failed_report["command"] == "migrate" and failed_report["status"] == "failed"
+    assert failed_report["errors_by_severity"].get("CRITICAL", 0) >= 1
 
     with engine.connect() as conn:
         finished = {r.id for r in conn.exec_driver_sql("SELECT id FROM products WHERE sync_status = 'synced'")}
@@ -154,6 +161,11 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         # A re-execution of the failed step: its checkpoints (not the CMS) tell it what finished.
         assert f"{len(finished)} finished by an earlier attempt (checkpoint)" in second.stdout + second.stderr
+        resumed = _newest_report(tmp_path / "reports")
+        assert resumed["command"] == "resume" and resumed["status"] == "success"
+        assert resumed["run_id"] != failed_report["run_id"]
+        assert resumed["counts"]["skipped"] == len(finished)
+        assert resumed["counts"]["created"] == len(products) - len(finished)
         log = emulator.requests_log()
         writes = [e for e in log if e["method"] == "POST"]
         touched = {_product_of_write(e) for e in writes} | {
@@ -182,19 +194,41 @@ def test_demo_end_to_end_then_a_rerun_writes_nothing(tmp_path):
     out = first.stdout + first.stderr
     assert first.returncode == 0, out[-4000:]
     summary = next(line for line in first.stdout.splitlines() if line.startswith("catalog reconciliation: "))
-    assert '"missing": 0' in summary and '"drift": 0' in summary and '"duplicates": 0' in summary
-    assert '"orphans": 0' in summary and '"quarantined": 6' in summary
-    assert "dagster dev -w workspace.yaml" in first.stdout
+    figures = dict(kv.rsplit(" ", 1) for kv in summary.split(": ", 1)[1].split(", "))
+    assert (figures["missing"], figures["drift"], figures["duplicates"]) == ("0", "0", "0")
+    assert (figures["orphans"], figures["quarantined"]) == ("0", "6")
+    assert "make dev" in first.stdout
     # The demo's rows span 90 days and its partitions one month: the older rows are read (and synced)
     # through the open first partition, none left out.
-    raw = next(x for x in first.stdout.splitlines() if x.startswith("raw_cms_products"))
-    counts = dict(kv.split("=") for kv in raw.split(": ", 1)[1].split(", "))
-    assert counts["rows"] == "200" and int(counts["rows_before_start"]) > 0
+    first_report = _newest_report(tmp_path / "demo" / "reports")
+    assert first_report["counts"]["rows_read"] == 200
+    os.environ["DAGSTER_HOME"] = str(tmp_path / "demo" / "dagster_home")
+    try:
+        import dagster as dg
+
+        with dg.DagsterInstance.get() as instance:
+            records = instance.fetch_materializations(dg.AssetKey("raw_cms_products"), limit=1000).records
+            before_start = sum(
+                int(getattr(r.asset_materialization.metadata.get("rows_before_start"), "value", 0))
+                for r in records
+                if r.asset_materialization is not None
+            )
+        assert before_start > 0
+    finally:
+        os.environ.pop("DAGSTER_HOME")
 
     second = run_cli(["demo", "--products", "200", "--dir", str(tmp_path / "demo")], env)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
-    line = next(x for x in second.stdout.splitlines() if x.startswith("stripe_products"))
-    assert "stripe_writes=0" in line and "created=0" in line
+    rerun = _newest_report(tmp_path / "demo" / "reports")
+    assert rerun["run_id"] != first_report["run_id"]
+    assert rerun["stripe_writes"] == 0 and rerun["counts"]["created"] == 0
+
+
+def _newest_report(folder: pathlib.Path) -> dict[str, Any]:
+    import json
+
+    path = max(folder.glob("migration-report-*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(path.read_text())
 
 
 def test_validate_dry_run_and_live_key_refusal(tmp_path):
@@ -210,7 +244,8 @@ def test_validate_dry_run_and_live_key_refusal(tmp_path):
         assert validate.returncode == 0, (validate.stdout + validate.stderr)[-3000:]
         assert "CMS: reachable" in validate.stdout and "Stripe: reachable (test mode" in validate.stdout
         assert KEY not in validate.stdout + validate.stderr, "the key must never be printed"
-        assert f"quarantined_rows={len(demo.invalid)}" in validate.stdout
+        validated = _newest_report(tmp_path / "reports")
+        assert validated["command"] == "validate" and validated["counts"]["quarantined"] == len(demo.invalid)
 
         dry = run_cli(["migrate"], env)
         assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]

@@ -24,7 +24,10 @@ def test_written_when_missing_or_empty_never_over_a_users_file(tmp_path, monkeyp
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     fresh = tmp_path / "fresh"
     _embedded_home(fresh)
-    assert yaml.safe_load((fresh / "dagster.yaml").read_text()) == {"concurrency": {"pools": {"default_limit": 1}}}
+    assert yaml.safe_load((fresh / "dagster.yaml").read_text()) == {
+        "concurrency": {"pools": {"default_limit": 1}},
+        "telemetry": {"enabled": False},
+    }
     assert os.environ["DAGSTER_HOME"] == str(fresh)
 
     empty = tmp_path / "empty"  # what earlier versions left: an empty file

@@ -1,7 +1,9 @@
 """Stripe products: plan and apply the partition's rows with the engine, checkpointing as it goes."""
 
+import pathlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -18,11 +20,13 @@ from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import (
     CHECKPOINT,
     CHECKPOINT_DONE,
+    CHECKPOINTS_RESET_TAG,
     DRY_RUN,
     DURATION_S,
     FAILED,
     FAILURES_TABLE,
     GROUP,
+    LOG_PATH,
     MAX_UPDATED_AT,
     OUTCOMES,
     PLAN_COUNT_PREFIX,
@@ -32,8 +36,10 @@ from cms_stripe.constants import (
     PRODUCTS_PER_SECOND,
     RATE_LIMITED,
     RESUMED,
+    RUN_REPORT_PATH,
     SKIPPED,
     SKIPPED_EXISTING,
+    STRIPE_ASSET,
     STRIPE_CALLS,
     STRIPE_POOL,
     STRIPE_WRITES,
@@ -45,8 +51,17 @@ from cms_stripe.constants import (
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.frames import frame_to_products
+from cms_stripe.core.report import (
+    ErrorItem,
+    Materialized,
+    error_metadata,
+    failure_error,
+    quarantine_errors,
+    writeback_errors,
+)
 from cms_stripe.core.sync import SyncOptions, SyncOutcome
 from cms_stripe.partitions import current_span, daily_partitions
+from cms_stripe.reporting import plain, step_log, write_run_report
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
@@ -56,13 +71,24 @@ def root_run_id(context: dg.AssetExecutionContext) -> str:
     return context.run.root_run_id or context.run.run_id
 
 
+def checkpoints_reset_at(instance: dg.DagsterInstance, root: str) -> float:
+    """When `cms-stripe reset` cleared the checkpoints of run `root` (0.0: never)."""
+    run = instance.get_run_by_id(root)
+    try:
+        return float((run.tags if run else {}).get(CHECKPOINTS_RESET_TAG, 0.0))
+    except ValueError:
+        return 0.0
+
+
 def read_checkpoints(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str], root: str
 ) -> dict[str, str]:
-    """cms id → content hash finished by earlier attempts of this run (re-execution, step retry)."""
+    """cms id → content hash finished by earlier attempts of this run (re-execution, step retry),
+    except those recorded before a `cms-stripe reset` of the run."""
     done: dict[str, str] = {}
     if not keys:
         return done
+    reset_at = checkpoints_reset_at(instance, root)
     cursor = None
     while True:
         page = instance.fetch_observations(
@@ -70,7 +96,7 @@ def read_checkpoints(
         )
         for record in page.records:
             observation = record.asset_observation
-            if observation is None:
+            if observation is None or record.timestamp <= reset_at:
                 continue
             meta = observation.metadata
             run = meta.get(CHECKPOINT)
@@ -116,6 +142,17 @@ def plan_stamp(log: dg.DagsterLogManager, stripe: StripeResource) -> tuple[str |
         return None, None
 
 
+def outcome_errors(outcome: SyncOutcome) -> list[ErrorItem]:
+    """Rows the plan refused, products whose writes failed, rows whose write-back failed."""
+    errors = quarantine_errors([(q.cms_id, list(q.issues)) for q in outcome.plan.quarantined])
+    if outcome.result is not None:
+        errors += [
+            failure_error(r.cms_id, r.error_code, r.severity.value if r.severity else None, r.error)
+            for r in outcome.result.failed
+        ]
+    return errors + writeback_errors(outcome.writeback_failed)
+
+
 def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
     counts = outcome.counts
     attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
@@ -143,6 +180,8 @@ def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.Metada
         meta[name] = dg.MetadataValue.int(counts.get(name, 0))
     if outcome.plan_path:
         meta[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
+    for key, value in error_metadata(outcome_errors(outcome)).items():
+        meta[key] = dg.MetadataValue.json(value)
     failures = outcome.failures
     if failures:
         meta[FAILURES_TABLE] = dg.MetadataValue.md(
@@ -165,15 +204,22 @@ def per_day_counts(
             day = day_by_id.get(r.cms_id)
             if day:
                 per_day[day][r.outcome] += 1
-    return {d: day_metadata(per_day[d], newest[d]) for d in newest}
+    errors: dict[str, list[ErrorItem]] = defaultdict(list)
+    for item in outcome_errors(outcome):
+        errors[day_by_id.get(item.cms_id, "")].append(item)
+    return {d: day_metadata(per_day[d], newest[d], errors.get(d, [])) for d in newest}
 
 
-def day_metadata(counts: Mapping[str, int], newest: str) -> dict[str, dg.MetadataValue]:
+def day_metadata(
+    counts: Mapping[str, int], newest: str, errors: Sequence[ErrorItem] = ()
+) -> dict[str, dg.MetadataValue]:
     attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
     ok = attempted - counts.get(FAILED, 0)
     meta: dict[str, dg.MetadataValue] = {name: dg.MetadataValue.int(counts.get(name, 0)) for name in OUTCOMES}
     meta[SUCCESS_RATE] = dg.MetadataValue.float(ok / attempted if attempted else 1.0)
     meta[MAX_UPDATED_AT] = dg.MetadataValue.text(newest)
+    # The day's own errors: in a range run they replace the run's on each partition.
+    meta.update({key: dg.MetadataValue.json(value) for key, value in error_metadata(errors).items()})
     return meta
 
 
@@ -199,6 +245,31 @@ def stripe_products(
     label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
     if not settings.dry_run:
         stripe.check_writes_allowed(settings.live_allowed)
+    with step_log(context.run, "stripe_products") as log_path:
+        return _sync(context, settings, stripe, catalog, validated_products, keys, label, log_path)
+
+
+def _own_records(
+    keys: Sequence[str], run_wide: Mapping[str, dg.MetadataValue], per_day: Mapping[str, Mapping[str, dg.MetadataValue]]
+) -> list[Materialized]:
+    """This step's materializations as the instance will record them (run-wide values, each
+    partition's own numbers over them), so the report is built like the CLI's, from metadata."""
+    if len(keys) <= 1:
+        return [Materialized(STRIPE_ASSET, keys[0] if keys else None, plain(run_wide))]
+    empty = day_metadata({}, "")
+    return [Materialized(STRIPE_ASSET, pk, plain({**run_wide, **per_day.get(pk, empty)})) for pk in keys]
+
+
+def _sync(
+    context: dg.AssetExecutionContext,
+    settings: SyncSettingsResource,
+    stripe: StripeResource,
+    catalog: CatalogSource,
+    validated_products: pd.DataFrame,
+    keys: list[str],
+    label: str,
+    log_path: Any,
+) -> dg.MaterializeResult:
     products = frame_to_products(validated_products)
     span = current_span()
     root = root_run_id(context)
@@ -230,24 +301,30 @@ def stripe_products(
             "deleted during the run: their sync columns were left alone (the next run plans them again): "
             + ", ".join((outcome.writeback_conflicts + outcome.writeback_missing)[:20])
         )
+    meta = outcome_metadata(outcome, settings.dry_run)
+    per_day = per_day_counts(outcome, products, span)
+
+    def report(status: str) -> None:
+        written = write_run_report(
+            context.instance,
+            context.run,
+            status=status,
+            extra=_own_records(keys, meta, per_day),
+            log_path=str(pathlib.Path(log_path).resolve()),
+        )
+        meta[RUN_REPORT_PATH] = dg.MetadataValue.path(written.report_path or "")
+        meta[LOG_PATH] = dg.MetadataValue.path(str(pathlib.Path(log_path).resolve()))
+
     if outcome.result is not None and outcome.result.critical:
         # CRITICAL stops the run and is not retried here: the breaker has already waited out the
         # failures. Re-execute (or `cms-stripe resume`) once Stripe answers; the checkpoints above
         # let it skip every product that finished.
-        raise dg.Failure(
-            description=outcome.result.critical,
-            metadata=outcome_metadata(outcome, settings.dry_run),
-            allow_retries=False,
-        )
+        report("failed")
+        raise dg.Failure(description=outcome.result.critical, metadata=meta, allow_retries=False)
     if outcome.writeback_failure_message:
         # Stripe is right and the CMS is behind: fail the step so nobody mistakes the run for done.
-        raise dg.Failure(
-            description=outcome.writeback_failure_message,
-            metadata=outcome_metadata(outcome, settings.dry_run),
-            allow_retries=False,
-        )
-    add_partition_metadata(context, per_day_counts(outcome, products, span), day_metadata({}, ""))
-    return dg.MaterializeResult(
-        metadata=outcome_metadata(outcome, settings.dry_run),
-        check_results=[failed_writes_result(outcome.failures)],
-    )
+        report("failed")
+        raise dg.Failure(description=outcome.writeback_failure_message, metadata=meta, allow_retries=False)
+    add_partition_metadata(context, per_day, day_metadata({}, ""))
+    report("success")
+    return dg.MaterializeResult(metadata=meta, check_results=[failed_writes_result(outcome.failures)])

@@ -31,13 +31,16 @@ from cms_stripe.constants import (
     VALID_ROWS,
     VALIDATION_RATE,
 )
+from cms_stripe.core import runlog
 from cms_stripe.core.catalog import WriteBackResult
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue
+from cms_stripe.core.report import ErrorItem, error_metadata, quarantine_errors
 from cms_stripe.core.settings import LiveKeyRefused, scrub
 from cms_stripe.core.validation import Quarantine, md_cell, quarantine_reason, quarantine_updates, split_valid
 from cms_stripe.partitions import current_span, daily_partitions
+from cms_stripe.reporting import step_log
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 
@@ -104,6 +107,16 @@ def validated_products(
 ) -> dg.MaterializeResult:
     """CMS rows that Stripe would accept; every other live row is quarantined with a reason and severity
     (visible here and written back as sync_status='quarantined'), never dropped silently."""
+    with step_log(context.run, "validated_products"):
+        return _validate(context, settings, catalog, raw_cms_products)
+
+
+def _validate(
+    context: dg.AssetExecutionContext,
+    settings: SyncSettingsResource,
+    catalog: CatalogSource,
+    raw_cms_products: pd.DataFrame,
+) -> dg.MaterializeResult:
     products = frame_to_products(raw_cms_products)
     valid, quarantined = split_valid(products, link_holders=link_holders(catalog, products))
     frame = products_to_frame(valid)
@@ -127,6 +140,9 @@ def validated_products(
             # The valid rows still sync; the quarantine is in this run's metadata and the next run retries it.
             write_failed = f"{type(exc).__name__}: {scrub(str(exc))}"[:500]
             context.log.error(f"[HIGH] writing the quarantine back to the CMS failed: {write_failed}")
+    errors = quarantine_errors([(p.id, issues) for p, issues in quarantined])
+    for item in errors:
+        runlog.row_error(item.cms_id, item.code, item.severity, item.reason)
     for p, issues in quarantined[:20]:
         context.log.warning(f"quarantined {p.id!r}: {quarantine_reason(issues)}")
     if len(quarantined) > 20:
@@ -136,6 +152,10 @@ def validated_products(
     by_partition = group_by_partition(products, lambda p: p.updated_at, span)
     bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined)
     live_bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined if p.should_be_active)
+    errors_by_day: dict[str, list[ErrorItem]] = {}
+    day_of = {p.id: span.key_for(p.updated_at) for p, _ in quarantined}
+    for item in errors:
+        errors_by_day.setdefault(day_of.get(item.cms_id, ""), []).append(item)
     per_day = {}
     for day, rows in by_partition.items():
         day_live = sum(1 for p in rows if p.should_be_active)
@@ -147,6 +167,7 @@ def validated_products(
             VALIDATION_RATE: dg.MetadataValue.float(
                 (day_live - live_bad_by_partition.get(day, 0)) / day_live if day_live else 1.0
             ),
+            **{k: dg.MetadataValue.json(v) for k, v in error_metadata(errors_by_day.get(day, [])).items()},
         }
     add_partition_metadata(
         context,
@@ -156,6 +177,7 @@ def validated_products(
             VALID_ROWS: dg.MetadataValue.int(0),
             QUARANTINED_ROWS: dg.MetadataValue.int(0),
             VALIDATION_RATE: dg.MetadataValue.float(1.0),
+            **{k: dg.MetadataValue.json(v) for k, v in error_metadata([]).items()},
         },
     )
     codes = Counter(i.code for _, issues in quarantined for i in issues)
@@ -171,6 +193,7 @@ def validated_products(
             QUARANTINE_WRITTEN_BACK: dg.MetadataValue.int(written.written),
             QUARANTINE_WRITE_BACK_ERROR: dg.MetadataValue.text(write_failed),
             DRY_RUN: dg.MetadataValue.bool(settings.dry_run),
+            **{key: dg.MetadataValue.json(value) for key, value in error_metadata(errors).items()},
         },
         check_results=[validation_rate_result(live_valid, live, settings.validation_threshold)],
     )

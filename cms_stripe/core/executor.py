@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from cms_stripe.core.catalog import SYNC_ARCHIVED, SYNC_FAILED, SYNC_SYNCED, SyncUpdate
+from cms_stripe.core.error_codes import code_for_exception
 from cms_stripe.core.errors import (
     RESUME_HINT,
     AlreadyExistsError,
@@ -123,6 +124,7 @@ class ProductResult:
     severity: Severity | None = None
     error: str | None = None
     error_class: str | None = None
+    error_code: str | None = None  # core.error_codes: the operator-facing code (STRIPE_RATE_LIMIT, ...)
     lane: str | None = None
     content_hash: str = ""
     active: bool = True
@@ -142,6 +144,7 @@ class ProductResult:
             "severity": self.severity.value if self.severity else None,
             "error": self.error,
             "error_class": self.error_class,
+            "error_code": self.error_code,
             "lane": self.lane,
         }
 
@@ -193,7 +196,7 @@ class ApplyResult:
                         sync_status=SYNC_FAILED,
                         stripe_product_id=None,
                         stripe_price_id=None,
-                        sync_error=f"[{r.severity.value if r.severity else '?'}] {r.error}"[:1000],
+                        sync_error=f"[{r.severity.value if r.severity else '?'}] {r.error_code}: {r.error}"[:1000],
                         synced_at=at,
                     )
                 )
@@ -554,6 +557,7 @@ class _Applier:
         result.severity = severity
         result.error = str(exc)[:2000]
         result.error_class = type(exc).__name__
+        result.error_code = code_for_exception(exc).value
         return result
 
 

@@ -397,11 +397,15 @@ class Settings:
     end_date: date | None = None
     product_ids: tuple[str, ...] = ()
     skip_existing: bool = True
+    # MIGRATION_BATCH_SIZE, the old tool's "products per batch": the CMS page and write-back batch below.
+    batch_size: int | None = None
     max_concurrency: int | None = None
     checkpoint_interval: int = 100
     allow_live: bool = False
     validation_threshold: float = 0.95
     reports_dir: str = "reports"
+    # The daily log files (logs/migration-YYYY-MM-DD.log); like the reports folder, environment only.
+    logs_dir: str = "logs"
     price_lookup_keys: bool = DEFAULT_PRICE_LOOKUP_KEYS
     # From the environment only: a limit that run config (the Launchpad) could raise would not be one.
     plan_max_age_hours: float = DEFAULT_PLAN_MAX_AGE_HOURS
@@ -423,6 +427,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        batch = env_int(env, "MIGRATION_BATCH_SIZE", None)
         strategy = (env.get("MIGRATION_STRATEGY") or "incremental").strip().lower()
         if strategy not in STRATEGIES:
             raise SettingsError(f"MIGRATION_STRATEGY must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
@@ -450,11 +455,13 @@ class Settings:
             end_date=end,
             product_ids=ids,
             skip_existing=env_bool(env, "MIGRATION_SKIP_EXISTING", True),
+            batch_size=batch,
             max_concurrency=env_int(env, "MIGRATION_MAX_CONCURRENCY", None),
             checkpoint_interval=env_int(env, "MIGRATION_CHECKPOINT_INTERVAL", 100) or 100,
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
             validation_threshold=threshold,
             reports_dir=env_text(env, "MIGRATION_REPORTS_DIR") or "reports",
+            logs_dir=env_text(env, "MIGRATION_LOGS_DIR") or "logs",
             price_lookup_keys=price_lookup_keys(env),
             plan_max_age_hours=env_float(env, ENV_PLAN_MAX_AGE_HOURS, DEFAULT_PLAN_MAX_AGE_HOURS)
             or DEFAULT_PLAN_MAX_AGE_HOURS,
@@ -462,8 +469,9 @@ class Settings:
             cms_table=env_text(env, "CMS_TABLE"),
             cms_mapping_file=env_text(env, "CMS_MAPPING_FILE"),
             cms_backup_dir=env_text(env, "CMS_BACKUP_DIR") or DEFAULT_BACKUP_DIR,
-            cms_page_size=env_int(env, "CMS_PAGE_SIZE", 1000) or 1000,
-            cms_write_batch_size=env_int(env, "CMS_WRITE_BATCH_SIZE", 500) or 500,
+            # MIGRATION_BATCH_SIZE sets both; CMS_PAGE_SIZE / CMS_WRITE_BATCH_SIZE refine one.
+            cms_page_size=env_int(env, "CMS_PAGE_SIZE", batch or 1000) or 1000,
+            cms_write_batch_size=env_int(env, "CMS_WRITE_BATCH_SIZE", batch or 500) or 500,
             partition_start=parse_day("MIGRATION_PARTITION_START", env.get("MIGRATION_PARTITION_START"))
             or DEFAULT_PARTITION_START,
             automation=env_bool(env, "CMS_STRIPE_AUTOMATION", False),
@@ -495,10 +503,12 @@ class Settings:
             "MIGRATION_END_DATE": str(self.end_date or "(today)"),
             "MIGRATION_PRODUCT_IDS": ",".join(self.product_ids) or "(none)",
             "MIGRATION_SKIP_EXISTING": str(self.skip_existing).lower(),
+            "MIGRATION_BATCH_SIZE": str(self.batch_size or "(unset)"),
             "MIGRATION_MAX_CONCURRENCY": str(self.max_concurrency or "(from latency)"),
             "MIGRATION_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "MIGRATION_ALLOW_LIVE": str(self.allow_live).lower(),
             "MIGRATION_REPORTS_DIR": self.reports_dir,
+            "MIGRATION_LOGS_DIR": self.logs_dir,
             ENV_PRICE_LOOKUP_KEYS: str(self.price_lookup_keys).lower(),
             ENV_PLAN_MAX_AGE_HOURS: f"{self.plan_max_age_hours:g}",
             "STRIPE_TAX_BEHAVIOR": self.stripe_tax_behavior or "(unspecified)",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from cms_stripe.core import runlog
 from cms_stripe.core.catalog import (
     SYNC_ARCHIVED,
     SYNC_FAILED,
@@ -28,11 +29,14 @@ from cms_stripe.core.catalog import (
     WriteBackResult,
     content_hash,
 )
+from cms_stripe.core.error_codes import ErrorCode, code_for_exception
+from cms_stripe.core.errors import Severity
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
 from cms_stripe.core.journal import JournalSink, intent_entries, result_entries
 from cms_stripe.core.orphans import adopt_orphans, archive_duplicates, derived_duplicates
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.progress import ProgressTracker
+from cms_stripe.core.report import quarantine_errors
 from cms_stripe.core.settings import scrub
 from cms_stripe.core.state import read_state
 from cms_stripe.core.validation import quarantine_updates
@@ -170,6 +174,11 @@ def run_sync(
     record it stops the run before anything is written), and each product's result before the CMS
     write-back of its batch."""
     started = time.monotonic()
+
+    def say(message: str) -> None:
+        log(message)
+        runlog.note(message)
+
     done_before = checkpoint_done or {}
     todo: list[CmsProduct] = []
     resumed = skipped = 0
@@ -181,7 +190,7 @@ def run_sync(
         else:
             todo.append(p)
     if resumed or skipped:
-        log(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
+        say(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
 
     state = read_state(gateway, todo)
     # Orphans are adopted, not duplicated (core/orphans.py): the rows to plan name them. `todo` keeps
@@ -192,13 +201,13 @@ def run_sync(
         state = {**state, **read_state(gateway, [p for p in planned if p.id in adopted])}
         for a in adoptions:
             others = f" (also live with this cms_id: {', '.join(a.others)})" if a.others else ""
-            log(f"adopting Stripe product {a.product_id} for CMS row {a.cms_id}: it carries the row's cms_id{others}")
+            say(f"adopting Stripe product {a.product_id} for CMS row {a.cms_id}: it carries the row's cms_id{others}")
     duplicates = derived_duplicates(gateway, planned)  # type: ignore[arg-type]
     plan = build_plan(planned, state, now=now())
     plan.account_id, plan.mode = options.account_id, options.mode
     plan_path, summary_path = save_plan(plan, options.reports_dir, options.label, options.run_id)
     counts = plan.counts()
-    log("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
+    say("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) + f" (saved to {plan_path})")
     outcome = SyncOutcome(
         plan=plan,
         skipped_existing=skipped,
@@ -208,8 +217,8 @@ def run_sync(
     )
     if options.dry_run:
         for row, sp in duplicates:
-            log(f"would archive {sp['id']}: created for CMS row {row.id}, which now names {row.stripe_product_id}")
-        log("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
+            say(f"would archive {sp['id']}: created for CMS row {row.id}, which now names {row.stripe_product_id}")
+        say("dry run: no Stripe write made (set MIGRATION_DRY_RUN=false to apply)")
         outcome.duration_s = time.monotonic() - started
         outcome.stripe_stats = _stats(gateway)
         return outcome
@@ -227,19 +236,29 @@ def run_sync(
         try:
             outcome.record(cms.write_back(updates, run_id=options.run_id))
         except Exception as exc:
-            message = f"{type(exc).__name__}: {scrub(str(exc))}"[:500]
+            message = f"{code_for_exception(exc)}: {type(exc).__name__}: {scrub(str(exc))}"[:500]
             outcome.writeback_failed += [(u.id, message) for u in updates]
             log(f"[HIGH] CMS write-back of {len(updates)} rows failed: {message}")
+            for u in updates:
+                runlog.row_error(u.id, ErrorCode.CMS_WRITE_BACK, Severity.HIGH, message)
             return False
         return True
 
     if plan.quarantined:
         pairs = [(by_id[q.cms_id], list(q.issues)) for q in plan.quarantined if q.cms_id in by_id]
+        for item in quarantine_errors([(p.id, issues) for p, issues in pairs]):
+            runlog.row_error(item.cms_id, item.code, item.severity, item.reason)
         write(quarantine_updates(pairs, now()))
 
     lock = threading.Lock()
     buffer: list[ProductResult] = []
-    tracker = ProgressTracker(total=len(plan.operations), emit=log, every=options.checkpoint_interval)
+
+    def emit_progress(line: str) -> None:
+        log(line)
+        runlog.progress(line, done=tracker.done, total=tracker.total, success=tracker.success, failed=tracker.failed)
+
+    tracker = ProgressTracker(total=len(plan.operations), emit=emit_progress, every=options.checkpoint_interval)
+    checkpointed = 0
 
     def flush(results: list[ProductResult]) -> None:
         if journal is not None:
@@ -247,7 +266,7 @@ def run_sync(
                 journal.record(result_entries(journal_run, results))
             except Exception as exc:
                 # The intents recorded before the writes still let a rollback find and judge them.
-                log(f"[MEDIUM] journal of {len(results)} results not recorded: {type(exc).__name__}: {scrub(str(exc))}")
+                say(f"[MEDIUM] journal of {len(results)} results not recorded: {type(exc).__name__}: {scrub(str(exc))}")
         updates = [
             _with_expected(_keep_ids(u, by_id.get(u.id)), by_id.get(u.id))
             for u in ApplyResult(results, {}, 0.0).to_sync_updates(now())
@@ -255,10 +274,23 @@ def run_sync(
         updates = [u for u in updates if _changes_row(u, by_id.get(u.id))]
         # Only rows whose write-back is committed are checkpointed: a resumed run must still write
         # back the others (it finds them in sync in Stripe and plans no-ops for them).
-        if write(updates) and on_checkpoint is not None:
-            on_checkpoint([(r.cms_id, r.content_hash) for r in results if r.ok])
+        nonlocal checkpointed
+        if write(updates):
+            if on_checkpoint is not None:
+                on_checkpoint([(r.cms_id, r.content_hash) for r in results if r.ok])
+            checkpointed += len(results)
+            runlog.checkpoint(checkpointed, len(plan.operations))
 
     def on_result(result: ProductResult) -> None:
+        if result.outcome == "failed":
+            runlog.row_error(
+                result.cms_id,
+                result.error_code or ErrorCode.INTERNAL_ERROR,
+                result.severity or Severity.HIGH,
+                result.error or "",
+            )
+        elif result.attempts:
+            runlog.write(result.cms_id, result.outcome, result.product_id, result.price_id, result.attempts)
         batch: list[ProductResult] | None = None
         with lock:
             buffer.append(result)
@@ -274,10 +306,10 @@ def run_sync(
     result = apply_plan(plan, gateway, max_concurrency=options.max_concurrency, on_result=on_result)
     if duplicates and not result.critical:
         try:
-            archive_duplicates(gateway, duplicates, run_id=journal_run, journal=journal, log=log)
+            archive_duplicates(gateway, duplicates, run_id=journal_run, journal=journal, log=say)
         except Exception as exc:
             # The row's own product is synced; the duplicate is reported by the reconciliation.
-            log(f"[HIGH] archiving derived duplicates failed: {type(exc).__name__}: {scrub(str(exc))}")
+            say(f"[HIGH] archiving derived duplicates failed: {type(exc).__name__}: {scrub(str(exc))}")
     with flush_lock:
         rest = [r for r in buffer if r.outcome != "skipped"]
         buffer.clear()
@@ -287,7 +319,7 @@ def run_sync(
     outcome.duration_s = time.monotonic() - started
     outcome.stripe_stats = result.stats
     if tracker.done < tracker.total:  # stopped early: say where it stopped
-        log(tracker.line())
+        emit_progress(tracker.line())
     return outcome
 
 

@@ -20,6 +20,7 @@ from cms_stripe.core.catalog import (
     content_hash,
     quarantine_hash,
 )
+from cms_stripe.core.error_codes import validation_code
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.identity import PRODUCT_PREFIX, derived_product_id, product_id_for
 from cms_stripe.core.mapping import RowIssue, validate_product
@@ -144,7 +145,10 @@ def shared_link_issues(products: Sequence[CmsProduct], holders: Iterable[CmsProd
 
 
 def quarantine_reason(issues: Sequence[RowIssue]) -> str:
-    return "; ".join(f"{i.severity.value} {i.code} ({i.field}): {i.message}" for i in issues)[:REASON_MAX]
+    """`HIGH VALIDATION_ERROR[title_missing] (title): title is missing or blank; ...` (see core.error_codes)."""
+    return "; ".join(f"{i.severity.value} {validation_code(i.code)} ({i.field}): {i.message}" for i in issues)[
+        :REASON_MAX
+    ]
 
 
 def quarantine_updates(quarantined: Quarantine, now: datetime) -> list[SyncUpdate]:

@@ -121,4 +121,4 @@ def test_quarantine_keeps_the_rows_stripe_ids_and_compares_and_sets():
         "price_A",
     )
     assert update.expected == SyncLink("prod_A", "price_A", "h")
-    assert (update.sync_error or "").startswith("HIGH price_not_finite (price): ")
+    assert (update.sync_error or "").startswith("HIGH VALIDATION_ERROR[price_not_finite] (price): ")

@@ -1,0 +1,126 @@
+"""What a sync tells its operator as it goes, as records of one Python logger (`cms_stripe.run`).
+
+The sync emits; whoever listens decides what to show: the console of `cms-stripe` (progress line or
+bar, warnings and errors), and the daily log file `logs/migration-YYYY-MM-DD.log`, which the assets
+attach for every run, so runs from the UI, the schedule and the sensor are logged like CLI runs.
+Each record carries its kind and, for row errors, the CMS id, code and severity as attributes.
+No Dagster import.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from cms_stripe.constants import RUN_LOGGER
+from cms_stripe.core.settings import scrub
+
+logger = logging.getLogger(RUN_LOGGER)
+# Without a handler of its own, WARNING records would reach logging's last-resort stderr handler.
+logger.addHandler(logging.NullHandler())
+logger.setLevel(logging.INFO)
+
+# Record kinds (the `cms_kind` attribute).
+PROGRESS = "progress"
+WRITE = "write"
+ROW = "row"
+CHECKPOINT = "checkpoint"
+RUN = "run"
+NOTE = "note"
+
+LOG_FILE_PREFIX = "migration-"
+DEFAULT_LOGS_DIR = "logs"
+
+
+def _emit(level: int, kind: str, message: str, **fields: Any) -> None:
+    logger.log(level, message, extra={"cms_kind": kind, **{f"cms_{k}": v for k, v in fields.items()}})
+
+
+def progress(line: str, *, done: int, total: int, success: int, failed: int) -> None:
+    _emit(logging.INFO, PROGRESS, line, done=done, total=total, success=success, failed=failed)
+
+
+def write(cms_id: str, outcome: str, product_id: str | None, price_id: str | None, attempts: int) -> None:
+    """A product whose Stripe writes finished (one line per written product)."""
+    _emit(
+        logging.INFO,
+        WRITE,
+        f"{outcome} {product_id or '-'} price={price_id or '-'} writes={attempts} cms_id={cms_id}",
+        cms_id=cms_id,
+        outcome=outcome,
+    )
+
+
+def row_error(cms_id: str, code: str, severity: str, reason: str) -> None:
+    """A quarantined, failed or not-written-back row."""
+    level = logging.ERROR if severity in ("HIGH", "CRITICAL") else logging.WARNING
+    _emit(level, ROW, f"{severity} {code} cms_id={cms_id}: {reason}", cms_id=cms_id, code=code, severity=severity)
+
+
+def checkpoint(done: int, total: int) -> None:
+    _emit(logging.INFO, CHECKPOINT, f"checkpoint: {done}/{total} products finished and written back")
+
+
+def note(message: str, level: int = logging.INFO) -> None:
+    _emit(level, NOTE, message)
+
+
+def log_file_path(logs_dir: str | pathlib.Path, at: datetime | None = None) -> pathlib.Path:
+    day = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d")
+    return pathlib.Path(logs_dir) / f"{LOG_FILE_PREFIX}{day}.log"
+
+
+class DailyLogFile(logging.Handler):
+    """Appends to `<dir>/migration-YYYY-MM-DD.log` of the record's UTC day, every line scrubbed of
+    secrets; each line names the run, since one day's file holds every run of that day."""
+
+    def __init__(self, logs_dir: str | pathlib.Path, run_id: str) -> None:
+        super().__init__(logging.INFO)
+        self.logs_dir = pathlib.Path(logs_dir)
+        self.run_id = run_id
+        self._file_lock = threading.Lock()
+
+    def path(self, at: datetime | None = None) -> pathlib.Path:
+        return log_file_path(self.logs_dir, at)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            at = datetime.fromtimestamp(record.created, UTC)
+            kind = getattr(record, "cms_kind", NOTE)
+            text = scrub(record.getMessage()).replace("\n", " ")
+            stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            line = f"{stamp}Z {record.levelname:<7} run={self.run_id[:8]} {kind:<10} {text}\n"
+            path = self.path(at)
+            with self._file_lock:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write(line)
+        except Exception:  # a full disk must not fail the sync
+            self.handleError(record)
+
+
+@contextmanager
+def log_to_file(
+    logs_dir: str | pathlib.Path, run_id: str, settings: Mapping[str, str], what: str
+) -> Iterator[pathlib.Path]:
+    """Attach the daily log file for one step of a run; the first line names the run and its
+    (masked) settings, the last one how long the step took."""
+    handler = DailyLogFile(logs_dir, run_id)
+    logger.addHandler(handler)
+    started = datetime.now(UTC)
+    try:
+        _emit(
+            logging.INFO,
+            RUN,
+            f"{what}: run {run_id} started; settings: " + " ".join(f"{k}={v}" for k, v in settings.items()),
+        )
+        yield handler.path(started)
+    finally:
+        _emit(logging.INFO, RUN, f"{what}: finished in {(datetime.now(UTC) - started).total_seconds():.1f}s")
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,34 @@
+"""The CMS's sync state at a glance (`cms-stripe status`), computed from its rows; no Dagster."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cms_stripe.core.catalog import SYNC_PENDING, CmsProduct
+
+# Shown in this order; any other value the CMS holds follows.
+STATUS_ORDER = ("pending", "synced", "archived", "quarantined", "failed")
+
+
+@dataclass(frozen=True)
+class SyncState:
+    counts: dict[str, int]
+    oldest_pending: datetime | None
+
+
+def sync_state(products: Iterable[CmsProduct]) -> SyncState:
+    """Rows by `sync_status` (a row never synced counts as pending) and the oldest pending
+    `updated_at`: how long the oldest unsynced change has waited."""
+    counts: Counter[str] = Counter()
+    oldest: datetime | None = None
+    for p in products:
+        status = p.sync_status or SYNC_PENDING
+        counts[status] += 1
+        if status == SYNC_PENDING and p.updated_at is not None and (oldest is None or p.updated_at < oldest):
+            oldest = p.updated_at
+    ordered = {s: counts[s] for s in STATUS_ORDER if counts[s]}
+    ordered.update({s: n for s, n in sorted(counts.items()) if s not in ordered})
+    return SyncState(ordered, oldest)
