@@ -145,7 +145,7 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
     watcher.join(timeout=60)
     assert first.returncode != 0, "the run must fail when Stripe goes away"
     assert "CRITICAL" in first.stdout + first.stderr
-    failed_report = _newest_report(tmp_path / "reports")
+    failed_report = newest_report(tmp_path / "reports")
     assert failed_report["command"] == "migrate" and failed_report["status"] == "failed"
     assert failed_report["errors_by_severity"].get("CRITICAL", 0) >= 1
 
@@ -161,7 +161,7 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         # A re-execution of the failed step: its checkpoints (not the CMS) tell it what finished.
         assert f"{len(finished)} finished by an earlier attempt (checkpoint)" in second.stdout + second.stderr
-        resumed = _newest_report(tmp_path / "reports")
+        resumed = newest_report(tmp_path / "reports")
         assert resumed["command"] == "resume" and resumed["status"] == "success"
         assert resumed["run_id"] != failed_report["run_id"]
         assert resumed["counts"]["skipped"] == len(finished)
@@ -200,7 +200,7 @@ def test_demo_end_to_end_then_a_rerun_writes_nothing(tmp_path):
     assert "make dev" in first.stdout
     # The demo's rows span 90 days and its partitions one month: the older rows are read (and synced)
     # through the open first partition, none left out.
-    first_report = _newest_report(tmp_path / "demo" / "reports")
+    first_report = newest_report(tmp_path / "demo" / "reports")
     assert first_report["counts"]["rows_read"] == 200
     os.environ["DAGSTER_HOME"] = str(tmp_path / "demo" / "dagster_home")
     try:
@@ -219,12 +219,13 @@ def test_demo_end_to_end_then_a_rerun_writes_nothing(tmp_path):
 
     second = run_cli(["demo", "--products", "200", "--dir", str(tmp_path / "demo")], env)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
-    rerun = _newest_report(tmp_path / "demo" / "reports")
+    rerun = newest_report(tmp_path / "demo" / "reports")
     assert rerun["run_id"] != first_report["run_id"]
     assert rerun["stripe_writes"] == 0 and rerun["counts"]["created"] == 0
 
 
-def _newest_report(folder: pathlib.Path) -> dict[str, Any]:
+def newest_report(folder: pathlib.Path) -> dict[str, Any]:
+    """The run report of the newest run that wrote one in `folder`."""
     import json
 
     path = max(folder.glob("migration-report-*.json"), key=lambda p: p.stat().st_mtime)
@@ -244,7 +245,7 @@ def test_validate_dry_run_and_live_key_refusal(tmp_path):
         assert validate.returncode == 0, (validate.stdout + validate.stderr)[-3000:]
         assert "CMS: reachable" in validate.stdout and "Stripe: reachable (test mode" in validate.stdout
         assert KEY not in validate.stdout + validate.stderr, "the key must never be printed"
-        validated = _newest_report(tmp_path / "reports")
+        validated = newest_report(tmp_path / "reports")
         assert validated["command"] == "validate" and validated["counts"]["quarantined"] == len(demo.invalid)
 
         dry = run_cli(["migrate"], env)

@@ -22,7 +22,7 @@ from cms_stripe.cms.demo import write_catalog
 from cms_stripe.core.currency import to_minor_units
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.test_assets.conftest import products_by_cms_id
-from cms_stripe_tests.test_cli import KEY, ROOT, cli_env, run_cli, valid_live_catalog
+from cms_stripe_tests.test_cli import KEY, ROOT, cli_env, newest_report, run_cli, valid_live_catalog
 
 
 def refusals(stdout: str) -> set[tuple[str, str]]:
@@ -135,8 +135,8 @@ def test_apply_refuses_exactly_the_operations_whose_inputs_changed_and_a_reapply
         # A later migrate converges everything, the refused rows included.
         later = run_cli(["migrate"], env)
         assert later.returncode == 0, (later.stdout + later.stderr)[-4000:]
-        recon = next(x for x in later.stdout.splitlines() if x.startswith("reconciliation_report"))
-        assert "drift=0" in recon and "missing=0" in recon, recon
+        recon = newest_report(tmp_path / "reports")["reconciliation"]
+        assert recon["drift"] == 0 and recon["missing"] == 0, recon
         stripe_now = {sp["id"]: sp for sp in emulator.objects()["products"]}
         assert stripe_now[pid[ids[0]]]["name"] == "Renamed again"
         assert stripe_now[pid[ids[3]]]["name"] == "Renamed 3"

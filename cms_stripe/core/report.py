@@ -45,6 +45,7 @@ from cms_stripe.constants import (
     RESUMED,
     ROWS,
     SKIPPED,
+    SKIPPED_EXISTING,
     STRIPE_ASSET,
     STRIPE_CALLS,
     STRIPE_WRITES,
@@ -317,7 +318,7 @@ def build_report(
         reactivated=_int(synced, REACTIVATED),
         unchanged=_int(synced, NOOP),
         failed=_int(synced, FAILED),
-        skipped=_int(synced, SKIPPED) + _int(synced, RESUMED),
+        skipped=_int(synced, SKIPPED_EXISTING) + _int(synced, RESUMED),
         not_attempted=_int(synced, SKIPPED),
         written_back=_int(synced, WRITTEN_BACK),
     )
