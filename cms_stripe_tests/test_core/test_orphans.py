@@ -1,6 +1,8 @@
 """Orphans are adopted, not duplicated: a product made by hand (or by a run whose write-back was lost)
-with `metadata.cms_id` of a row that names no product becomes that row's product with zero creates;
-and a row linked by an editor to another product gets its earlier derived product archived."""
+with `metadata.cms_id` of a row that names no product becomes that row's product with zero creates
+(an archived one is left alone and the row gets its own product); the account listing behind it
+expands nothing and keeps only the candidates; and a row linked by an editor to another product gets
+its earlier derived product archived."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import stripe
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cms_stripe.core import reconcile as rc
 from cms_stripe.core.catalog import SyncUpdate, WriteBackResult
@@ -239,3 +243,35 @@ def test_the_adoption_index_keeps_only_the_candidates_and_what_adoption_needs(em
     }
     # 53 products, 100 per page: one call, and it expanded nothing.
     assert account_listings(emulator) == [{"limit": ["100"]}]
+
+
+@given(
+    listed=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", None]), st.booleans(), st.integers(0, 2_000_000_000)),
+        max_size=30,
+    ),
+    wanted=st.sets(st.sampled_from(["a", "b", "z"])),
+)
+def test_the_index_holds_only_wanted_cms_ids_and_four_fields(listed, wanted):
+    products = [
+        {
+            "id": f"prod_{i}",
+            "object": "product",
+            "active": active,
+            "created": created,
+            "name": "x" * 1000,
+            "default_price": {"id": f"price_{i}", "unit_amount": 100},
+            "metadata": {"cms_id": cms_id, "cms_hash": "h"} if cms_id else {},
+        }
+        for i, (cms_id, active, created) in enumerate(listed)
+    ]
+
+    index = index_by_cms_id(iter(products), wanted)
+
+    for cms_id in ("a", "b", "c", "z"):
+        expected = [
+            {"id": f"prod_{i}", "active": active, "created": created, "metadata": {"cms_id": cms_id}}
+            for i, (c, active, created) in enumerate(listed)
+            if c == cms_id
+        ]
+        assert index.get(cms_id, []) == (expected if cms_id in wanted else [])
