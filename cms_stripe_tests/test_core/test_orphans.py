@@ -150,6 +150,14 @@ def make_product(gateway: StripeGateway, product_id: str, cms_id: str | None, *,
 
 def test_an_archived_hand_made_product_is_not_adopted_and_the_row_gets_its_own(emulator, gateway, tmp_path):
     make_product(gateway, "prod_ArchivedByHand", "orph-a", active=False)
+    before = rc.reconcile([row("orph-a")], gateway.iter_all_products(), scope="catalog", orphans=True)
+    assert [(r.outcome, r.detail) for r in before.rows] == [
+        (
+            "missing",
+            "no Stripe product at prod_cms_orph-a; archived prod_ArchivedByHand carries this row's cms_id "
+            "(not adopted: the next sync creates the row's own product)",
+        )
+    ]
     cms, lines = MemoryCms(), list[str]()
 
     outcome = run_sync([row("orph-a")], gateway, cms, options(tmp_path), log=lines.append)
@@ -171,19 +179,18 @@ def test_an_archived_hand_made_product_is_not_adopted_and_the_row_gets_its_own(e
     ) in lines
     assert not any(line.startswith("adopting ") for line in lines)
     # The listing asked for the bare products: no default price expanded.
-    listings = account_listings(emulator)
-    assert len(listings) == 1
-    assert listings[0] == {"limit": ["100"]}
+    sync_listings = account_listings(emulator)[1:]  # the first is the reconciliation's above
+    assert sync_listings == [{"limit": ["100"]}]
 
     # Only active products count: the row and its own product match, no duplicate is reported.
     linked = [row("orph-a", stripe_product_id="prod_cms_orph-a")]
     report = rc.reconcile(linked, gateway.iter_all_products(), scope="catalog", orphans=True)
     assert [(r.cms_id, r.product_id, r.outcome) for r in report.rows] == [("orph-a", "prod_cms_orph-a", "matched")]
-    listed = len(account_listings(emulator))  # the sync's listing and the reconciliation's
+    listed = len(account_listings(emulator))  # two reconciliations' and the sync's
     again = run_sync(linked, gateway, MemoryCms(), dataclasses.replace(options(tmp_path), skip_existing=False))
     assert again.counts == {"noop": 1}
     # A row that names its product is no adoption candidate: no further account listing.
-    assert listed == 2 and len(account_listings(emulator)) == 2
+    assert listed == 3 and len(account_listings(emulator)) == 3
 
 
 def test_of_several_active_products_with_the_cms_id_the_oldest_is_adopted_and_the_log_says_so(
