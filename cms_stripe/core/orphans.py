@@ -1,15 +1,25 @@
 """Stripe products the CMS does not point at: orphans to adopt, derived duplicates to archive.
 
-Orphan: a product carrying `metadata.cms_id` of a CMS row that has no `stripe_product_id` and whose
-derived product (identity.derived_product_id) does not exist — made by hand, or by another tool.
-Creating would duplicate it, so the row adopts it instead: it is planned as if the row named it
+Orphan: an ACTIVE product carrying `metadata.cms_id` of a CMS row that has no `stripe_product_id` and
+whose derived product (identity.derived_product_id) does not exist — made by hand, or by another
+tool. Creating would duplicate it, so the row adopts it instead: it is planned as if the row named it
 (update / reprice to the CMS content) and the write-back stores its id. A product a run created
 with the derived id is found by that id anyway (a lost write-back needs nothing from here).
 
+An archived product carrying the row's cms_id is never adopted: someone may have archived it on
+purpose, and adopting would reactivate and reprice it. A log line names it for a human to decide,
+and the row is created as usual at its derived id (the reconciliation counts only active products,
+so the pair is not reported as a duplicate). When several active products carry the cms_id, the
+oldest is adopted (the one customers have known longest) and the log line names the others.
+
 How orphans are found: Stripe's List cannot filter by metadata and Search is eventually consistent
 (about a minute behind, longer in incidents), so neither answers "is there a product with this
-cms_id?" reliably. Only when the plan would create something, the whole account is listed once
-(100 products per call, the call the catalog reconciliation makes too) and indexed by cms_id.
+cms_id?" reliably. Only when the plan would create something, the whole account is listed once,
+100 products per call without `expand` (the default price is not needed to decide). Pages are
+streamed: of each product only id, active, created and cms_id are kept, and only when the cms_id is
+one of the rows about to be created, so memory grows with those rows, not with the account.
+Remaining cost: one list pass per run that creates — ceil(account products / 100) List calls (1,000
+for 100,000 products), paced by the gateway's limiter like any read.
 Limit: a product made by hand while a run is between that listing and its create is not seen; the
 next catalog reconciliation reports the pair as a duplicate.
 
@@ -22,7 +32,7 @@ line (and journaled, so a rollback can bring it back).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -47,17 +57,30 @@ class Adoption:
     others: tuple[str, ...] = ()  # further live products with the same cms_id (left for a human)
 
 
-def index_by_cms_id(products: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+def index_by_cms_id(products: Iterable[Mapping[str, Any]], wanted: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+    """cms id → the products carrying it, for the cms ids in `wanted` only.
+
+    `products` is consumed as a stream (the account listing, page by page); each kept product is cut
+    down to what adoption decides on (id, active, created, cms_id), so the index stays as small as
+    the rows being planned for create whatever the size of the account."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for sp in products:
         cms_id = (sp.get("metadata") or {}).get(META_CMS_ID)
-        if cms_id:
-            out[str(cms_id)].append(sp)
-    return out
+        if cms_id and str(cms_id) in wanted:
+            out[str(cms_id)].append(
+                {
+                    "id": sp["id"],
+                    "active": bool(sp.get("active")),
+                    "created": sp.get("created"),
+                    "metadata": {META_CMS_ID: str(cms_id)},
+                }
+            )
+    return dict(out)
 
 
 def _pick(candidates: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    """A live product before an archived one, then the oldest (the one customers have known longest)."""
+    """A live product before an archived one, then the oldest (the one customers have known longest).
+    adopt_orphans passes live ones only, so this is "the oldest, then the smallest id"."""
     return min(candidates, key=lambda sp: (not sp.get("active"), int(sp.get("created") or 0), str(sp["id"])))
 
 
@@ -79,23 +102,38 @@ def adopt_orphans(
     state: Mapping[str, ProductState],
     *,
     index: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
 ) -> tuple[list[CmsProduct], list[Adoption]]:
     """The rows to plan, with each orphan's id set as the row's `stripe_product_id`.
 
     `index`: cms id → products, when the caller already listed the account (else it is listed here,
-    and only when some row would be created)."""
+    and only when some row would be created). Archived products carrying a candidate's cms_id are
+    not adopted; `log` receives a line naming them."""
     candidates = adoption_candidates(products, state)
     if not candidates:
         return list(products), []
     if index is None:
-        index = index_by_cms_id(reader.iter_all_products(expand_default_price=True))
+        index = index_by_cms_id(reader.iter_all_products(expand_default_price=False), {p.id for p in candidates})
     adopted: dict[str, Adoption] = {}
     for p in candidates:
         found = [sp for sp in index.get(p.id, ()) if sp["id"] != derived_product_id(p.id)]
-        if not found:
+        live = [sp for sp in found if sp.get("active")]
+        archived = sorted(str(sp["id"]) for sp in found if not sp.get("active"))
+        if archived:
+            instead = (
+                "another active product carrying it is adopted instead"
+                if live
+                else f"the row is created as usual at {derived_product_id(p.id)}"
+            )
+            log(
+                f"not adopting archived Stripe product{'s' if len(archived) > 1 else ''} {', '.join(archived)} "
+                f"for CMS row {p.id}: it carries the row's cms_id but was archived, perhaps on purpose; {instead}. "
+                "To use it, reactivate it in Stripe and set the row's stripe_product_id to it."
+            )
+        if not live:
             continue
-        chosen = _pick(found)
-        others = tuple(sorted(sp["id"] for sp in found if sp["id"] != chosen["id"] and sp.get("active")))
+        chosen = _pick(live)
+        others = tuple(sorted(str(sp["id"]) for sp in live if sp["id"] != chosen["id"]))
         adopted[p.id] = Adoption(p.id, str(chosen["id"]), others)
     if not adopted:
         return list(products), []

@@ -169,6 +169,13 @@ def reconcile(
                 f"no Stripe product at {target.product_id}; {live[0]['id']} carries this row's cms_id "
                 "(the next sync adopts it)"
             )
+        elif outcome == MISSING and not target.adopted and by_cms_id.get(p.id):
+            # Only archived ones carry the cms_id: not adopted (perhaps archived on purpose), a human decides.
+            archived = ", ".join(sorted(sp["id"] for sp in by_cms_id[p.id]))
+            detail = (
+                f"no Stripe product at {target.product_id}; archived {archived} carries this row's cms_id "
+                "(not adopted: the next sync creates the row's own product)"
+            )
         report.rows.append(ReconcileRow(p.id, target.product_id, outcome, detail, edited))
 
     if orphans:

@@ -195,12 +195,17 @@ def run_sync(
     state = read_state(gateway, todo)
     # Orphans are adopted, not duplicated (core/orphans.py): the rows to plan name them. `todo` keeps
     # the rows as read, for the compare-and-set write-back.
-    planned, adoptions = adopt_orphans(gateway, todo, state)  # type: ignore[arg-type]
+    planned, adoptions = adopt_orphans(gateway, todo, state, log=say)  # type: ignore[arg-type]
     if adoptions:
         adopted = {a.cms_id for a in adoptions}
         state = {**state, **read_state(gateway, [p for p in planned if p.id in adopted])}
         for a in adoptions:
-            others = f" (also live with this cms_id: {', '.join(a.others)})" if a.others else ""
+            others = (
+                f" (the oldest of {len(a.others) + 1} active products carrying it; also live, left for a human: "
+                f"{', '.join(a.others)})"
+                if a.others
+                else ""
+            )
             say(f"adopting Stripe product {a.product_id} for CMS row {a.cms_id}: it carries the row's cms_id{others}")
     duplicates = derived_duplicates(gateway, planned)  # type: ignore[arg-type]
     plan = build_plan(planned, state, now=now())

@@ -302,6 +302,7 @@ class Emulator:
             "method": req.method,
             "route": endpoint.split(" ", 1)[1],
             "path": req.path,
+            "query": req.query,  # tests check what a read asked for (e.g. no `expand`)
             "start": start,
             "arrived": arrived,
             "idempotency_key": req.headers.get("idempotency-key") if req.method == "POST" else None,
