@@ -321,16 +321,42 @@ def migrate(ctx: click.Context, confirm_live: bool) -> None:
     sys.exit(_report(result))
 
 
+# Runs that can write to Stripe and the CMS: what rollback, reset and resume act on by default.
+def _wrote(run: Any) -> bool:
+    """False for a dry run (plan, validate and dry-run are dry runs too): its run config names
+    `dry_run`, which the CLI always passes. A run whose config does not say counts as one that may
+    have written, so a rollback never skips it for a dry run before it."""
+    config = run.run_config.get("resources", {}).get("settings", {}).get("config", {})
+    return not (isinstance(config, Mapping) and config.get("dry_run") is True)
+
+
 def _latest_cli_run(instance: Any) -> Any:
+    """The newest CLI run that wrote (not a dry run), across the sync, selective and apply jobs; says
+    which it chose, so the operator sees what a command without --run-id acts on."""
     import dagster as dg
 
-    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.jobs import APPLY_PLAN_JOB, SELECTIVE_SYNC_JOB, SYNC_JOB
 
-    for job_name in (SYNC_JOB, SELECTIVE_SYNC_JOB):
-        records = instance.get_run_records(dg.RunsFilter(job_name=job_name, tags={CLI_TAG: "true"}), limit=1)
-        if records:
-            return records[0].dagster_run
-    return None
+    newest: Any = None
+    for job_name in (SYNC_JOB, SELECTIVE_SYNC_JOB, APPLY_PLAN_JOB):
+        flt = dg.RunsFilter(job_name=job_name, tags={CLI_TAG: "true"})
+        cursor: str | None = None
+        while True:
+            records = instance.get_run_records(flt, limit=50, cursor=cursor)
+            found = next((r for r in records if _wrote(r.dagster_run)), None)
+            if found is not None or len(records) < 50:
+                break
+            cursor = records[-1].dagster_run.run_id
+        if found is not None and (newest is None or found.create_timestamp > newest.create_timestamp):
+            newest = found
+    if newest is None:
+        return None
+    run = newest.dagster_run
+    click.echo(
+        f"using run {run.run_id} ({run.job_name}, started "
+        f"{newest.create_timestamp:%Y-%m-%d %H:%M:%S} UTC): the newest cms-stripe run that wrote"
+    )
+    return run
 
 
 @cli.command()
@@ -367,9 +393,11 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
     with (
         console.live(),
         dg.execute_job(
-            dg.reconstructable(sync_job_for_resume)
-            if run.job_name != "selective_sync"
-            else dg.reconstructable(selective_job_for_resume),
+            dg.reconstructable(
+                {"selective_sync": selective_job_for_resume, "apply_plan": apply_job_for_resume}.get(
+                    run.job_name, sync_job_for_resume
+                )
+            ),
             instance=instance,
             reexecution_options=options,
             run_config={**run_config, "execution": {"config": {"in_process": {}}}},
@@ -411,6 +439,13 @@ def selective_job_for_resume() -> Any:
     from cms_stripe.jobs import SELECTIVE_SYNC_JOB
 
     return defs.resolve_job_def(SELECTIVE_SYNC_JOB)
+
+
+def apply_job_for_resume() -> Any:
+    from cms_stripe.definitions import defs
+    from cms_stripe.jobs import APPLY_PLAN_JOB
+
+    return defs.resolve_job_def(APPLY_PLAN_JOB)
 
 
 @cli.command()
