@@ -49,6 +49,11 @@ def test_rollback_without_run_id_skips_the_dry_run_and_plan_after_a_migrate(tmp_
         assert "journaled=16, to_undo=16," in in_stripe, in_stripe
         assert emulator.inspect()["writes_total"] == 16
 
+        # status: the last run that wrote is the migrate, not the plan or dry run after it.
+        shown = _ok(run_cli(["status"], env, cwd=work))
+        assert f"last run: {migrate_run} (cms_stripe_sync)" in shown, shown
+        assert re.search(r"synced\s+16\b", shown) and re.search(r"quarantined\s+1\b", shown), shown
+
 
 def test_resume_and_reset_without_run_id_pick_a_newer_selective_then_apply_run(tmp_path):
     work = tmp_path / "work"
