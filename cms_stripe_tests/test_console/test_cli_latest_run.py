@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import dagster as dg
 import sqlalchemy as sa
 
 from cms_stripe.cms.demo import generate_catalog, write_catalog
@@ -86,3 +87,32 @@ def test_resume_and_reset_without_run_id_pick_a_newer_selective_then_apply_run(t
         assert CHOSEN.findall(resumed) == [(apply_run, "apply_plan")]
         assert f"run {apply_run} finished successfully: nothing to resume" in resumed
         assert emulator.inspect()["writes_total"] > 0
+
+
+def test_rollback_stripe_says_when_a_run_has_no_journal_and_fails_when_it_wrote(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    catalog = generate_catalog(20, seed=4, anchor=ANCHOR, days=3)
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    write_catalog(sa.create_engine(cms_url), catalog.products)
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        env = fresh_env(tmp_path, cms_url, emulator.url, MIGRATION_VALIDATION_THRESHOLD="0.5")
+        _ok(run_cli(["migrate"], env, cwd=work))
+        migrate_run = _newest_run_id(env, work)
+        _ok(run_cli(["dry-run"], env, cwd=work))
+        dry_run = _newest_run_id(env, work)
+
+        # A dry run wrote nothing: the rollback says so, and that is no failure.
+        nothing = _ok(run_cli(["rollback", "--stripe", "--dry-run", "--run-id", dry_run], env, cwd=work))
+        assert f"run {dry_run} journaled no Stripe write and recorded none: nothing to undo in Stripe" in nothing
+
+        # The migrate wrote 16 products; with its journal gone the rollback cannot undo them: exit 1.
+        with dg.DagsterInstance.from_config(str(work / ".dagster_home")) as instance:
+            instance.wipe_assets([dg.AssetKey("stripe_write_journal")])
+        lost = run_cli(["rollback", "--stripe", "--yes"], env, cwd=work)
+        assert lost.returncode == 1, lost.stdout[-3000:] + lost.stderr[-3000:]
+        assert CHOSEN.findall(lost.stdout) == [(migrate_run, "cms_stripe_sync")]
+        assert f"run {migrate_run} recorded 16 Stripe writes but its journal holds none" in lost.stdout
+        assert f"Stripe rollback of run {migrate_run} failed" in lost.stderr
+        assert emulator.inspect()["writes_total"] == 16
+        assert sum(p["active"] for p in emulator.objects()["products"]) == 16
