@@ -366,7 +366,7 @@ def _latest_cli_run(instance: Any) -> Any:
 
 
 @cli.command()
-@click.option("--run-id", default=None, help="The run to resume (default: the latest CLI run).")
+@click.option("--run-id", default=None, help="The run to resume (default: the newest CLI run that wrote).")
 @click.option("--confirm-live", is_flag=True, help="Allow writing with a live Stripe key.")
 @click.pass_context
 def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
@@ -636,7 +636,9 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--run-id", default=None, help="The run whose checkpoints to clear (default: the latest CLI run).")
+@click.option(
+    "--run-id", default=None, help="The run whose checkpoints to clear (default: the newest CLI run that wrote)."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def reset(ctx: click.Context, run_id: str | None, yes: bool) -> None:
