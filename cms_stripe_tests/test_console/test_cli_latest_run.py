@@ -53,7 +53,9 @@ def test_rollback_without_run_id_skips_the_dry_run_and_plan_after_a_migrate(tmp_
         # status: the last run that wrote is the migrate, not the plan or dry run after it.
         shown = _ok(run_cli(["status"], env, cwd=work))
         assert f"last run: {migrate_run} (cms_stripe_sync)" in shown, shown
-        assert re.search(r"synced\s+16\b", shown) and re.search(r"quarantined\s+1\b", shown), shown
+        rows = re.findall(r"^(synced|archived|quarantined|pending|failed)\s+(\d+)$", shown, re.MULTILINE)
+        assert rows == [("synced", "16"), ("archived", "3"), ("quarantined", "1")], shown
+        assert "oldest pending row updated at: -" in shown
 
 
 def test_resume_and_reset_without_run_id_pick_a_newer_selective_then_apply_run(tmp_path):
