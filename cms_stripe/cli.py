@@ -321,20 +321,52 @@ def migrate(ctx: click.Context, confirm_live: bool) -> None:
     sys.exit(_report(result))
 
 
-def _latest_cli_run(instance: Any) -> Any:
+# Runs that can write to Stripe and the CMS: what rollback, reset and resume act on by default.
+def _wrote(run: Any) -> bool:
+    """False for a dry run (plan, validate and dry-run are dry runs too): its run config names
+    `dry_run`, which the CLI always passes. A run whose config does not say counts as one that may
+    have written, so a rollback never skips it for a dry run before it."""
+    config = run.run_config.get("resources", {}).get("settings", {}).get("config", {})
+    return not (isinstance(config, Mapping) and config.get("dry_run") is True)
+
+
+def _newest_run_that_wrote(instance: Any, *, cli_only: bool) -> Any:
+    """The run record of the newest run that was not a dry run across the sync, selective and apply jobs."""
     import dagster as dg
 
-    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.jobs import APPLY_PLAN_JOB, SELECTIVE_SYNC_JOB, SYNC_JOB
 
-    for job_name in (SYNC_JOB, SELECTIVE_SYNC_JOB):
-        records = instance.get_run_records(dg.RunsFilter(job_name=job_name, tags={CLI_TAG: "true"}), limit=1)
-        if records:
-            return records[0].dagster_run
-    return None
+    newest: Any = None
+    for job_name in (SYNC_JOB, SELECTIVE_SYNC_JOB, APPLY_PLAN_JOB):
+        flt = dg.RunsFilter(job_name=job_name, tags={CLI_TAG: "true"} if cli_only else None)
+        cursor: str | None = None
+        while True:
+            records = instance.get_run_records(flt, limit=50, cursor=cursor)
+            found = next((r for r in records if _wrote(r.dagster_run)), None)
+            if found is not None or len(records) < 50:
+                break
+            cursor = records[-1].dagster_run.run_id
+        if found is not None and (newest is None or found.create_timestamp > newest.create_timestamp):
+            newest = found
+    return newest
+
+
+def _latest_cli_run(instance: Any) -> Any:
+    """The newest CLI run that wrote (not a dry run), across the sync, selective and apply jobs; says
+    which it chose, so the operator sees what a command without --run-id acts on."""
+    newest = _newest_run_that_wrote(instance, cli_only=True)
+    if newest is None:
+        return None
+    run = newest.dagster_run
+    click.echo(
+        f"using run {run.run_id} ({run.job_name}, started "
+        f"{newest.create_timestamp:%Y-%m-%d %H:%M:%S} UTC): the newest cms-stripe run that wrote"
+    )
+    return run
 
 
 @cli.command()
-@click.option("--run-id", default=None, help="The run to resume (default: the latest CLI run).")
+@click.option("--run-id", default=None, help="The run to resume (default: the newest CLI run that wrote).")
 @click.option("--confirm-live", is_flag=True, help="Allow writing with a live Stripe key.")
 @click.pass_context
 def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
@@ -367,9 +399,11 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
     with (
         console.live(),
         dg.execute_job(
-            dg.reconstructable(sync_job_for_resume)
-            if run.job_name != "selective_sync"
-            else dg.reconstructable(selective_job_for_resume),
+            dg.reconstructable(
+                {"selective_sync": selective_job_for_resume, "apply_plan": apply_job_for_resume}.get(
+                    run.job_name, sync_job_for_resume
+                )
+            ),
             instance=instance,
             reexecution_options=options,
             run_config={**run_config, "execution": {"config": {"in_process": {}}}},
@@ -411,6 +445,13 @@ def selective_job_for_resume() -> Any:
     from cms_stripe.jobs import SELECTIVE_SYNC_JOB
 
     return defs.resolve_job_def(SELECTIVE_SYNC_JOB)
+
+
+def apply_job_for_resume() -> Any:
+    from cms_stripe.definitions import defs
+    from cms_stripe.jobs import APPLY_PLAN_JOB
+
+    return defs.resolve_job_def(APPLY_PLAN_JOB)
 
 
 @cli.command()
@@ -562,31 +603,28 @@ def report_command(ctx: click.Context, run_id: str | None, as_json: bool) -> Non
 @cli.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """The CMS's sync state: rows by sync_status, the oldest pending change, the last sync run."""
-    import dagster as dg
-
+    """The CMS's sync state: rows by sync_status, the oldest pending change, the last sync run that wrote."""
     from cms_stripe.console import render_status
     from cms_stripe.core.report import find_report
     from cms_stripe.core.settings import Settings, scrub
-    from cms_stripe.core.status import sync_state
-    from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
     from cms_stripe.resources.cms import catalog_resource_from_env
 
     _settings(ctx)
+    source = None
     try:
-        state = sync_state(catalog_resource_from_env(strict=True).source().read_all())
+        # Counted in the database: a catalog of any size is never read into memory for this.
+        source = catalog_resource_from_env(strict=True).source()
+        state = source.sync_summary()
     except Exception as exc:
         _fail(f"CMS: {type(exc).__name__}: {scrub(exc)}")
+    finally:
+        if source is not None:
+            source.close()
     instance = _instance()
-    runs = [
-        r
-        for job in (SYNC_JOB, SELECTIVE_SYNC_JOB)
-        for r in instance.get_run_records(dg.RunsFilter(job_name=job), limit=1)
-    ]
-    if runs:
-        latest = max(runs, key=lambda r: r.create_timestamp)
-        run = latest.dagster_run
-        when = latest.create_timestamp.strftime("%Y-%m-%d %H:%M:%SZ")
+    newest = _newest_run_that_wrote(instance, cli_only=False)
+    if newest is not None:
+        run = newest.dagster_run
+        when = newest.create_timestamp.strftime("%Y-%m-%d %H:%M:%SZ")
         report = find_report(Settings.from_env().reports_dir, run.run_id)
         last = f"{run.run_id} ({run.job_name}) started {when}: {run.status.value}"
         if report is not None:
@@ -598,7 +636,9 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--run-id", default=None, help="The run whose checkpoints to clear (default: the latest CLI run).")
+@click.option(
+    "--run-id", default=None, help="The run whose checkpoints to clear (default: the newest CLI run that wrote)."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def reset(ctx: click.Context, run_id: str | None, yes: bool) -> None:

@@ -2,13 +2,15 @@
 columns from the run's backup. The same job runs from the UI (Launchpad config: run id, dry_run) and
 from `cms-stripe rollback --stripe`. Safe to re-run: see core/rollback.py."""
 
+import contextlib
+import json
 from typing import Any
 
 import dagster as dg
 
 from cms_stripe.assets.journal import read_journal
 from cms_stripe.cms.source import CatalogSource
-from cms_stripe.constants import STRIPE_POOL
+from cms_stripe.constants import STRIPE_POOL, STRIPE_WRITES
 from cms_stripe.core.journal import merge
 from cms_stripe.core.rollback import apply_rollback, describe, plan_rollback
 from cms_stripe.resources.cms import guarded_writer
@@ -52,6 +54,42 @@ def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[
     return root, ids, since, until
 
 
+def recorded_stripe_writes(instance: dg.DagsterInstance, run_ids: list[str]) -> int:
+    """The Stripe writes the runs recorded in their metadata (stripe_products materializations, the
+    apply op's output or failure) or their run report (a selective run's figures are only there)."""
+    from cms_stripe.core.report import find_report
+    from cms_stripe.core.settings import Settings
+
+    kinds = {
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        dg.DagsterEventType.STEP_OUTPUT,
+        dg.DagsterEventType.STEP_FAILURE,
+    }
+    total = 0
+    for run_id in run_ids:
+        # Run-wide, the same on every partition of a range run: the most any event says.
+        most = 0
+        for record in instance.all_logs(run_id, of_type=kinds):
+            event = record.dagster_event
+            data: Any = event.event_specific_data if event is not None else None
+            meta: Any = None
+            if event is not None and event.is_step_materialization:
+                meta = data.materialization.metadata
+            elif event is not None and event.is_successful_output:
+                meta = data.metadata
+            elif event is not None and event.is_step_failure and data.user_failure_data is not None:
+                meta = data.user_failure_data.metadata
+            value = getattr((meta or {}).get(STRIPE_WRITES), "value", 0)
+            most = max(most, value if isinstance(value, int) else 0)
+        report = find_report(Settings.from_env().reports_dir, run_id)
+        if report is not None:
+            # An unreadable report says nothing: the event log above still does.
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                most = max(most, int(json.loads(report.read_text()).get("stripe_writes") or 0))
+        total += most
+    return total
+
+
 @dg.op(pool=STRIPE_POOL, tags={"kind": "stripe"})
 def stripe_rollback(
     context: dg.OpExecutionContext,
@@ -64,11 +102,19 @@ def stripe_rollback(
     leave alone (and list) every product changed in Stripe since the run."""
     root, runs, since, until = run_group_ids(context.instance, config.run_id)
     journal = merge(read_journal(context.instance, root, since=since, until=until))
+    empty: list[str] = []
     if not journal:
-        context.log.warning(
-            f"run {root} journaled no Stripe write (a dry run, no change, or a run older than the journal): "
-            "nothing to undo in Stripe"
-        )
+        writes = recorded_stripe_writes(context.instance, runs)
+        if writes:
+            # Archiving nothing and exiting 0 would tell the operator Stripe is back as it was.
+            raise dg.Failure(
+                description=f"run {root} recorded {writes} Stripe writes but its journal holds none "
+                "(a run older than the journal, or its journal was deleted): they cannot be undone from it; "
+                "nothing was changed in Stripe or the CMS",
+                allow_retries=False,
+            )
+        empty.append(f"run {root} journaled no Stripe write and recorded none: nothing to undo in Stripe")
+        context.log.warning(empty[0])
     # Writes with a live key need the same allowance as a sync (the gateway enforces it).
     gateway = stripe.gateway_for(settings.live_allowed)
     items = plan_rollback(gateway, journal)
@@ -111,7 +157,7 @@ def stripe_rollback(
             },
         }
     )
-    summary["lines"] = describe(items)
+    summary["lines"] = empty + describe(items)
     summary["changed"] = [{"product_id": i.product_id, "fields": i.changed_fields} for i in changed]
     return summary
 

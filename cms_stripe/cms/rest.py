@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -47,9 +48,10 @@ from cms_stripe.cms.source import (
     validate_run_id,
     validate_updates,
 )
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
+from cms_stripe.core.catalog import SYNC_COLUMNS, SYNC_PENDING, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 from cms_stripe.core.changes import ChangedDays, summarize_changes
 from cms_stripe.core.settings import DEFAULT_BACKUP_DIR
+from cms_stripe.core.status import SyncState, status_of, summarize
 
 T = TypeVar("T")
 
@@ -289,6 +291,38 @@ class RestCatalogSource:
     def read_all(self) -> Iterator[CmsProduct]:
         self._ensure_checked()
         yield from self._by_id(lambda q: q)
+
+    def sync_summary(self) -> SyncState:
+        """Counted from a paged read of three columns only (PostgREST groups nothing without a view
+        or function in the CMS, which the sync does not create)."""
+        self._ensure_checked()
+        select = f"f_id:{self._id},f_sync_status:{self.mapping.column('sync_status')},f_updated_at:{self._u}"
+        counts: Counter[str] = Counter()
+        oldest: datetime | None = None
+        last: str | None = None
+        while True:
+
+            def build(last: str | None = last) -> Any:
+                query = self._table().select(select)
+                if last is not None:
+                    query = query.gt(self._id, last)
+                return query.order(self._id).limit(self.page_size)
+
+            rows = self._rows(build)
+            if not rows:  # a short page may be PostgREST's max-rows cap, not the end
+                break
+            for row in rows:
+                status = status_of(row["f_sync_status"])
+                counts[status] += 1
+                if status == SYNC_PENDING:
+                    try:
+                        updated = from_db_timestamp(row["f_updated_at"])
+                    except ValueError:  # 'infinity' and the like: undated, as the row reader has it
+                        updated = None
+                    if updated is not None and (oldest is None or updated < oldest):
+                        oldest = updated
+            last = str(rows[-1]["f_id"])
+        return summarize(counts, oldest)
 
     def _fetch_ids(self, ids: Sequence[str], select: str) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -27,6 +27,7 @@ from cms_stripe.core.catalog import (
 )
 from cms_stripe.core.changes import ChangedDays
 from cms_stripe.core.settings import Settings
+from cms_stripe.core.status import SyncState
 
 __all__ = [
     "LINK_COLUMNS",
@@ -143,6 +144,11 @@ class CatalogSource(Protocol):
 
     def read_all(self) -> Iterator[CmsProduct]:
         """Every row, ordered by id (rows without updated_at included)."""
+        ...
+
+    def sync_summary(self) -> SyncState:
+        """Rows counted by sync_status (null or empty: pending) and the oldest pending row's
+        updated_at, without reading the catalog's rows into memory (`cms-stripe status`)."""
         ...
 
     def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:

@@ -35,8 +35,9 @@ from cms_stripe.cms.source import (
     validate_run_id,
     validate_updates,
 )
-from cms_stripe.core.catalog import SYNC_COLUMNS, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
+from cms_stripe.core.catalog import SYNC_COLUMNS, SYNC_PENDING, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 from cms_stripe.core.changes import ChangedDays, summarize_changes
+from cms_stripe.core.status import SyncState, summarize
 
 T = TypeVar("T")
 
@@ -385,6 +386,22 @@ class SqlCatalogSource:
     def read_all(self) -> Iterator[CmsProduct]:
         self._ensure_checked()
         yield from self._by_id("")
+
+    def sync_summary(self) -> SyncState:
+        """Two aggregate queries: counts GROUP BY status, and MIN(updated_at) of the pending rows
+        whose timestamp the driver can load (as the row reader, which reads the others as undated)."""
+        self._ensure_checked()
+        column = self._q(self.mapping.column("sync_status"))
+        status = f"COALESCE(NULLIF({column}, ''), :pending)"
+        # GROUP BY 1: a bound parameter repeated in GROUP BY is a different parameter to PostgreSQL.
+        rows = self._fetch(f"SELECT {status} AS s, COUNT(*) AS n FROM {self._t} GROUP BY 1", {"pending": SYNC_PENDING})
+        counts = {str(r._mapping["s"]): int(r._mapping["n"]) for r in rows}
+        oldest = self._fetch(
+            f"SELECT MIN({self._u}) AS u FROM {self._t} WHERE {status} = :pending "
+            f"AND {self._u} IS NOT NULL AND {self._loadable}",
+            {"pending": SYNC_PENDING},
+        )[0]._mapping["u"]
+        return summarize(counts, from_db_timestamp(oldest))
 
     def _read_in(self, column: str, values: Sequence[str]) -> Iterator[CmsProduct]:
         sql = sa.text(f"SELECT {self._select_text} FROM {self._t} WHERE {column} IN :ids").bindparams(
