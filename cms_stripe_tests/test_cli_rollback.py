@@ -266,3 +266,45 @@ def test_a_killed_and_resumed_run_is_rolled_back_with_its_resume(tmp_path):
         assert customer_view(emulator) == stripe_after_1
         assert sync_columns(engine) == cms_after_1, done.stdout[-4000:]
     engine.dispose()
+
+
+def migrated(tmp_path, emulator: EmulatorServer, n: int = 5) -> tuple[sa.Engine, dict[str, str], list[str]]:
+    """A small catalog migrated once; the engine, the CLI env and the sorted CMS ids."""
+    products = valid_live_catalog(n, seed=33)
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, products)
+    env = cli_env(tmp_path, cms_url, emulator.url)
+    first = run_cli(["migrate"], env)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    return engine, env, sorted(p.id for p in products)
+
+
+def run_id_of(stdout: str) -> str:
+    return next(line.split()[1].rstrip(":") for line in reversed(stdout.splitlines()) if line.startswith("run "))
+
+
+def test_rollback_of_an_apply_run_undoes_its_stripe_writes(tmp_path):
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        engine, env, ids = migrated(tmp_path, emulator)
+        after_migrate = customer_view(emulator)
+        stamp = (ANCHOR - timedelta(hours=2)).isoformat()
+        with engine.begin() as conn:
+            for i in ids[:2]:
+                conn.exec_driver_sql("UPDATE products SET title = 'Retitled', updated_at = ? WHERE id = ?", (stamp, i))
+        plan_file = tmp_path / "p.json"
+        planned = run_cli(["plan", "--out", str(plan_file)], env)
+        assert planned.returncode == 0, (planned.stdout + planned.stderr)[-3000:]
+        applied = run_cli(["apply", str(plan_file)], env)
+        assert applied.returncode == 0, (applied.stdout + applied.stderr)[-3000:]
+        assert "updated=2" in applied.stdout
+        apply_run = run_id_of(applied.stdout)
+
+        dry = run_cli(["rollback", "--stripe", "--dry-run", "--run-id", apply_run], env)
+        assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+        assert "journaled=2" in dry.stdout and "to_undo=2" in dry.stdout, dry.stdout[-3000:]
+
+        done = run_cli(["rollback", "--stripe", "--yes", "--run-id", apply_run], env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert customer_view(emulator) == after_migrate
+    engine.dispose()

@@ -43,6 +43,7 @@ from typing import Any, Final, Literal, Protocol
 from cms_stripe.core.basis import price_snapshot, product_snapshot
 from cms_stripe.core.catalog import CmsProduct, SyncLink, SyncUpdate, WriteBackResult, content_hash
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
+from cms_stripe.core.journal import JournalSink, intent_entries, result_entries
 from cms_stripe.core.mapping import META_PREV_PRICE, RowIssue
 from cms_stripe.core.plan import PLAN_VERSION, Operation, Plan, plan_product
 from cms_stripe.core.settings import scrub
@@ -382,8 +383,14 @@ def apply_reviewed_plan(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     max_concurrency: int | None = None,
     chunk_size: int = CHECK_CHUNK,
+    journal: JournalSink | None = None,
+    journal_run: str | None = None,
 ) -> ApplyReport:
-    """Check and apply the plan's operations chunk by chunk (the plan itself already checked by check_plan)."""
+    """Check and apply the plan's operations chunk by chunk (the plan itself already checked by check_plan).
+
+    `journal` receives, per chunk, the intent of every write before it is sent (from the Stripe state
+    just re-read, so `rollback --stripe` of this run knows what to restore) and the results before the
+    chunk's CMS write-back, under `journal_run` (the root run id; `run_id` when None), as a sync does."""
     report = ApplyReport(plan_operations=len(plan.operations))
     writes_before = _writes(_stats(gateway))
     ops = list(plan.operations)
@@ -416,11 +423,21 @@ def apply_reviewed_plan(
                 )
             else:
                 to_write.append(verdict.operation)
+        if journal is not None and to_write:
+            # Before any write of the chunk: a failure to record stops the apply before Stripe is touched.
+            journal.record(intent_entries(journal_run or run_id, to_write, states))
         result = (
             apply_plan(Plan(to_write), gateway, max_concurrency=max_concurrency)
             if to_write
             else ApplyResult([], {}, 0.0)
         )
+        if journal is not None and result.results:
+            try:
+                journal.record(result_entries(journal_run or run_id, result.results))
+            except Exception as exc:
+                # The intents recorded before the writes still let a rollback find and judge them.
+                error = f"{type(exc).__name__}: {scrub(str(exc))}"
+                log(f"[MEDIUM] journal of {len(result.results)} results not recorded: {error}")
         report.results += [r for r in result.results if r.outcome != "skipped"]
         if result.critical:
             report.critical = result.critical
