@@ -24,6 +24,31 @@ class RollbackConfig(dg.Config):
     dry_run: bool = True
     # Also restore the CMS sync columns from the run's backup (after Stripe).
     cms: bool = True
+    # Roll back even though a run of the group is not finished: only for a run whose process was
+    # killed (it stays STARTED forever). A run that is really still going keeps writing after the
+    # rollback, which is why this is refused by default.
+    force: bool = False
+
+
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def unfinished_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> list[str]:
+    """`run id (STATUS)` for every run of the group not in a finished state."""
+    out = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status not in FINISHED:
+            out.append(f"{run_id} ({run.status.value})")
+    return out
+
+
+def unfinished_message(unfinished: list[str]) -> str:
+    return (
+        "refusing to roll back: not finished: " + ", ".join(unfinished) + ". A run still writing would keep "
+        "writing after the rollback; wait for it to end. If its process was killed, pass --force "
+        "(or run `cms-stripe resume`, which marks it failed and finishes it)"
+    )
 
 
 def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None, float | None]:
@@ -63,6 +88,9 @@ def stripe_rollback(
     """Archive what the run created, reactivate what it archived, revert its reprices and field updates;
     leave alone (and list) every product changed in Stripe since the run."""
     root, runs, since, until = run_group_ids(context.instance, config.run_id)
+    unfinished = unfinished_runs(context.instance, runs)
+    if unfinished and not config.force:
+        raise dg.Failure(unfinished_message(unfinished), allow_retries=False)
     journal = merge(read_journal(context.instance, root, since=since, until=until))
     if not journal:
         context.log.warning(

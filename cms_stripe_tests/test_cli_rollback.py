@@ -245,7 +245,15 @@ def test_a_run_killed_mid_write_is_rolled_back_from_its_write_ahead_journal(tmp_
         emulator.configure(latency_ms=0.0)
         assert sync_columns(engine) == cms_after_1, "killed before its first write-back"
 
-        done = run_cli(["rollback", "--stripe", "--yes"], env)
+        # A killed run stays STARTED: it might still be writing, so the rollback is refused.
+        since = emulator.requests_log()[-1]["seq"]
+        refused = run_cli(["rollback", "--stripe", "--yes"], env)
+        assert refused.returncode == 3, (refused.stdout + refused.stderr)[-3000:]
+        assert "refusing to roll back: not finished:" in refused.stderr
+        assert "(STARTED)" in refused.stderr and "--force" in refused.stderr
+        assert rollback_writes(emulator, since) == []
+
+        done = run_cli(["rollback", "--stripe", "--yes", "--force"], env)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert customer_view(emulator) == stripe_after_1
         assert sync_columns(engine) == cms_after_1
