@@ -513,7 +513,12 @@ def _stripe_rollback(
     if summary.get("changed"):
         click.secho(
             f"left {len(summary['changed'])} products alone: changed in Stripe since the run ("
-            + ", ".join(f"{c['product_id']}: {'/'.join(c['fields'])}" for c in summary["changed"][:20])
+            + ", ".join(
+                f"{c['product_id']}: changed by run {c['changed_by']}"
+                if c.get("changed_by")
+                else f"{c['product_id']}: {'/'.join(c['fields'])}"
+                for c in summary["changed"][:20]
+            )
             + ")",
             fg="yellow",
         )

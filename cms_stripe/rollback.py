@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from cms_stripe.assets.journal import read_journal
+from cms_stripe.assets.journal import later_writers, read_journal
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL
 from cms_stripe.core.journal import merge
@@ -99,7 +99,9 @@ def stripe_rollback(
         )
     # Writes with a live key need the same allowance as a sync (the gateway enforces it).
     gateway = stripe.gateway_for(settings.live_allowed)
-    items = plan_rollback(gateway, journal)
+    # Runs of other groups that wrote the same products afterwards: their writes are not undone.
+    later = later_writers(context.instance, root, since=since) if journal else {}
+    items = plan_rollback(gateway, journal, later)
     for line in describe(items):
         context.log.info(line)
     result = apply_rollback(gateway, [] if config.dry_run else items, root)
@@ -114,7 +116,12 @@ def stripe_rollback(
     if changed:
         context.log.warning(
             f"{len(changed)} products changed in Stripe since run {root} were left alone: "
-            + ", ".join(f"{i.product_id} ({', '.join(i.changed_fields)})" for i in changed[:50])
+            + ", ".join(
+                f"{i.product_id} (changed by run {i.changed_by})"
+                if i.changed_by
+                else f"{i.product_id} ({', '.join(i.changed_fields)})"
+                for i in changed[:50]
+            )
         )
     if result.failed:
         # The CMS is restored only once Stripe is: a re-run then does both.
@@ -140,7 +147,9 @@ def stripe_rollback(
         }
     )
     summary["lines"] = describe(items)
-    summary["changed"] = [{"product_id": i.product_id, "fields": i.changed_fields} for i in changed]
+    summary["changed"] = [
+        {"product_id": i.product_id, "fields": i.changed_fields, "changed_by": i.changed_by} for i in changed
+    ]
     return summary
 
 
