@@ -124,10 +124,10 @@ def two_runs(
     if kill_run_2_after is None:
         second = run_cli(["migrate"], env)
         assert second.returncode == 0, (second.stdout + second.stderr)[-3000:]
-        line = next(x for x in second.stdout.splitlines() if x.startswith("stripe_products"))
+        figures = {" ".join(x.split()[:-1]): x.split()[-1] for x in second.stdout.splitlines() if x.strip()}
         # Run 2 really changed Stripe: 3 creates, 3 reprices, 5 updates, 4 archives.
-        for expected in ("created=3", "repriced=3", "updated=5", "archived=4"):
-            assert expected in line, line
+        for name, expected in (("created", "3"), ("repriced", "3"), ("updated", "5"), ("archived", "4")):
+            assert figures.get(name) == expected, second.stdout[-3000:]
     else:
         base = emulator.inspect()["writes_total"]
         rc = kill_when(["migrate"], env, lambda: emulator.inspect()["writes_total"] - base >= kill_run_2_after)
@@ -276,8 +276,8 @@ def test_a_killed_and_resumed_run_is_rolled_back_with_its_resume(tmp_path):
     engine.dispose()
 
 
-def migrated(tmp_path, emulator: EmulatorServer, n: int = 5) -> tuple[sa.Engine, dict[str, str], list[str]]:
-    """A small catalog migrated once; the engine, the CLI env and the sorted CMS ids."""
+def migrated(tmp_path, emulator: EmulatorServer, n: int = 5) -> tuple[sa.Engine, dict[str, str], list[str], str]:
+    """A small catalog migrated once; the engine, the CLI env, the sorted CMS ids and the run id."""
     products = valid_live_catalog(n, seed=33)
     cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
     engine = sa.create_engine(cms_url)
@@ -285,7 +285,7 @@ def migrated(tmp_path, emulator: EmulatorServer, n: int = 5) -> tuple[sa.Engine,
     env = cli_env(tmp_path, cms_url, emulator.url)
     first = run_cli(["migrate"], env)
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
-    return engine, env, sorted(p.id for p in products)
+    return engine, env, sorted(p.id for p in products), run_id_of(first.stdout)
 
 
 def run_id_of(stdout: str) -> str:
@@ -294,7 +294,7 @@ def run_id_of(stdout: str) -> str:
 
 def test_rollback_of_an_apply_run_undoes_its_stripe_writes(tmp_path):
     with EmulatorServer(EmulatorConfig()) as emulator:
-        engine, env, ids = migrated(tmp_path, emulator)
+        engine, env, ids, _ = migrated(tmp_path, emulator)
         after_migrate = customer_view(emulator)
         stamp = (ANCHOR - timedelta(hours=2)).isoformat()
         with engine.begin() as conn:
@@ -315,4 +315,29 @@ def test_rollback_of_an_apply_run_undoes_its_stripe_writes(tmp_path):
         done = run_cli(["rollback", "--stripe", "--yes", "--run-id", apply_run], env)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert customer_view(emulator) == after_migrate
+    engine.dispose()
+
+
+def test_rolling_back_a_run_again_leaves_a_later_runs_writes_alone(tmp_path):
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        engine, env, _, run_a = migrated(tmp_path, emulator)
+        # 4 of the 5 seeded rows go live.
+        assert len(customer_view(emulator)) == 4
+        undone = run_cli(["rollback", "--stripe", "--yes", "--run-id", run_a], env)
+        assert undone.returncode == 0, (undone.stdout + undone.stderr)[-3000:]
+        assert customer_view(emulator) == {}
+        # Run B syncs the restored (never synced) rows again: their archived products come back.
+        again = run_cli(["migrate"], env)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+        run_b = run_id_of(again.stdout)
+        live = customer_view(emulator)
+        assert len(live) == 4
+
+        since = emulator.requests_log()[-1]["seq"]
+        repeat = run_cli(["rollback", "--stripe", "--yes", "--run-id", run_a], env)
+        assert repeat.returncode == 0, (repeat.stdout + repeat.stderr)[-3000:]
+        assert "to_undo=0" in repeat.stdout and "changed_since=4" in repeat.stdout, repeat.stdout[-3000:]
+        assert repeat.stdout.count(f"changed by run {run_b}") >= 4
+        assert rollback_writes(emulator, since) == []
+        assert customer_view(emulator) == live
     engine.dispose()
