@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from cms_stripe.assets.journal import InstanceJournal
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import (
     APPLY_REFUSED,
@@ -85,6 +86,9 @@ def apply_plan_file(
         run_id=context.run.run_id,
         log=context.log.info,
         max_concurrency=stripe.max_concurrency,
+        # Journaled like a sync's writes, under the root run, so `rollback --stripe` undoes an apply too.
+        journal=InstanceJournal(context.instance, context.run.root_run_id or context.run.run_id),
+        journal_run=context.run.root_run_id or context.run.run_id,
     )
     data = report.to_dict()
     markdown = report.summary_markdown()

@@ -460,15 +460,30 @@ def apply_job_for_resume() -> Any:
 @click.option("--dry-run", is_flag=True, help="With --stripe: print what would be undone; write nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--confirm-live", is_flag=True, help="Allow the writes when STRIPE_SECRET_KEY is a live key.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Roll back although a run of the group is not finished: only for a run whose process was killed.",
+)
 @click.pass_context
 def rollback(
-    ctx: click.Context, run_id: str | None, in_stripe: bool, dry_run: bool, yes: bool, confirm_live: bool
+    ctx: click.Context,
+    run_id: str | None,
+    in_stripe: bool,
+    dry_run: bool,
+    yes: bool,
+    confirm_live: bool,
+    force: bool,
 ) -> None:
     """Restore the CMS sync columns a run overwrote, from the backup taken before its first write-back.
 
     With --stripe, first undo the run's Stripe writes from its journal (the `stripe_rollback` job):
     products it created are archived, products it archived reactivated, reprices and field updates
-    reverted; products changed in Stripe since the run are left alone and listed. Safe to repeat."""
+    reverted; products changed in Stripe since the run are left alone and listed. Safe to repeat.
+
+    Refused while a run of the group is not finished (SUCCESS, FAILURE or CANCELED): a run still
+    writing would keep writing after the rollback. A run whose process was killed stays STARTED:
+    --force rolls it back anyway (or `cms-stripe resume` marks it failed and finishes it)."""
     settings = _settings(ctx)
     allow_live = confirm_live or settings.allow_live
     _check_live(settings, dry_run, allow_live)
@@ -476,14 +491,19 @@ def rollback(
     run = instance.get_run_by_id(run_id) if run_id else _latest_cli_run(instance)
     if run is None:
         _fail("nothing to roll back: no earlier cms-stripe run on this instance")
+    from cms_stripe.rollback import run_group_ids, unfinished_message, unfinished_runs
+
+    unfinished = unfinished_runs(instance, run_group_ids(instance, run.run_id)[1])
+    if unfinished and not force:
+        _fail(unfinished_message(unfinished), EXIT_REFUSED)
     if in_stripe:
         if confirm_live:
             os.environ["MIGRATION_ALLOW_LIVE"] = "true"
         if not yes and not dry_run:
-            preview = _stripe_rollback(settings, run.run_id, dry_run=True, allow_live=False)
+            preview = _stripe_rollback(settings, run.run_id, dry_run=True, allow_live=False, force=force)
             if preview.get("to_undo", 0) or preview.get("steps", 0):
                 click.confirm(f"undo these Stripe writes of run {run.run_id}?", abort=True)
-        summary = _stripe_rollback(settings, run.run_id, dry_run=dry_run, allow_live=allow_live)
+        summary = _stripe_rollback(settings, run.run_id, dry_run=dry_run, allow_live=allow_live, force=force)
         if dry_run:
             click.echo("dry run: nothing written to Stripe or the CMS")
             sys.exit(EXIT_OK)
@@ -496,8 +516,6 @@ def rollback(
     if not in_stripe:
         _restore_cms(run, yes=yes, allow_live=allow_live)
         return
-    from cms_stripe.rollback import run_group_ids
-
     # The Stripe rollback undid the run with its re-executions: so does the CMS restore.
     _root, group, _since, _until = run_group_ids(instance, run.run_id)
     for member in group:
@@ -506,14 +524,18 @@ def rollback(
             _restore_cms(found, yes=True, allow_live=allow_live, exit_when_empty=False)
 
 
-def _stripe_rollback(settings: Any, run_id: str, *, dry_run: bool, allow_live: bool) -> dict[str, Any]:
+def _stripe_rollback(
+    settings: Any, run_id: str, *, dry_run: bool, allow_live: bool, force: bool = False
+) -> dict[str, Any]:
     """Run the rollback job in-process (it shows in the UI) and print what it decided and did."""
     from cms_stripe.definitions import defs
     from cms_stripe.rollback import ROLLBACK_JOB
 
     config = _run_config(settings, dry_run)
     config["resources"]["settings"]["config"]["allow_live"] = allow_live
-    config["ops"] = {"stripe_rollback": {"config": {"run_id": run_id, "dry_run": dry_run, "cms": False}}}
+    config["ops"] = {
+        "stripe_rollback": {"config": {"run_id": run_id, "dry_run": dry_run, "cms": False, "force": force}}
+    }
     result = defs.resolve_job_def(ROLLBACK_JOB).execute_in_process(
         run_config=config, instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
     )
@@ -532,7 +554,12 @@ def _stripe_rollback(settings: Any, run_id: str, *, dry_run: bool, allow_live: b
     if summary.get("changed"):
         click.secho(
             f"left {len(summary['changed'])} products alone: changed in Stripe since the run ("
-            + ", ".join(f"{c['product_id']}: {'/'.join(c['fields'])}" for c in summary["changed"][:20])
+            + ", ".join(
+                f"{c['product_id']}: changed by run {c['changed_by']}"
+                if c.get("changed_by")
+                else f"{c['product_id']}: {'/'.join(c['fields'])}"
+                for c in summary["changed"][:20]
+            )
             + ")",
             fg="yellow",
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from cms_stripe.assets.journal import read_journal
+from cms_stripe.assets.journal import later_writers, read_journal
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.constants import STRIPE_POOL, STRIPE_WRITES
 from cms_stripe.core.journal import merge
@@ -26,6 +26,31 @@ class RollbackConfig(dg.Config):
     dry_run: bool = True
     # Also restore the CMS sync columns from the run's backup (after Stripe).
     cms: bool = True
+    # Roll back even though a run of the group is not finished: only for a run whose process was
+    # killed (it stays STARTED forever). A run that is really still going keeps writing after the
+    # rollback, which is why this is refused by default.
+    force: bool = False
+
+
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def unfinished_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> list[str]:
+    """`run id (STATUS)` for every run of the group not in a finished state."""
+    out = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status not in FINISHED:
+            out.append(f"{run_id} ({run.status.value})")
+    return out
+
+
+def unfinished_message(unfinished: list[str]) -> str:
+    return (
+        "refusing to roll back: not finished: " + ", ".join(unfinished) + ". A run still writing would keep "
+        "writing after the rollback; wait for it to end. If its process was killed, pass --force "
+        "(or run `cms-stripe resume`, which marks it failed and finishes it)"
+    )
 
 
 def run_group_ids(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[str], float | None, float | None]:
@@ -101,6 +126,9 @@ def stripe_rollback(
     """Archive what the run created, reactivate what it archived, revert its reprices and field updates;
     leave alone (and list) every product changed in Stripe since the run."""
     root, runs, since, until = run_group_ids(context.instance, config.run_id)
+    unfinished = unfinished_runs(context.instance, runs)
+    if unfinished and not config.force:
+        raise dg.Failure(unfinished_message(unfinished), allow_retries=False)
     journal = merge(read_journal(context.instance, root, since=since, until=until))
     empty: list[str] = []
     if not journal:
@@ -117,7 +145,9 @@ def stripe_rollback(
         context.log.warning(empty[0])
     # Writes with a live key need the same allowance as a sync (the gateway enforces it).
     gateway = stripe.gateway_for(settings.live_allowed)
-    items = plan_rollback(gateway, journal)
+    # Runs of other groups that wrote the same products afterwards: their writes are not undone.
+    later = later_writers(context.instance, root, since=since) if journal else {}
+    items = plan_rollback(gateway, journal, later)
     for line in describe(items):
         context.log.info(line)
     result = apply_rollback(gateway, [] if config.dry_run else items, root)
@@ -132,7 +162,12 @@ def stripe_rollback(
     if changed:
         context.log.warning(
             f"{len(changed)} products changed in Stripe since run {root} were left alone: "
-            + ", ".join(f"{i.product_id} ({', '.join(i.changed_fields)})" for i in changed[:50])
+            + ", ".join(
+                f"{i.product_id} (changed by run {i.changed_by})"
+                if i.changed_by
+                else f"{i.product_id} ({', '.join(i.changed_fields)})"
+                for i in changed[:50]
+            )
         )
     if result.failed:
         # The CMS is restored only once Stripe is: a re-run then does both.
@@ -158,7 +193,9 @@ def stripe_rollback(
         }
     )
     summary["lines"] = empty + describe(items)
-    summary["changed"] = [{"product_id": i.product_id, "fields": i.changed_fields} for i in changed]
+    summary["changed"] = [
+        {"product_id": i.product_id, "fields": i.changed_fields, "changed_by": i.changed_by} for i in changed
+    ]
     return summary
 
 

@@ -244,7 +244,15 @@ def test_a_run_killed_mid_write_is_rolled_back_from_its_write_ahead_journal(tmp_
         emulator.configure(latency_ms=0.0)
         assert sync_columns(engine) == cms_after_1, "killed before its first write-back"
 
-        done = run_cli(["rollback", "--stripe", "--yes"], env)
+        # A killed run stays STARTED: it might still be writing, so the rollback is refused.
+        since = emulator.requests_log()[-1]["seq"]
+        refused = run_cli(["rollback", "--stripe", "--yes"], env)
+        assert refused.returncode == 3, (refused.stdout + refused.stderr)[-3000:]
+        assert "refusing to roll back: not finished:" in refused.stderr
+        assert "(STARTED)" in refused.stderr and "--force" in refused.stderr
+        assert rollback_writes(emulator, since) == []
+
+        done = run_cli(["rollback", "--stripe", "--yes", "--force"], env)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert customer_view(emulator) == stripe_after_1
         assert sync_columns(engine) == cms_after_1
@@ -264,4 +272,71 @@ def test_a_killed_and_resumed_run_is_rolled_back_with_its_resume(tmp_path):
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert customer_view(emulator) == stripe_after_1
         assert sync_columns(engine) == cms_after_1, done.stdout[-4000:]
+    engine.dispose()
+
+
+def migrated(tmp_path, emulator: EmulatorServer, n: int = 5) -> tuple[sa.Engine, dict[str, str], list[str], str]:
+    """A small catalog migrated once; the engine, the CLI env, the sorted CMS ids and the run id."""
+    products = valid_live_catalog(n, seed=33)
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, products)
+    env = cli_env(tmp_path, cms_url, emulator.url)
+    first = run_cli(["migrate"], env)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    return engine, env, sorted(p.id for p in products), run_id_of(first.stdout)
+
+
+def run_id_of(stdout: str) -> str:
+    return next(line.split()[1].rstrip(":") for line in reversed(stdout.splitlines()) if line.startswith("run "))
+
+
+def test_rollback_of_an_apply_run_undoes_its_stripe_writes(tmp_path):
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        engine, env, ids, _ = migrated(tmp_path, emulator)
+        after_migrate = customer_view(emulator)
+        stamp = (ANCHOR - timedelta(hours=2)).isoformat()
+        with engine.begin() as conn:
+            for i in ids[:2]:
+                conn.exec_driver_sql("UPDATE products SET title = 'Retitled', updated_at = ? WHERE id = ?", (stamp, i))
+        plan_file = tmp_path / "p.json"
+        planned = run_cli(["plan", "--out", str(plan_file)], env)
+        assert planned.returncode == 0, (planned.stdout + planned.stderr)[-3000:]
+        applied = run_cli(["apply", str(plan_file)], env)
+        assert applied.returncode == 0, (applied.stdout + applied.stderr)[-3000:]
+        assert "updated=2" in applied.stdout
+        apply_run = run_id_of(applied.stdout)
+
+        dry = run_cli(["rollback", "--stripe", "--dry-run", "--run-id", apply_run], env)
+        assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+        assert "journaled=2" in dry.stdout and "to_undo=2" in dry.stdout, dry.stdout[-3000:]
+
+        done = run_cli(["rollback", "--stripe", "--yes", "--run-id", apply_run], env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert customer_view(emulator) == after_migrate
+    engine.dispose()
+
+
+def test_rolling_back_a_run_again_leaves_a_later_runs_writes_alone(tmp_path):
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        engine, env, _, run_a = migrated(tmp_path, emulator)
+        # 4 of the 5 seeded rows go live.
+        assert len(customer_view(emulator)) == 4
+        undone = run_cli(["rollback", "--stripe", "--yes", "--run-id", run_a], env)
+        assert undone.returncode == 0, (undone.stdout + undone.stderr)[-3000:]
+        assert customer_view(emulator) == {}
+        # Run B syncs the restored (never synced) rows again: their archived products come back.
+        again = run_cli(["migrate"], env)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+        run_b = run_id_of(again.stdout)
+        live = customer_view(emulator)
+        assert len(live) == 4
+
+        since = emulator.requests_log()[-1]["seq"]
+        repeat = run_cli(["rollback", "--stripe", "--yes", "--run-id", run_a], env)
+        assert repeat.returncode == 0, (repeat.stdout + repeat.stderr)[-3000:]
+        assert "to_undo=0" in repeat.stdout and "changed_since=4" in repeat.stdout, repeat.stdout[-3000:]
+        assert repeat.stdout.count(f"changed by run {run_b}") >= 4
+        assert rollback_writes(emulator, since) == []
+        assert customer_view(emulator) == live
     engine.dispose()

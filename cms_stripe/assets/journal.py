@@ -15,7 +15,7 @@ under 1 kB: about 200 kB per event).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -61,12 +61,10 @@ class InstanceJournal:
             )
 
 
-def read_journal(
-    instance: dg.DagsterInstance, run_id: str, *, since: float | None = None, until: float | None = None
-) -> list[JournalEntry]:
-    """The entries of one run (by its root run id), oldest first. `since` / `until`: the time the run
-    (with its re-executions) was writing, so other runs' journal batches are mostly not read at all."""
-    out: list[JournalEntry] = []
+def _batches(
+    instance: dg.DagsterInstance, since: float | None, until: float | None
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(run id, entries) per stored journal batch in the window, oldest first."""
     cursor = None
     while True:
         page = instance.fetch_observations(
@@ -80,10 +78,37 @@ def read_journal(
             if observation is None:
                 continue
             meta = observation.metadata
-            if getattr(meta.get(JOURNAL_RUN), "value", None) != run_id:
-                continue
             payload: Any = getattr(meta.get(JOURNAL_ENTRIES), "value", None) or []
-            out.extend(JournalEntry.from_dict(e) for e in payload)
+            yield str(getattr(meta.get(JOURNAL_RUN), "value", None)), list(payload)
         if not page.has_more:
-            return out
+            return
         cursor = page.cursor
+
+
+def read_journal(
+    instance: dg.DagsterInstance, run_id: str, *, since: float | None = None, until: float | None = None
+) -> list[JournalEntry]:
+    """The entries of one run (by its root run id), oldest first. `since` / `until`: the time the run
+    (with its re-executions) was writing, so other runs' journal batches are mostly not read at all."""
+    out: list[JournalEntry] = []
+    for run, payload in _batches(instance, since, until):
+        if run == run_id:
+            out.extend(JournalEntry.from_dict(e) for e in payload)
+    return out
+
+
+def later_writers(instance: dg.DagsterInstance, run_id: str, *, since: float | None = None) -> dict[str, str]:
+    """Product id → the first other run that journaled a write for it after `run_id` did.
+
+    Such a product holds that run's write now (or may, for an intent without result): undoing
+    `run_id` there would undo the later run's write instead, so the rollback leaves it alone."""
+    ours: set[str] = set()
+    later: dict[str, str] = {}
+    for run, payload in _batches(instance, since, None):
+        for entry in payload:
+            pid = entry.get("product_id") or ""
+            if run == run_id:
+                ours.add(pid)
+            elif pid in ours and pid not in later:
+                later[pid] = run
+    return later

@@ -12,6 +12,8 @@ whose inputs moved would write something nobody reviewed, so:
   re-read, and every operation is compared with the basis it recorded (core.basis):
     * the CMS row is gone                                   -> refused `gone`
     * its content hash or its Stripe link changed          -> refused `cms-changed`
+    * its recorded target is not the one the row (content hash unchanged) maps to: the plan file
+      was edited after it was made (an amount, a name)      -> refused `plan-altered`
     * its Stripe product (recorded as existing) is gone     -> refused `gone`
     * its Stripe product or default price changed, and Stripe does not already hold the operation's
       target                                                -> refused `stripe-changed`
@@ -43,15 +45,17 @@ from typing import Any, Final, Literal, Protocol
 from cms_stripe.core.basis import price_snapshot, product_snapshot
 from cms_stripe.core.catalog import CmsProduct, SyncLink, SyncUpdate, WriteBackResult, content_hash
 from cms_stripe.core.executor import ApplyResult, Gateway, ProductResult, apply_plan
-from cms_stripe.core.mapping import META_PREV_PRICE, RowIssue
+from cms_stripe.core.journal import JournalSink, intent_entries, result_entries
+from cms_stripe.core.mapping import META_PREV_PRICE, RowIssue, Target, target_for, validate_product
 from cms_stripe.core.plan import PLAN_VERSION, Operation, Plan, plan_product
 from cms_stripe.core.settings import scrub
 from cms_stripe.core.state import ProductState, state_from_product
 from cms_stripe.core.sync import _changes_row, _keep_ids
 
 # Reasons an operation is refused (the words the operator reads in the report).
-RefusalReason = Literal["cms-changed", "stripe-changed", "gone"]
+RefusalReason = Literal["cms-changed", "stripe-changed", "gone", "plan-altered"]
 CMS_CHANGED: Final = "cms-changed"
+PLAN_ALTERED: Final = "plan-altered"
 STRIPE_CHANGED: Final = "stripe-changed"
 GONE: Final = "gone"
 
@@ -226,6 +230,29 @@ def _finishes_own_reprice(op: Operation, decided: Operation, state: ProductState
     )
 
 
+def _comparable(target: Target) -> dict[str, Any]:
+    # As the plan file holds it (JSON), without `adopted`: a row the apply already wrote back names
+    # the product it was created as, which is the same product id.
+    data = json.loads(json.dumps(target.to_dict(), sort_keys=True, default=str))
+    data.pop("adopted", None)
+    return dict(data)
+
+
+def _altered_target(op: Operation, row: CmsProduct) -> str | None:
+    """None when the operation's target is what the row maps to now (as the sync would build it);
+    else the fields that differ. The content hash alone does not cover the target: a plan file edited
+    by hand (another amount) with its hash left alone would be written as reviewed."""
+    issues = validate_product(row)
+    if issues:
+        return "the row does not pass validation: " + "; ".join(i.message for i in issues)
+    rebuilt = _comparable(target_for(row, lookup_keys=op.target.lookup_key is not None))
+    recorded = _comparable(op.target)
+    differing = sorted(k for k in set(rebuilt) | set(recorded) if rebuilt.get(k) != recorded.get(k))
+    if not differing:
+        return None
+    return "the plan's target differs from the CMS row's in " + ", ".join(differing)
+
+
 def check_operation(op: Operation, row: CmsProduct | None, state: ProductState) -> Verdict:
     """Decide whether a planned operation may still be written, from the CMS row and Stripe state now."""
 
@@ -247,6 +274,10 @@ def check_operation(op: Operation, row: CmsProduct | None, state: ProductState) 
             CMS_CHANGED,
             f"the row's Stripe link changed since the plan ({planned[0] or 'none'} → {now_linked[0] or 'none'})",
         )
+
+    altered = _altered_target(op, row)
+    if altered:
+        return refuse(PLAN_ALTERED, altered)
 
     recorded = op.basis["stripe"]
     if recorded.get("product") is not None and state.product is None:
@@ -382,8 +413,14 @@ def apply_reviewed_plan(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     max_concurrency: int | None = None,
     chunk_size: int = CHECK_CHUNK,
+    journal: JournalSink | None = None,
+    journal_run: str | None = None,
 ) -> ApplyReport:
-    """Check and apply the plan's operations chunk by chunk (the plan itself already checked by check_plan)."""
+    """Check and apply the plan's operations chunk by chunk (the plan itself already checked by check_plan).
+
+    `journal` receives, per chunk, the intent of every write before it is sent (from the Stripe state
+    just re-read, so `rollback --stripe` of this run knows what to restore) and the results before the
+    chunk's CMS write-back, under `journal_run` (the root run id; `run_id` when None), as a sync does."""
     report = ApplyReport(plan_operations=len(plan.operations))
     writes_before = _writes(_stats(gateway))
     ops = list(plan.operations)
@@ -416,11 +453,21 @@ def apply_reviewed_plan(
                 )
             else:
                 to_write.append(verdict.operation)
+        if journal is not None and to_write:
+            # Before any write of the chunk: a failure to record stops the apply before Stripe is touched.
+            journal.record(intent_entries(journal_run or run_id, to_write, states))
         result = (
             apply_plan(Plan(to_write), gateway, max_concurrency=max_concurrency)
             if to_write
             else ApplyResult([], {}, 0.0)
         )
+        if journal is not None and result.results:
+            try:
+                journal.record(result_entries(journal_run or run_id, result.results))
+            except Exception as exc:
+                # The intents recorded before the writes still let a rollback find and judge them.
+                error = f"{type(exc).__name__}: {scrub(str(exc))}"
+                log(f"[MEDIUM] journal of {len(result.results)} results not recorded: {error}")
         report.results += [r for r in result.results if r.outcome != "skipped"]
         if result.critical:
             report.critical = result.critical

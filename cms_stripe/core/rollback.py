@@ -17,9 +17,13 @@ Undo steps, in an order where each crash point leaves a state the next attempt r
 - repriced: reactivate the previous price, make it the default again (with the earlier fields and
   metadata in the same update), then archive the run's price;
 - updated: the earlier values of the fields and metadata the run changed ("" clears).
-Every write carries an idempotency key derived from the run id, the object, the step and its params,
-so a retried or repeated rollback replays instead of writing twice; and a repeated rollback plans
-nothing, because every field is back at `before`.
+Every write carries an idempotency key derived from the run id, the object, the step, its params and
+the product's `updated` as read before planning, so a retried rollback replays instead of writing
+twice, while a rollback repeated after Stripe changed (a later run re-did the write) is a new write,
+not a replay of a stored response that reports a write that never happened. A repeated rollback with
+nothing changed plans nothing, because every field is back at `before`.
+A product that a later run (another run group) journaled a write for is left alone and listed as
+"changed by run X": undoing it would undo that run's write, not this one's.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class RollbackItem:
     reason: str
     steps: list[Step] = field(default_factory=list)
     changed_fields: list[str] = field(default_factory=list)
+    # The product's `updated` when the rollback read it: part of every step's idempotency key.
+    basis: str = ""
+    # The later run that wrote this product (then it is left alone).
+    changed_by: str | None = None
 
 
 @dataclass
@@ -235,8 +243,14 @@ def _leftover_price_steps(
     return out
 
 
-def plan_rollback(gateway: RollbackGateway, journal: Mapping[str, ProductJournal]) -> list[RollbackItem]:
-    """One item per journaled product: read Stripe (100 products per call) and decide."""
+def plan_rollback(
+    gateway: RollbackGateway,
+    journal: Mapping[str, ProductJournal],
+    later_writers: Mapping[str, str] | None = None,
+) -> list[RollbackItem]:
+    """One item per journaled product: read Stripe (100 products per call) and decide.
+    `later_writers`: product id → a later run that journaled a write for it (left alone, listed)."""
+    later = later_writers or {}
     ids = sorted(journal)
     current: dict[str, dict[str, Any]] = {}
     for i in range(0, len(ids), LIST_CHUNK):
@@ -247,6 +261,11 @@ def plan_rollback(gateway: RollbackGateway, journal: Mapping[str, ProductJournal
         pj = journal[pid]
         found = current.get(pid)
         item = plan_item(pj, found)
+        if found is not None:
+            item.basis = str(found.get("updated") or "")
+        if pid in later and item.decision != "gone":
+            item.decision, item.changed_by, item.steps = "changed", later[pid], []
+            item.reason = f"changed by run {later[pid]}"
         if found is not None and item.decision in ("undo", "undone"):
             extra = _leftover_price_steps(gateway, pj, item, found)
             if extra:
@@ -257,8 +276,10 @@ def plan_rollback(gateway: RollbackGateway, journal: Mapping[str, ProductJournal
     return items
 
 
-def _key(run_id: str, step: Step, product_id: str) -> str:
-    basis = f"{run_id}:{step.object_id}:{json.dumps(step.params, sort_keys=True, default=str)}"
+def _key(run_id: str, step: Step, item: RollbackItem) -> str:
+    params = json.dumps(step.params, sort_keys=True, default=str)
+    basis = f"{run_id}:{step.object_id}:{params}:{item.basis}"
+    product_id = item.product_id
     return idempotency_key(f"rollback-{step.name}", product_id, basis)
 
 
@@ -270,7 +291,7 @@ def apply_rollback(gateway: RollbackGateway, items: Sequence[RollbackItem], run_
             continue
         try:
             for step in item.steps:
-                key = _key(run_id, step, item.product_id)
+                key = _key(run_id, step, item)
                 if step.name == "restore-product":
                     gateway.update_product(step.object_id, dict(step.params), key)
                 else:

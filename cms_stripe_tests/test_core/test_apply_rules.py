@@ -294,3 +294,25 @@ def test_a_plan_read_back_from_its_file_checks_clean_against_the_state_it_was_ma
     by_id = {r.id: r for r in edited}
     for op in loaded.operations:
         assert check_operation(op, by_id[op.cms_id], copy.deepcopy(states[op.cms_id])) == Proceed(op)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        (("target", "price", "unit_amount"), 1, "price"),
+        (("target", "fields", "name"), "Not what the CMS says", "fields"),
+        (("target", "metadata", "cms_hash"), "0" * 16, "metadata"),
+    ],
+)
+def test_a_plan_edited_by_hand_is_plan_altered(path: tuple[str, ...], value: Any, named: str) -> None:
+    plan, renamed, state = reviewed_update()
+    data = json.loads(plan.to_json(indent=2))
+    node = data["operations"][0]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    op = load_plan(json.dumps(data)).operations[0]
+    verdict = check_operation(op, renamed, copy.deepcopy(state))
+    assert isinstance(verdict, Refusal), verdict
+    assert verdict.reason == "plan-altered"
+    assert verdict.detail == f"the plan's target differs from the CMS row's in {named}"

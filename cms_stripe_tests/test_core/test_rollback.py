@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cms_stripe.core.journal import JournalEntry, PriceTerms, ProductJournal, ProductSnapshot, merge
-from cms_stripe.core.rollback import plan_item
+from cms_stripe.core.rollback import apply_rollback, plan_item, plan_rollback
 
 RUN = "run-1"
 
@@ -252,3 +252,48 @@ def test_steps_from_any_partial_state_end_at_before_and_a_second_plan_is_empty(
     assert (snap.active, snap.metadata, snap.default_price) == (before.active, before.metadata, before.default_price)
     assert {k: snap.fields[k] for k in before.fields} == before.fields
     assert plan_item(pj, restored).steps == []
+
+
+class RecordingGateway:
+    """Serves one product and records the idempotency key of each write."""
+
+    def __init__(self, current: dict[str, Any]) -> None:
+        self.current = current
+        self.keys: list[str] = []
+
+    def list_products(self, ids: Any, expand_default_price: bool = True) -> list[dict[str, Any]]:
+        return [self.current] if self.current["id"] in ids else []
+
+    def list_prices(self, **kw: Any) -> list[dict[str, Any]]:
+        return []
+
+    def update_product(self, product_id: str, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        self.keys.append(idempotency_key)
+        return self.current
+
+    def update_price(self, price_id: str, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        self.keys.append(idempotency_key)
+        return {}
+
+
+def test_the_same_undo_of_a_product_updated_since_gets_a_new_idempotency_key():
+    after = ProductSnapshot.of(product(name="New name"))
+    keys = []
+    for updated in (1700000000, 1700000000, 1700000500):
+        gateway = RecordingGateway(product(name="New name", updated=updated))
+        apply_rollback(gateway, plan_rollback(gateway, {"prod_cms_a": journal(after)}), RUN)
+        keys.append(gateway.keys)
+    assert len(keys[0]) == 1
+    assert keys[0] == keys[1], "a retry against the same state replays"
+    assert keys[2] != keys[0], "a product written since is a new write, not a replay"
+
+
+def test_a_product_a_later_run_wrote_is_left_alone_and_named():
+    after = ProductSnapshot.of(product(name="New name"))
+    gateway = RecordingGateway(product(name="New name", updated=1700000000))
+    items = plan_rollback(gateway, {"prod_cms_a": journal(after)}, {"prod_cms_a": "run-2"})
+    assert [(i.decision, i.reason, i.changed_by, i.steps) for i in items] == [
+        ("changed", "changed by run run-2", "run-2", [])
+    ]
+    assert apply_rollback(gateway, items, RUN).written == 0
+    assert gateway.keys == []
