@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import stripe
-from pybreaker import CircuitBreakerError
 
 from cms_stripe.core.errors import (
     AmbiguousWriteError,
@@ -153,7 +152,7 @@ def code_for_exception(exc: BaseException) -> ErrorCode:
     our own wrappers add (RetriesExhaustedError wraps the last 429 or 409)."""
     if isinstance(exc, LiveKeyRefused):
         return ErrorCode.LIVE_KEY_REFUSED
-    if isinstance(exc, CircuitOpenError | CircuitBreakerError):
+    if isinstance(exc, CircuitOpenError):
         return ErrorCode.STRIPE_UNAVAILABLE
     if isinstance(exc, SettingsError):
         return ErrorCode.CONFIG_ERROR

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import stripe
-from pybreaker import CircuitBreakerError
 
 from cms_stripe.cms.errors import CmsConfigError
 from cms_stripe.core.error_codes import (
@@ -68,7 +67,6 @@ APIError.__module__ = "postgrest.exceptions"
         (StripeSyncError("key", http_status=401, severity=Severity.CRITICAL), "STRIPE_AUTH"),
         (AmbiguousWriteError("maybe", http_status=500), "STRIPE_API_ERROR"),
         (CircuitOpenError("down"), "STRIPE_UNAVAILABLE"),
-        (CircuitBreakerError("open"), "STRIPE_UNAVAILABLE"),
         (LiveKeyRefused("live"), "LIVE_KEY_REFUSED"),
         (SettingsError("MIGRATION_STRATEGY"), "CONFIG_ERROR"),
         (CmsConfigError("no url"), "CONFIG_ERROR"),
