@@ -42,6 +42,12 @@ def _load_env(env_file: str | None) -> None:
         load_dotenv(path, override=False)
     if "DAGSTER_HOME" not in os.environ:
         _embedded_home(pathlib.Path(DEFAULT_DAGSTER_HOME).resolve())
+    elif not pathlib.Path(os.environ["DAGSTER_HOME"]).is_dir():
+        # Dagster would answer with a traceback; a mistyped path is a configuration error to name.
+        _fail(
+            f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} is not a directory: create it (it holds the Dagster "
+            f"instance: runs, checkpoints, the write journal) or unset DAGSTER_HOME to use ./{DEFAULT_DAGSTER_HOME}"
+        )
 
 
 EMBEDDED_DAGSTER_YAML = """\

@@ -78,3 +78,13 @@ def test_demo_data_replace_drops_only_sqlite_tables_unless_told(tmp_path, pg_dat
 
     helped = run_cli(["demo-data", "--help"], env)
     assert "--yes-drop-table" in helped.stdout and "SQLite" in helped.stdout
+
+
+def test_a_dagster_home_that_does_not_exist_is_a_configuration_error_not_a_traceback(tmp_path):
+    missing = tmp_path / "no-such-home"
+    env = cli_env(tmp_path, f"sqlite:///{tmp_path / 'cms.sqlite'}", "http://127.0.0.1:1", DAGSTER_HOME=str(missing))
+    result = run_cli(["dry-run"], env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"DAGSTER_HOME={missing} is not a directory" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not missing.exists()
