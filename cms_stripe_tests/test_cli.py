@@ -11,7 +11,6 @@ import pathlib
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -135,8 +134,7 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
 
     def stop_stripe_halfway() -> None:
         # Halfway: a new product is one write (test key: lane A, no price lookup key).
-        while emulator.inspect()["writes_total"] < 60:
-            time.sleep(0.01)
+        emulator.wait_for_writes(60, timeout=300)
         emulator.stop()  # Stripe becomes unreachable in the middle of the run
 
     watcher = threading.Thread(target=stop_stripe_halfway, daemon=True)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from decimal import Decimal
 
@@ -191,8 +190,9 @@ def test_an_apply_killed_halfway_is_finished_by_applying_the_plan_again(tmp_path
         )
         try:
             # Wait for the emulator to have applied some writes (not for a time), then kill.
-            while emulator.inspect()["writes_total"] < 20 and proc.poll() is None:
-                time.sleep(0.01)
+            # (the timeout only lets the loop notice a process that ended before its 20th write).
+            while emulator.wait_for_writes(20, timeout=1.0) < 20 and proc.poll() is None:
+                pass
             os.killpg(proc.pid, signal.SIGKILL)
         finally:
             proc.wait(timeout=60)

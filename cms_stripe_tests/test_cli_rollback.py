@@ -129,7 +129,9 @@ def two_runs(
         assert (counts["created"], counts["repriced"], counts["updated"], counts["archived"]) == (3, 3, 5, 4), counts
     else:
         base = emulator.inspect()["writes_total"]
-        rc = kill_when(["migrate"], env, lambda: emulator.inspect()["writes_total"] - base >= kill_run_2_after)
+        rc = kill_when(
+            ["migrate"], env, emulator, lambda: emulator.inspect()["writes_total"] - base >= kill_run_2_after
+        )
         assert rc == -signal.SIGKILL
     assert customer_view(emulator) != stripe_after_1
     cms_after_1.pop(edits["hard_deleted"][0])
@@ -187,8 +189,9 @@ def test_rollback_leaves_products_edited_after_the_run_alone(tmp_path):
     engine.dispose()
 
 
-def kill_when(args: list[str], env: dict[str, str], condition: Callable[[], bool]) -> int:
-    """Start the CLI with `args` and SIGKILL it as soon as `condition()` holds; its return code."""
+def kill_when(args: list[str], env: dict[str, str], emulator: EmulatorServer, condition: Callable[[], bool]) -> int:
+    """Start the CLI with `args` and SIGKILL it as soon as `condition()` holds, checked after each
+    write the emulator applies (waiting on the write, not on a clock); its return code."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "cms_stripe", *args],
         cwd=ROOT,
@@ -197,12 +200,14 @@ def kill_when(args: list[str], env: dict[str, str], condition: Callable[[], bool
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
+    seen = emulator.wait_for_writes(0, timeout=0)  # writes applied so far
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             if condition():
                 proc.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.005)
+            # The next write (the timeout only lets the loop notice a process that ended).
+            seen = emulator.wait_for_writes(seen + 1, timeout=1.0)
         return proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
@@ -218,7 +223,10 @@ def test_rollback_killed_halfway_then_run_again_ends_the_same_without_writing_tw
         # Slow Stripe down so the kill lands between two writes of the rollback.
         emulator.configure(latency_ms=60.0)
         rc = kill_when(
-            ["rollback", "--stripe", "--yes"], env, lambda: len(rollback_writes(emulator, since)) >= kill_after
+            ["rollback", "--stripe", "--yes"],
+            env,
+            emulator,
+            lambda: len(rollback_writes(emulator, since)) >= kill_after,
         )
         assert rc == -signal.SIGKILL
         assert customer_view(emulator) != stripe_after_1, "the kill must land before the rollback finished"

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -176,6 +177,10 @@ class Emulator:
         self.fault_rng = random.Random(config.faults.seed)
         self.latency_rng = random.Random(config.faults.seed + 1)
         self.in_flight = 0
+        # Applied writes since start (or reset), with a condition other threads wait on: tests that
+        # stop Stripe or kill a client "after N writes" wait for the write itself, not for a time.
+        self.write_signal = threading.Condition()
+        self.writes_done = 0
         self.log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_MAX)
         self.log_seq = 0
         self.req_counter = 0
@@ -212,6 +217,8 @@ class Emulator:
         self.store.clear()
         self.idempotency.clear()
         self.stats.clear()
+        with self.write_signal:
+            self.writes_done = 0
         self.log.clear()
         self.fault_rng = random.Random(self.config.faults.seed)
         self.latency_rng = random.Random(self.config.faults.seed + 1)
@@ -508,6 +515,9 @@ class Emulator:
         if commit is not None:
             result = commit()
             self.stats.writes[endpoint] += 1
+            with self.write_signal:
+                self.writes_done += 1
+                self.write_signal.notify_all()
             entry["applied"] = True
         resp = _json(200, result)
         if fault == "error_500_after":

@@ -127,6 +127,17 @@ class EmulatorServer:
     def objects(self) -> dict[str, Any]:
         return self._call(lambda e: json.loads(json.dumps(e.objects())))
 
+    def wait_for_writes(self, n: int, timeout: float) -> int:
+        """Block until the emulator has applied at least `n` writes since it started (or was reset),
+        or `timeout` seconds pass; the number applied. Waits on the write itself, never on a clock
+        window, so a loaded machine only makes it later, not wrong."""
+        emu = self._emu
+        if emu is None:
+            raise RuntimeError("the emulator is not running")
+        with emu.write_signal:
+            emu.write_signal.wait_for(lambda: emu.writes_done >= n, timeout)
+            return emu.writes_done
+
     def requests_log(self, since: int = 0) -> list[dict[str, Any]]:
         return self._call(lambda e: [dict(x) for x in e.requests_log(since)])
 
