@@ -27,12 +27,18 @@ def _newest_run_id(env, work) -> str:
     return json.loads(_ok(run_cli(["report", "--json"], env, cwd=work)))["run_id"]
 
 
-def test_rollback_without_run_id_skips_the_dry_run_and_plan_after_a_migrate(tmp_path):
+def _working_dir_and_catalog(tmp_path):
+    """A fresh working directory and a 20-row SQLite CMS (one of them invalid, hence the 0.5 threshold below)."""
     work = tmp_path / "work"
     work.mkdir()
     catalog = generate_catalog(20, seed=4, anchor=ANCHOR, days=3)
     cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
     write_catalog(sa.create_engine(cms_url), catalog.products)
+    return work, cms_url, catalog
+
+
+def test_rollback_without_run_id_skips_the_dry_run_and_plan_after_a_migrate(tmp_path):
+    work, cms_url, _ = _working_dir_and_catalog(tmp_path)
     with EmulatorServer(EmulatorConfig()) as emulator:
         env = fresh_env(tmp_path, cms_url, emulator.url, MIGRATION_VALIDATION_THRESHOLD="0.5")
         _ok(run_cli(["migrate"], env, cwd=work))
@@ -59,11 +65,7 @@ def test_rollback_without_run_id_skips_the_dry_run_and_plan_after_a_migrate(tmp_
 
 
 def test_resume_and_reset_without_run_id_pick_a_newer_selective_then_apply_run(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    catalog = generate_catalog(20, seed=4, anchor=ANCHOR, days=3)
-    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
-    write_catalog(sa.create_engine(cms_url), catalog.products)
+    work, cms_url, catalog = _working_dir_and_catalog(tmp_path)
     ids = ",".join(p.id for p in catalog.products[:2])
     with EmulatorServer(EmulatorConfig()) as emulator:
         env = fresh_env(tmp_path, cms_url, emulator.url, MIGRATION_VALIDATION_THRESHOLD="0.5")
@@ -92,11 +94,7 @@ def test_resume_and_reset_without_run_id_pick_a_newer_selective_then_apply_run(t
 
 
 def test_rollback_stripe_says_when_a_run_has_no_journal_and_fails_when_it_wrote(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    catalog = generate_catalog(20, seed=4, anchor=ANCHOR, days=3)
-    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
-    write_catalog(sa.create_engine(cms_url), catalog.products)
+    work, cms_url, _ = _working_dir_and_catalog(tmp_path)
     with EmulatorServer(EmulatorConfig()) as emulator:
         env = fresh_env(tmp_path, cms_url, emulator.url, MIGRATION_VALIDATION_THRESHOLD="0.5")
         _ok(run_cli(["migrate"], env, cwd=work))
