@@ -64,6 +64,15 @@ def test_every_scenario_reports(report: dict) -> None:
 
 
 @pytest.mark.slow
+def test_the_sensors_first_sync_is_one_run_that_syncs_everything(report: dict) -> None:
+    s = report["scenarios"]["sensor_first_sync"]
+    assert s["runs_requested"] == 1
+    assert s["run_statuses"] == ["success"]
+    assert s["products_created"] == s["products"] == s["cms_rows_synced"] == PRODUCTS
+    assert s["migrate_products_created"] == PRODUCTS
+
+
+@pytest.mark.slow
 def test_creates_make_every_product(report: dict) -> None:
     for key in ("creates_live", "creates_test", "creates_live_e2e"):
         c = report["scenarios"][key]

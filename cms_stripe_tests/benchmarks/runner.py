@@ -51,6 +51,7 @@ SCENARIO_KEYS = (
     "creates_live_e2e",
     "creates_test",
     "plan_rows",
+    "sensor_first_sync",
     "emulator_capacity",
 )
 # Ceilings and targets (issue 15).
@@ -61,6 +62,7 @@ TEST_TARGET_PPS = 21.0
 PLAN_TARGET_S = 60.0
 PLAN_TARGET_MB = 1024.0
 NOOP_TARGET_S = 8.0
+SENSOR_TARGET_RATIO = 1.5  # the sensor's first sync against one `cms-stripe migrate` of the same catalog
 OLD_TOOL_PPS = (1.0, 5.0)
 LIVE_EMULATOR = ("--latency-ms", "150", "--jitter-ms", "50", "--global-rps", "100", "--endpoint-rps", "25")
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--test-products", type=int, default=None, help="products for the test-mode creates")
     ap.add_argument("--naive-products", type=int, default=None, help="products for the naive sequential baseline")
     ap.add_argument("--plan-rows", type=int, default=None, help="rows to validate + plan (default 1,000,000)")
+    ap.add_argument(
+        "--sensor-products", type=int, default=None, help="products for the sensor's first sync (default 1,000)"
+    )
     ap.add_argument("--capacity-seconds", type=float, default=None, help="emulator capacity load duration")
     ap.add_argument(
         "--only", default="", help="comma-separated subset of: " + ", ".join(SCENARIO_KEYS) + " (default: all)"
@@ -331,22 +336,8 @@ class Bench:
         finally:
             engine.dispose()
 
-    def _migrate(self, db_url: str, api_url: str, tag: str) -> Any:
-        home = self.workdir / "dagster_home"
-        home.mkdir(exist_ok=True)
-        env = child_env(
-            {
-                "CMS_DATABASE_URL": db_url,
-                "STRIPE_SECRET_KEY": LIVE_KEY,
-                "STRIPE_API_BASE": api_url,
-                "MIGRATION_DRY_RUN": "false",
-                "MIGRATION_STRATEGY": "full",
-                "MIGRATION_ALLOW_LIVE": "true",
-                "DAGSTER_HOME": str(home),
-                "MIGRATION_REPORTS_DIR": str(self.workdir / "reports"),
-                "MIGRATION_PARTITION_START": (self.anchor - timedelta(days=92)).date().isoformat(),
-            }
-        )
+    def _migrate(self, db_url: str, api_url: str, tag: str, home_name: str = "dagster_home") -> Any:
+        env = self._cli_env(db_url, api_url, home_name)
         self._seq += 1
         rss_file = self.workdir / f"{self._seq:02d}-migrate-{tag}.rss.json"
         env["BENCH_RSS_FILE"] = str(rss_file)
@@ -362,6 +353,25 @@ class Bench:
         if rss_file.exists():
             run.peak_rss_mb = json.loads(rss_file.read_text())["peak_rss_mb"]
         return run
+
+    def _cli_env(self, db_url: str, api_url: str, home_name: str) -> dict[str, str]:
+        """What `cms-stripe migrate` and a deployed code location read: a live key allowed to write, the
+        PostgreSQL CMS, the emulator, and a Dagster home of its own."""
+        home = self.workdir / home_name
+        home.mkdir(exist_ok=True)
+        return child_env(
+            {
+                "CMS_DATABASE_URL": db_url,
+                "STRIPE_SECRET_KEY": LIVE_KEY,
+                "STRIPE_API_BASE": api_url,
+                "MIGRATION_DRY_RUN": "false",
+                "MIGRATION_STRATEGY": "full",
+                "MIGRATION_ALLOW_LIVE": "true",
+                "DAGSTER_HOME": str(home),
+                "MIGRATION_REPORTS_DIR": str(self.workdir / "reports"),
+                "MIGRATION_PARTITION_START": (self.anchor - timedelta(days=92)).date().isoformat(),
+            }
+        )
 
     def creates_live_e2e(self, n: int) -> None:
         with self.database() as db_url:
@@ -480,6 +490,54 @@ class Bench:
             self._add_write_phase(fig, url, created, run)
             return fig
 
+    def sensor_first_sync(self, n: int) -> None:
+        """The change sensor's first tick over a never-synced catalog spread over 90 days, then the runs it
+        requests, against one `cms-stripe migrate` of the same catalog (each on a fresh emulator, CMS and
+        Dagster home). Both figures include their process's start-up; a daemon-launched run also starts a
+        process of its own, which this measures once for both."""
+        with self.database() as db_url:
+            self._load_catalog(db_url, n)
+            with emulator_process(*LIVE_EMULATOR) as url:
+                self.say(f"sensor first sync: `cms-stripe migrate` of {n} products over 90 days, for comparison")
+                migrate = self._migrate(db_url, url, "sensor-baseline", home_name="home_migrate")
+                migrated = traffic({"objects": {"products": 0, "prices": 0}}, inspect_emulator(url))
+            self._load_catalog(db_url, n)
+            with emulator_process(*LIVE_EMULATOR) as url:
+                self.say(f"sensor first sync: the change sensor's first tick and its runs, {n} products")
+                env = self._cli_env(db_url, url, "home_sensor")
+                env["MIGRATION_DRY_RUN"] = "false"
+                self._seq += 1
+                run = run_child(
+                    [sys.executable, "-m", "cms_stripe_tests.benchmarks.scenarios", "sensor_first_sync", "{}"],
+                    env=env,
+                    cwd=str(self.workdir),
+                    stderr_path=str(self.workdir / f"{self._seq:02d}-sensor_first_sync.log"),
+                    echo_stderr=self.args.verbose,
+                )
+                created = traffic({"objects": {"products": 0, "prices": 0}}, inspect_emulator(url))
+            synced = self._synced_rows(db_url)
+        out = run.last_json() if run.returncode == 0 else {}
+        ratio = round(run.wall_s / migrate.wall_s, 2) if migrate.wall_s else None
+        self.results["sensor_first_sync"] = {
+            **out,
+            "products": n,
+            "products_created": created["products_created"],
+            "cms_rows_synced": synced,
+            "wall_s": round(run.wall_s, 3),
+            "migrate_wall_s": round(migrate.wall_s, 3),
+            "migrate_products_created": migrated["products_created"],
+            "vs_migrate": ratio,
+            "target_vs_migrate": SENSOR_TARGET_RATIO,
+            "exit_code": run.returncode,
+            "migrate_exit_code": migrate.returncode,
+            "meets_target": run.returncode == 0
+            and out.get("runs_requested") == 1
+            and created["products_created"] == n
+            and ratio is not None
+            and ratio <= SENSOR_TARGET_RATIO,
+            **({"stderr_tail": run.stderr_tail[-2000:]} if run.returncode else {}),
+        }
+
     def plan_rows(self, n: int) -> None:
         self.say(f"validate + plan {n:,} rows (no Stripe)")
         out, run = self.child("plan_rows", {"n": n, "seed": 7})
@@ -517,6 +575,7 @@ def sizes(args: argparse.Namespace) -> dict[str, Any]:
         "test_products": args.test_products or (min(products, 240) if args.quick else min(products, 3_000)),
         "naive_products": args.naive_products or (min(products, 60) if args.quick else min(products, 600)),
         "plan_rows": args.plan_rows or (100_000 if args.quick else 1_000_000),
+        "sensor_products": args.sensor_products or (min(products, 200) if args.quick else min(products, 1_000)),
         "capacity_seconds": args.capacity_seconds or (1.0 if args.quick else 5.0),
     }
 
@@ -542,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.creates_test(size["test_products"])
         if bench.wanted("plan_rows"):
             bench.plan_rows(size["plan_rows"])
+        if bench.wanted("sensor_first_sync"):
+            bench.sensor_first_sync(size["sensor_products"])
         if bench.wanted("emulator_capacity"):
             bench.emulator_capacity(size["capacity_seconds"])
     except Exception as exc:  # report what was measured before the failure
@@ -601,6 +662,8 @@ def build_report(
             "noop_rerun_writes": 0,
             "plan_1m_rows_s": PLAN_TARGET_S,
             "plan_1m_rows_rss_mb": PLAN_TARGET_MB,
+            "sensor_first_sync_runs": 1,
+            "sensor_first_sync_vs_migrate": SENSOR_TARGET_RATIO,
             "old_tool_products_per_s": list(OLD_TOOL_PPS),
         },
         "scenarios": bench.results,

@@ -131,6 +131,19 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         add(title, "validate + plan (s)", _num(p["validate_plan_s"]), "≤ 60 s at 1M", _ok(p["meets_target"]))
         add(title, "peak RSS (MB)", _num(p["peak_rss_mb"]), "≤ 1,024 at 1M")
         add(title, "generating the rows (s)", _num(p["generate_s"]))
+    sf = s.get("sensor_first_sync")
+    if sf:
+        title = f"7. sensor first sync, {sf['products']:,}"
+        add(title, "runs requested", _num(sf.get("runs_requested")), "1", _ok(sf.get("runs_requested") == 1))
+        add(title, "products created", _num(sf["products_created"]), _num(sf["products"]))
+        add(title, "wall time (s) / migrate (s)", f"{_num(sf['wall_s'])} / {_num(sf['migrate_wall_s'])}")
+        add(
+            title,
+            "÷ one cms-stripe migrate",
+            _num(sf["vs_migrate"], 2),
+            f"≤ {sf['target_vs_migrate']:g}",
+            _ok(sf["meets_target"]),
+        )
     e = s.get("emulator_capacity")
     if e:
         add(
