@@ -23,7 +23,7 @@ from cms_stripe.assets.validation import validated_products
 from cms_stripe.cms.demo import write_catalog
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.reporting import write_run_report
-from cms_stripe_tests.records import latest_metadata
+from cms_stripe_tests.records import latest_metadata, run_figures
 from cms_stripe_tests.test_assets.conftest import make_resources, range_tags
 
 GRAPH = [raw_cms_products, validated_products, stripe_products, reconciliation_report]
@@ -46,9 +46,7 @@ RUN_WIDE = {
 
 def _row(cms_id: str, day: str, hour: int, title: str | None = "A product") -> CmsProduct:
     at = datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
-    return CmsProduct(
-        id=cms_id, title=title, price=Decimal("12.50"), currency="usd", created_at=at, updated_at=at
-    )
+    return CmsProduct(id=cms_id, title=title, price=Decimal("12.50"), currency="usd", created_at=at, updated_at=at)
 
 
 # D1: three rows, one without a title; D2: none; D3: one; D4: four, one without a title.
@@ -62,16 +60,6 @@ ROWS = [
     _row("d4-c", D4, 3),
     _row("d4-bad", D4, 4, title=None),
 ]
-
-
-def _observations(instance: dg.DagsterInstance, run_id: str, asset: str) -> list[dict[str, Any]]:
-    """The run's observations of `asset` without a partition (its run-level figures)."""
-    out = []
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
-        obs = entry.dagster_event.event_specific_data.asset_observation  # type: ignore[union-attr]
-        if obs.asset_key == dg.AssetKey(asset) and obs.partition is None:
-            out.append({k: getattr(v, "value", v) for k, v in obs.metadata.items()})
-    return out
 
 
 def test_range_run_gives_each_partition_its_own_numbers(sqlite_url, emulator, instance, tmp_path):
@@ -114,15 +102,16 @@ def test_range_run_gives_each_partition_its_own_numbers(sqlite_url, emulator, in
     assert [e["cms_id"] for e in meta["validated_products", D4]["errors"]] == ["d4-bad"]
     assert meta["validated_products", D2]["errors"] == [] and meta["validated_products", D2]["errors_by_code"] == {}
 
-    def synced(pk: str) -> dict[str, Any]:
+    def synced(pk: str) -> tuple[Any, ...]:
         m = meta["stripe_products", pk]
         keys = ("planned", "plan_create", "plan_noop", "created", "updated", "noop", "failed", "success_rate")
-        return {k: m[k] for k in keys}
+        return tuple(m[k] for k in keys)
 
-    assert synced(D1) == dict(planned=2, plan_create=2, plan_noop=0, created=2, updated=0, noop=0, failed=0, success_rate=1.0)
-    assert synced(D2) == dict(planned=0, plan_create=0, plan_noop=0, created=0, updated=0, noop=0, failed=0, success_rate=1.0)
-    assert synced(D3) == dict(planned=1, plan_create=1, plan_noop=0, created=1, updated=0, noop=0, failed=0, success_rate=1.0)
-    assert synced(D4) == dict(planned=3, plan_create=3, plan_noop=0, created=3, updated=0, noop=0, failed=0, success_rate=1.0)
+    # planned, plan_create, plan_noop, created, updated, noop, failed, success_rate
+    assert synced(D1) == (2, 2, 0, 2, 0, 0, 0, 1.0)
+    assert synced(D2) == (0, 0, 0, 0, 0, 0, 0, 1.0)
+    assert synced(D3) == (1, 1, 0, 1, 0, 0, 0, 1.0)
+    assert synced(D4) == (3, 3, 0, 3, 0, 0, 0, 1.0)
     # The plan lines of a day are its own rows'.
     assert "d1-a" in meta["stripe_products", D1]["plan_summary"]
     assert "d4-a" not in meta["stripe_products", D1]["plan_summary"]
@@ -150,11 +139,11 @@ def test_range_run_gives_each_partition_its_own_numbers(sqlite_url, emulator, in
         assert not RUN_WIDE & set(m), f"{asset} {pk} carries run-wide {sorted(RUN_WIDE & set(m))}"
 
     # They are the run's, recorded once: all the sync's requests are the ones the emulator answered.
-    (run_figures,) = _observations(instance, result.run_id, "stripe_products")
-    assert run_figures["stripe_calls"] == len(sync_requests)
-    assert run_figures["stripe_writes"] == posts
-    assert run_figures["written_back"] == 6
-    (quarantine_figures,) = _observations(instance, result.run_id, "validated_products")
+    run_wide = run_figures(instance, result.run_id, "stripe_products")
+    assert run_wide["stripe_calls"] == len(sync_requests)
+    assert run_wide["stripe_writes"] == posts
+    assert run_wide["written_back"] == 6
+    quarantine_figures = run_figures(instance, result.run_id, "validated_products")
     assert quarantine_figures["quarantine_written_back"] == 2
 
     # The run report still adds the partitions up and takes the run's figures from its observation,
@@ -186,5 +175,5 @@ def test_single_partition_run_has_no_run_wide_figures_either(sqlite_url, emulato
         assert m["rows"] == 4 if "rows" in m else asset == "stripe_products"
         assert not RUN_WIDE & set(m), f"{asset} carries run-wide {sorted(RUN_WIDE & set(m))}"
     assert latest_metadata(instance, "stripe_products", D4)["created"] == 3
-    (run_figures,) = _observations(instance, result.run_id, "stripe_products")
-    assert run_figures["stripe_calls"] > 0 and run_figures["written_back"] == 3
+    run_wide = run_figures(instance, result.run_id, "stripe_products")
+    assert run_wide["stripe_calls"] > 0 and run_wide["written_back"] == 3
