@@ -370,36 +370,27 @@ def _sync(
         links[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
     resolved_log = str(pathlib.Path(log_path).resolve())
 
-    def report(status: str) -> None:
-        per_day = per_day_metadata(outcome, products, span, keys, links)
-        written = write_run_report(
-            context.instance,
-            context.run,
-            status=status,
-            # A stopped step materializes nothing: its figures are its failure's metadata (`meta`).
-            extra=_own_records(keys, run_wide, per_day)
-            if status == "success"
-            else [Materialized(STRIPE_ASSET, None, plain(meta))],
-            log_path=resolved_log,
-        )
+    def report(status: str, records: Sequence[Materialized]) -> None:
+        written = write_run_report(context.instance, context.run, status=status, extra=records, log_path=resolved_log)
         links[RUN_REPORT_PATH] = dg.MetadataValue.path(written.report_path or "")
         links[LOG_PATH] = dg.MetadataValue.path(resolved_log)
         for target in (meta, run_wide):
-            target[RUN_REPORT_PATH] = links[RUN_REPORT_PATH]
-            target[LOG_PATH] = links[LOG_PATH]
+            target.update({RUN_REPORT_PATH: links[RUN_REPORT_PATH], LOG_PATH: links[LOG_PATH]})
 
+    # A stopped step materializes nothing: its figures are its failure's metadata (`meta`), whole.
+    stopped = [Materialized(STRIPE_ASSET, None, plain(meta))]
     if outcome.result is not None and outcome.result.critical:
         # CRITICAL stops the run and is not retried here: the breaker has already waited out the
         # failures. Re-execute (or `cms-stripe resume`) once Stripe answers; the checkpoints above
         # let it skip every product that finished.
-        report("failed")
+        report("failed", stopped)
         raise dg.Failure(description=outcome.result.critical, metadata=meta, allow_retries=False)
     if outcome.writeback_failure_message:
         # Stripe is right and the CMS is behind: fail the step so nobody mistakes the run for done.
-        report("failed")
+        report("failed", stopped)
         raise dg.Failure(description=outcome.writeback_failure_message, metadata=meta, allow_retries=False)
-    report("success")
-    # Built after the report so each partition links it too.
+    report("success", _own_records(keys, run_wide, per_day_metadata(outcome, products, span, keys, links)))
+    # Again once the report is written, so each partition links it too.
     per_day = per_day_metadata(outcome, products, span, keys, links)
     own = partition_metadata_result(context, per_day, {})
     log_run_metadata(context, STRIPE_PRODUCTS, run_wide, "Stripe figures")
