@@ -33,8 +33,12 @@ QUARANTINE_WRITTEN_BACK = "quarantine_written_back"
 QUARANTINE_WRITE_BACK_ERROR = "quarantine_write_back_error"
 DRY_RUN = "dry_run"
 PLANNED = "planned"
-# Prefix of the per-operation-kind plan counts (plan_create, plan_update, ...).
+# Prefix of the per-operation-kind plan counts (plan_create, plan_update, ...): one per kind of
+# core.plan.KINDS, and plan_quarantined for the rows the plan refused.
 PLAN_COUNT_PREFIX = "plan_"
+PLAN_COUNT_KEYS = tuple(
+    PLAN_COUNT_PREFIX + kind for kind in ("create", "update", "reprice", "archive", "reactivate", "noop", "quarantined")
+)
 # How each CMS row ended up in Stripe (the values of core.executor.Outcome): each is also the
 # metadata key of its count.
 CREATED = "created"
@@ -55,6 +59,9 @@ SUCCESS_RATE = "success_rate"
 PRODUCTS_PER_SECOND = "products_per_second"
 STRIPE_CALLS = "stripe_calls"
 STRIPE_WRITES = "stripe_writes"
+# Write requests issued for a partition's own products (retries inside the Stripe client excluded):
+# the part of the run's Stripe traffic that can be attributed to a day. State reads serve many days.
+STRIPE_WRITE_ATTEMPTS = "stripe_write_attempts"
 RATE_LIMITED = "stripe_429s"
 DURATION_S = "duration_s"
 PLAN_PATH = "plan_path"
@@ -112,8 +119,12 @@ PLAN_QUARANTINED = "plan_quarantined"
 RUN_REPORT_PATH = "run_report_path"
 LOG_PATH = "log_path"
 
-# Keys whose value in a range run is each partition's own (a run's total is their sum); every other
-# key describes the whole run and is the same on every partition of it.
+# What a materialization of one partition says. Each partition of a run gets its own dict with every
+# key of its asset (zeros for a day without rows), in a single-partition run and a range run alike:
+# Dagster fills a key missing from a partition's dict with the run-level value, so the assets give the
+# range's MaterializeResult no metadata at all (assets/common.py). Three kinds of keys:
+#
+# Counts of the partition's own rows: a run's total is their sum (the run report adds them up).
 PER_PARTITION_KEYS = frozenset(
     {
         ROWS,
@@ -123,6 +134,12 @@ PER_PARTITION_KEYS = frozenset(
         UNREADABLE_ROWS,
         VALID_ROWS,
         QUARANTINED_ROWS,
+        QUARANTINE_BY_CODE,
+        PLANNED,
+        *PLAN_COUNT_KEYS,
+        SKIPPED_EXISTING,
+        RESUMED,
+        STRIPE_WRITE_ATTEMPTS,
         *OUTCOMES,
         MATCHED,
         MISSING,
@@ -134,6 +151,30 @@ PER_PARTITION_KEYS = frozenset(
         ERRORS,
         ERRORS_BY_CODE,
         ERRORS_BY_SEVERITY,
+    }
+)
+# The partition's own view that does not add up: its rates, newest row, and tables of its own rows.
+PARTITION_DETAIL_KEYS = frozenset(
+    {MAX_UPDATED_AT, VALIDATION_RATE, SUCCESS_RATE, QUARANTINE_TABLE, PLAN_SUMMARY, FAILURES_TABLE, REPORT_TABLE}
+)
+# Facts about the run that made the partition, true of each of its partitions: dry run or not, and
+# links to the run's plan, report, log and reconciliation file (they cover the partition's rows).
+RUN_LINK_KEYS = frozenset({DRY_RUN, PLAN_PATH, RUN_REPORT_PATH, LOG_PATH, REPORT_PATH})
+# Figures of the whole run: never on a partition. Each asset step records them once per run as an
+# observation of the asset without a partition (in the run's event log, read back by the run report),
+# together with the whole run's plan summary, failures and reconciliation tables.
+RUN_WIDE_KEYS = frozenset(
+    {
+        PRODUCTS_PER_SECOND,
+        STRIPE_CALLS,
+        STRIPE_WRITES,
+        RATE_LIMITED,
+        DURATION_S,
+        WRITTEN_BACK,
+        WRITEBACK_CONFLICTS,
+        WRITEBACK_FAILED,
+        QUARANTINE_WRITTEN_BACK,
+        QUARANTINE_WRITE_BACK_ERROR,
     }
 )
 

@@ -13,7 +13,13 @@ from typing import Any
 
 import dagster as dg
 
-from cms_stripe.constants import STRIPE_ASSET, STRIPE_CALLS
+from cms_stripe.constants import (
+    RAW_ASSET,
+    RECONCILIATION_ASSET,
+    STRIPE_ASSET,
+    STRIPE_CALLS,
+    VALIDATED_ASSET,
+)
 from cms_stripe.core import runlog
 from cms_stripe.core.report import Materialized, RunReport, build_report, find_report, report_path
 from cms_stripe.core.settings import Settings
@@ -24,6 +30,8 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
 ROOT_RUN_TAG = "dagster/root_run_id"
+# Assets whose steps record the run's own figures once, as an observation without a partition.
+RUN_FIGURE_ASSETS = frozenset({RAW_ASSET, VALIDATED_ASSET, STRIPE_ASSET, RECONCILIATION_ASSET})
 
 
 def plain(metadata: Any) -> dict[str, Any]:
@@ -63,14 +71,31 @@ def run_group(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.Dagst
 
 
 def run_materializations(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[Materialized]:
+    """What the runs recorded per partition (materializations) and once per run (observations of the
+    same assets without a partition: constants.RUN_WIDE_KEYS), in order."""
     out = []
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION}
     for run in runs:
-        for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        for entry in instance.all_logs(run.run_id, of_type=kinds):
             event = entry.dagster_event
             if event is None:
                 continue
-            mat = event.event_specific_data.materialization  # type: ignore[union-attr]
-            out.append(Materialized(mat.asset_key.to_user_string(), mat.partition, plain(mat.metadata)))
+            if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+                out.append(Materialized(mat.asset_key.to_user_string(), mat.partition, plain(mat.metadata)))
+                continue
+            obs = event.event_specific_data.asset_observation  # type: ignore[union-attr]
+            # Checkpoints are observations of a partition; the journal's are of its own asset.
+            if obs.partition is None and obs.asset_key.to_user_string() in RUN_FIGURE_ASSETS:
+                out.append(Materialized(obs.asset_key.to_user_string(), None, plain(obs.metadata)))
+    return out
+
+
+def _materialized_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
+    out = set()
+    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        if entry.dagster_event is not None:
+            out.add(entry.dagster_event.event_specific_data.materialization.asset_key.to_user_string())  # type: ignore[union-attr]
     return out
 
 
@@ -105,7 +130,7 @@ def run_scope(run: dg.DagsterRun) -> tuple[str | None, str | None, list[str]]:
 def _failures_unless_materialized(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Materialized]:
     # Only this run's own failure (a resumed run's report must not add its parent's figures), and
     # only when the sync did not materialize in this run.
-    if any(r.asset == STRIPE_ASSET for r in run_materializations(instance, [run])):
+    if STRIPE_ASSET in _materialized_assets(instance, run):
         return []
     return failed_sync_records(instance, run)
 

@@ -6,8 +6,8 @@ from cms_stripe.assets.common import (
     BACKFILL_POLICY,
     FRAMES_IO_MANAGER,
     RETRY_POLICY,
-    add_partition_metadata,
     group_by_partition,
+    partition_metadata_result,
     run_partition_keys,
 )
 from cms_stripe.cms.source import CatalogSource
@@ -72,7 +72,7 @@ def raw_cms_products(
     start, end, undated = span.read_bounds(keys[0], keys[-1])
     products = list(catalog.read_window(start, end, include_undated=undated))
     by_partition = group_by_partition(products, lambda p: p.updated_at, span)
-    add_partition_metadata(
+    own = partition_metadata_result(
         context,
         {pk: partition_metadata(rows, span) for pk, rows in by_partition.items()},
         partition_metadata([], span),
@@ -82,4 +82,4 @@ def raw_cms_products(
     context.log.info(
         f"read {len(products)} CMS rows with updated_at in [{lo}, {hi})" + (", and undated rows" if undated else "")
     )
-    return dg.MaterializeResult(value=products_to_frame(products), metadata=partition_metadata(products, span))
+    return dg.MaterializeResult(value=products_to_frame(products), metadata=own)

@@ -43,18 +43,41 @@ def group_by_partition(
     return out
 
 
-def add_partition_metadata(
+def partition_metadata_result(
     context: dg.AssetExecutionContext,
     per_partition: Mapping[str, Mapping[str, Any]],
     empty: Mapping[str, Any],
-) -> None:
-    """Each partition of a range run gets its own numbers (`empty` for a day without rows); they take
-    precedence over the run-level values of the MaterializeResult, which then describe the whole run."""
-    keys = partition_keys(context)
-    if len(keys) <= 1:
-        return
+) -> dict[str, Any]:
+    """Give each partition of the run its own metadata (`empty` overlaid with its own numbers, so every
+    key is there, zero on a day without rows) and return what the MaterializeResult carries.
+
+    In a range run that is nothing: Dagster fills any key a partition's own dict lacks from the
+    MaterializeResult's metadata, which would stamp run-wide values on every day of the range. In a
+    single-partition run the partition's dict is the MaterializeResult's metadata."""
+    keys = run_partition_keys(context)
+    own = {pk: {**empty, **per_partition.get(pk, {})} for pk in keys}
+    if len(keys) == 1:
+        return own[keys[0]]
     for pk in keys:
-        context.add_asset_metadata(dict(per_partition.get(pk, empty)), partition_key=pk)
+        context.add_asset_metadata(own[pk], partition_key=pk)
+    return {}
+
+
+def log_run_metadata(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, metadata: Mapping[str, Any], what: str
+) -> None:
+    """Figures of the whole run (constants.RUN_WIDE_KEYS, the whole run's tables): one observation of the
+    asset without a partition, in the run's event log, so they are neither stamped on nor summed over
+    its partitions. The run report reads them back (reporting.run_materializations)."""
+    keys = run_partition_keys(context)
+    label = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=asset_key,
+            description=f"{what} of run {context.run.run_id} ({label}): the whole run, not one partition",
+            metadata=dict(metadata),
+        )
+    )
 
 
 def link_holders(catalog: CatalogSource, products: Sequence[CmsProduct]) -> list[CmsProduct]:

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from cms_stripe.assets.common import BACKFILL_POLICY, RETRY_POLICY, add_partition_metadata, partition_keys
+from cms_stripe.assets.common import (
+    BACKFILL_POLICY,
+    RETRY_POLICY,
+    log_run_metadata,
+    partition_keys,
+    partition_metadata_result,
+)
 from cms_stripe.checks import (
     CATALOG_RECONCILIATION,
     RECONCILIATION_REPORT,
@@ -50,7 +56,6 @@ def write_report(report: rc.ReconciliationReport, reports_dir: str, name: str) -
 def report_metadata(report: rc.ReconciliationReport, path: str) -> dict[str, dg.MetadataValue]:
     return {
         **partition_counts(report),
-        ORPHANS: dg.MetadataValue.int(report.counts()[rc.ORPHAN]),
         REPORT_PATH: dg.MetadataValue.path(path),
         REPORT_TABLE: dg.MetadataValue.md(report.to_markdown()),
     }
@@ -59,6 +64,7 @@ def report_metadata(report: rc.ReconciliationReport, path: str) -> dict[str, dg.
 def partition_counts(report: rc.ReconciliationReport) -> dict[str, dg.MetadataValue]:
     counts = report.counts()
     return {
+        ORPHANS: dg.MetadataValue.int(counts[rc.ORPHAN]),
         ROWS: dg.MetadataValue.int(len(report.rows)),
         MATCHED: dg.MetadataValue.int(counts[rc.MATCHED]),
         MISSING: dg.MetadataValue.int(counts[rc.MISSING]),
@@ -106,22 +112,36 @@ def reconciliation_report(
     report, _ = reconcile_ids(catalog, stripe, ids, scope=f"partition {label}")
     span = current_span()
     day_of_id = {p.id: span.key_for(p.updated_at) for p in frame_to_products(raw_cms_products)}
-    per_day: dict[str, rc.ReconciliationReport] = {}
+    per_day = {pk: rc.ReconciliationReport(scope=f"partition {pk}") for pk in keys}
     for row in report.rows:
-        day = day_of_id.get(row.cms_id or "")
-        if day:
-            per_day.setdefault(day, rc.ReconciliationReport(scope=f"partition {day}")).rows.append(row)
+        # A row whose day is not one of the run's (midnight passed mid-run) counts on its last day.
+        per_day.get(day_of_id.get(row.cms_id or "", ""), per_day[keys[-1]]).rows.append(row)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = write_report(report, settings.reports_dir, f"reconciliation-{label}-{stamp}")
-    add_partition_metadata(
+    # Each partition: its own rows' counts and table, and the link to the run's file (all its days).
+    own = partition_metadata_result(
         context,
-        {day: partition_counts(r) for day, r in per_day.items()},
-        partition_counts(rc.ReconciliationReport(scope="empty")),
+        {
+            day: {
+                **partition_counts(r),
+                REPORT_PATH: dg.MetadataValue.path(path),
+                REPORT_TABLE: dg.MetadataValue.md(r.to_markdown()),
+            }
+            for day, r in per_day.items()
+        },
+        {},
     )
+    if len(keys) > 1:
+        log_run_metadata(
+            context,
+            RECONCILIATION_REPORT,
+            {REPORT_PATH: dg.MetadataValue.path(path), REPORT_TABLE: dg.MetadataValue.md(report.to_markdown())},
+            "reconciliation",
+        )
     counts = report.counts()
     context.log.info(f"reconciliation {label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(
-        metadata=report_metadata(report, path),
+        metadata=own,
         check_results=reconciliation_results(
             RECONCILIATION_REPORT,
             drift=counts[rc.DRIFT] + counts[rc.MISSING],

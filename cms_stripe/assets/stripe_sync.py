@@ -3,6 +3,7 @@
 import pathlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -11,8 +12,9 @@ import pandas as pd
 from cms_stripe.assets.common import (
     BACKFILL_POLICY,
     RETRY_POLICY,
-    add_partition_metadata,
+    log_run_metadata,
     partition_keys,
+    partition_metadata_result,
 )
 from cms_stripe.assets.journal import InstanceJournal
 from cms_stripe.checks import STRIPE_PRODUCTS, failed_writes_result, no_failed_writes_check
@@ -42,6 +44,7 @@ from cms_stripe.constants import (
     STRIPE_ASSET,
     STRIPE_CALLS,
     STRIPE_POOL,
+    STRIPE_WRITE_ATTEMPTS,
     STRIPE_WRITES,
     SUCCESS_RATE,
     WRITEBACK_CONFLICTS,
@@ -50,7 +53,9 @@ from cms_stripe.constants import (
 )
 from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.core.days import PartitionSpan
+from cms_stripe.core.executor import ProductResult
 from cms_stripe.core.frames import frame_to_products
+from cms_stripe.core.plan import Operation, Plan, Quarantined
 from cms_stripe.core.report import (
     ErrorItem,
     Materialized,
@@ -153,15 +158,19 @@ def outcome_errors(outcome: SyncOutcome) -> list[ErrorItem]:
     return errors + writeback_errors(outcome.writeback_failed)
 
 
-def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
+def failures_markdown(failures: Sequence[tuple[str, str]], limit: int = 100) -> str:
+    if not failures:
+        return "No failed write."
+    return "| cms id | error |\n|---|---|\n" + "\n".join(f"| {i} | {e} |" for i, e in failures[:limit])
+
+
+def run_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
+    """Figures of the whole run (constants.RUN_WIDE_KEYS) and its whole plan: recorded once per run,
+    never on a partition (Stripe's calls and the run's pace are not any one day's)."""
     counts = outcome.counts
     attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
     meta: dict[str, dg.MetadataValue] = {
         DRY_RUN: dg.MetadataValue.bool(dry_run),
-        PLANNED: dg.MetadataValue.int(len(outcome.plan.operations)),
-        SKIPPED_EXISTING: dg.MetadataValue.int(outcome.skipped_existing),
-        RESUMED: dg.MetadataValue.int(outcome.resumed),
-        SUCCESS_RATE: dg.MetadataValue.float(outcome.succeeded / attempted if attempted else 1.0),
         PRODUCTS_PER_SECOND: dg.MetadataValue.float(
             round(attempted / outcome.duration_s, 3) if outcome.duration_s > 0 else 0.0
         ),
@@ -174,52 +183,105 @@ def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.Metada
         WRITEBACK_FAILED: dg.MetadataValue.int(len(outcome.writeback_failed)),
         PLAN_SUMMARY: dg.MetadataValue.md(outcome.plan.summary_markdown()),
     }
+    if outcome.plan_path:
+        meta[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
+    if outcome.failures:
+        meta[FAILURES_TABLE] = dg.MetadataValue.md(failures_markdown(outcome.failures))
+    return meta
+
+
+def outcome_metadata(outcome: SyncOutcome, dry_run: bool) -> dict[str, dg.MetadataValue]:
+    """The whole run in one dict, its totals included: the figures of a run without partitions (the
+    selective job) and of a sync step that stopped (its failure's metadata)."""
+    counts = outcome.counts
+    attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
+    meta = run_metadata(outcome, dry_run)
+    meta.update(
+        {
+            PLANNED: dg.MetadataValue.int(len(outcome.plan.operations)),
+            SKIPPED_EXISTING: dg.MetadataValue.int(outcome.skipped_existing),
+            RESUMED: dg.MetadataValue.int(outcome.resumed),
+            SUCCESS_RATE: dg.MetadataValue.float(outcome.succeeded / attempted if attempted else 1.0),
+        }
+    )
     for kind, n in outcome.plan.counts().items():
         meta[PLAN_COUNT_PREFIX + kind] = dg.MetadataValue.int(n)
     for name in OUTCOMES:
         meta[name] = dg.MetadataValue.int(counts.get(name, 0))
-    if outcome.plan_path:
-        meta[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
     for key, value in error_metadata(outcome_errors(outcome)).items():
         meta[key] = dg.MetadataValue.json(value)
-    failures = outcome.failures
-    if failures:
-        meta[FAILURES_TABLE] = dg.MetadataValue.md(
-            "| cms id | error |\n|---|---|\n" + "\n".join(f"| {i} | {e} |" for i, e in failures[:100])
-        )
     return meta
 
 
-def per_day_counts(
-    outcome: SyncOutcome, products: Sequence[CmsProduct], span: PartitionSpan
+@dataclass
+class _Day:
+    """What one partition of the run holds: its rows' plan lines, results and errors."""
+
+    newest: str = ""
+    operations: list[Operation] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    results: list[ProductResult] = field(default_factory=list)
+    errors: list[ErrorItem] = field(default_factory=list)
+    skipped_existing: int = 0
+    resumed: int = 0
+
+
+def per_day_metadata(
+    outcome: SyncOutcome,
+    products: Sequence[CmsProduct],
+    span: PartitionSpan,
+    keys: Sequence[str],
+    links: Mapping[str, dg.MetadataValue],
 ) -> dict[str, dict[str, dg.MetadataValue]]:
+    """Each partition of the run (every one of `keys`, empty days too): its own plan lines, outcomes,
+    errors, and the Stripe writes issued for its products. A row whose day is not one of the run's
+    (the day rolled over mid-run) counts on the run's last partition, so the partitions add up to the run."""
     day_by_id = {p.id: span.key_for(p.updated_at) for p in products}
-    per_day: dict[str, Counter[str]] = defaultdict(Counter)
-    newest: dict[str, str] = {}
+    days = {pk: _Day() for pk in keys}
+
+    def day(cms_id: str | None) -> _Day:
+        return days.get(day_by_id.get(cms_id or "", ""), days[keys[-1]])
+
     for p in products:
-        d = day_by_id[p.id]
-        newest[d] = max(newest.get(d, ""), p.updated_at.isoformat() if p.updated_at else "")
-    if outcome.result is not None:
-        for r in outcome.result.results:
-            day = day_by_id.get(r.cms_id)
-            if day:
-                per_day[day][r.outcome] += 1
-    errors: dict[str, list[ErrorItem]] = defaultdict(list)
+        d = day(p.id)
+        d.newest = max(d.newest, p.updated_at.isoformat() if p.updated_at else "")
+    for op in outcome.plan.operations:
+        day(op.cms_id).operations.append(op)
+    for q in outcome.plan.quarantined:
+        day(q.cms_id).quarantined.append(q)
+    for r in outcome.result.results if outcome.result is not None else []:
+        day(r.cms_id).results.append(r)
     for item in outcome_errors(outcome):
-        errors[day_by_id.get(item.cms_id, "")].append(item)
-    return {d: day_metadata(per_day[d], newest[d], errors.get(d, [])) for d in newest}
+        day(item.cms_id).errors.append(item)
+    for cms_id in outcome.skipped_ids:
+        day(cms_id).skipped_existing += 1
+    for cms_id in outcome.resumed_ids:
+        day(cms_id).resumed += 1
+    return {pk: day_metadata(outcome.plan, d, links) for pk, d in days.items()}
 
 
-def day_metadata(
-    counts: Mapping[str, int], newest: str, errors: Sequence[ErrorItem] = ()
-) -> dict[str, dg.MetadataValue]:
+def day_metadata(plan: Plan, day: _Day, links: Mapping[str, dg.MetadataValue]) -> dict[str, dg.MetadataValue]:
+    own_plan = replace(plan, operations=day.operations, quarantined=day.quarantined)
+    counts: Counter[str] = Counter(r.outcome for r in day.results)
     attempted = sum(counts.get(k, 0) for k in OUTCOMES if k != SKIPPED)
-    ok = attempted - counts.get(FAILED, 0)
-    meta: dict[str, dg.MetadataValue] = {name: dg.MetadataValue.int(counts.get(name, 0)) for name in OUTCOMES}
-    meta[SUCCESS_RATE] = dg.MetadataValue.float(ok / attempted if attempted else 1.0)
-    meta[MAX_UPDATED_AT] = dg.MetadataValue.text(newest)
-    # The day's own errors: in a range run they replace the run's on each partition.
-    meta.update({key: dg.MetadataValue.json(value) for key, value in error_metadata(errors).items()})
+    failed = [r for r in day.results if r.outcome == FAILED]
+    meta: dict[str, dg.MetadataValue] = {
+        **links,
+        PLANNED: dg.MetadataValue.int(len(day.operations)),
+        **{PLAN_COUNT_PREFIX + kind: dg.MetadataValue.int(n) for kind, n in own_plan.counts().items()},
+        PLAN_SUMMARY: dg.MetadataValue.md(own_plan.summary_markdown()),
+        SKIPPED_EXISTING: dg.MetadataValue.int(day.skipped_existing),
+        RESUMED: dg.MetadataValue.int(day.resumed),
+        **{name: dg.MetadataValue.int(counts.get(name, 0)) for name in OUTCOMES},
+        SUCCESS_RATE: dg.MetadataValue.float((attempted - len(failed)) / attempted if attempted else 1.0),
+        STRIPE_WRITE_ATTEMPTS: dg.MetadataValue.int(sum(r.attempts for r in day.results)),
+        FAILURES_TABLE: dg.MetadataValue.md(
+            failures_markdown([(r.cms_id, f"[{r.severity.value if r.severity else '?'}] {r.error}") for r in failed])
+        ),
+        MAX_UPDATED_AT: dg.MetadataValue.text(day.newest),
+    }
+    # The day's own errors: each partition lists its rows', the run report joins them.
+    meta.update({key: dg.MetadataValue.json(value) for key, value in error_metadata(day.errors).items()})
     return meta
 
 
@@ -252,12 +314,12 @@ def stripe_products(
 def _own_records(
     keys: Sequence[str], run_wide: Mapping[str, dg.MetadataValue], per_day: Mapping[str, Mapping[str, dg.MetadataValue]]
 ) -> list[Materialized]:
-    """This step's materializations as the instance will record them (run-wide values, each
-    partition's own numbers over them), so the report is built like the CLI's, from metadata."""
-    if len(keys) <= 1:
-        return [Materialized(STRIPE_ASSET, keys[0] if keys else None, plain(run_wide))]
-    empty = day_metadata({}, "")
-    return [Materialized(STRIPE_ASSET, pk, plain({**run_wide, **per_day.get(pk, empty)})) for pk in keys]
+    """This step's records as the instance will hold them (each partition's own metadata, and the run's
+    figures once, without a partition), so the report is built like the CLI's, from metadata."""
+    return [
+        *(Materialized(STRIPE_ASSET, pk, plain(per_day[pk])) for pk in keys),
+        Materialized(STRIPE_ASSET, None, plain(run_wide)),
+    ]
 
 
 def _sync(
@@ -302,29 +364,34 @@ def _sync(
             + ", ".join((outcome.writeback_conflicts + outcome.writeback_missing)[:20])
         )
     meta = outcome_metadata(outcome, settings.dry_run)
-    per_day = per_day_counts(outcome, products, span)
+    run_wide = run_metadata(outcome, settings.dry_run)
+    links: dict[str, dg.MetadataValue] = {DRY_RUN: dg.MetadataValue.bool(settings.dry_run)}
+    if outcome.plan_path:
+        links[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
+    resolved_log = str(pathlib.Path(log_path).resolve())
 
-    def report(status: str) -> None:
-        written = write_run_report(
-            context.instance,
-            context.run,
-            status=status,
-            extra=_own_records(keys, meta, per_day),
-            log_path=str(pathlib.Path(log_path).resolve()),
-        )
-        meta[RUN_REPORT_PATH] = dg.MetadataValue.path(written.report_path or "")
-        meta[LOG_PATH] = dg.MetadataValue.path(str(pathlib.Path(log_path).resolve()))
+    def report(status: str, records: Sequence[Materialized]) -> None:
+        written = write_run_report(context.instance, context.run, status=status, extra=records, log_path=resolved_log)
+        links[RUN_REPORT_PATH] = dg.MetadataValue.path(written.report_path or "")
+        links[LOG_PATH] = dg.MetadataValue.path(resolved_log)
+        for target in (meta, run_wide):
+            target.update({RUN_REPORT_PATH: links[RUN_REPORT_PATH], LOG_PATH: links[LOG_PATH]})
 
+    # A stopped step materializes nothing: its figures are its failure's metadata (`meta`), whole.
+    stopped = [Materialized(STRIPE_ASSET, None, plain(meta))]
     if outcome.result is not None and outcome.result.critical:
         # CRITICAL stops the run and is not retried here: the breaker has already waited out the
         # failures. Re-execute (or `cms-stripe resume`) once Stripe answers; the checkpoints above
         # let it skip every product that finished.
-        report("failed")
+        report("failed", stopped)
         raise dg.Failure(description=outcome.result.critical, metadata=meta, allow_retries=False)
     if outcome.writeback_failure_message:
         # Stripe is right and the CMS is behind: fail the step so nobody mistakes the run for done.
-        report("failed")
+        report("failed", stopped)
         raise dg.Failure(description=outcome.writeback_failure_message, metadata=meta, allow_retries=False)
-    add_partition_metadata(context, per_day, day_metadata({}, ""))
-    report("success")
-    return dg.MaterializeResult(metadata=meta, check_results=[failed_writes_result(outcome.failures)])
+    report("success", _own_records(keys, run_wide, per_day_metadata(outcome, products, span, keys, links)))
+    # Again once the report is written, so each partition links it too.
+    per_day = per_day_metadata(outcome, products, span, keys, links)
+    own = partition_metadata_result(context, per_day, {})
+    log_run_metadata(context, STRIPE_PRODUCTS, run_wide, "Stripe figures")
+    return dg.MaterializeResult(metadata=own, check_results=[failed_writes_result(outcome.failures)])

@@ -12,9 +12,10 @@ from cms_stripe.assets.common import (
     BACKFILL_POLICY,
     FRAMES_IO_MANAGER,
     RETRY_POLICY,
-    add_partition_metadata,
     group_by_partition,
     link_holders,
+    log_run_metadata,
+    partition_metadata_result,
 )
 from cms_stripe.checks import validation_rate_check, validation_rate_result
 from cms_stripe.cms.source import CatalogSource
@@ -29,10 +30,11 @@ from cms_stripe.constants import (
     QUARANTINED_ROWS,
     ROWS,
     VALID_ROWS,
+    VALIDATED_ASSET,
     VALIDATION_RATE,
 )
 from cms_stripe.core import runlog
-from cms_stripe.core.catalog import WriteBackResult
+from cms_stripe.core.catalog import CmsProduct, WriteBackResult
 from cms_stripe.core.errors import Severity
 from cms_stripe.core.frames import ValidatedProducts, frame_to_products, products_to_frame
 from cms_stripe.core.mapping import RowIssue
@@ -45,6 +47,7 @@ from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 
 ValidatedProductsType = pandera_schema_to_dagster_type(ValidatedProducts)
+VALIDATED_KEY = dg.AssetKey(VALIDATED_ASSET)
 
 
 def schema_failures(frame: pd.DataFrame) -> dict[int, list[RowIssue]]:
@@ -86,6 +89,25 @@ def quarantine_markdown(quarantined: Quarantine, limit: int = 100) -> str:
     if len(quarantined) > limit:
         lines.append(f"| … | | | | {len(quarantined) - limit} more rows |")
     return "\n".join(lines)
+
+
+def day_metadata(
+    rows: list[CmsProduct], quarantined: Quarantine, errors: list[ErrorItem], dry_run: bool
+) -> dict[str, dg.MetadataValue]:
+    """One partition's validation: its rows, its quarantine (table, codes, errors), its live rate."""
+    live = sum(1 for p in rows if p.should_be_active)
+    live_bad = sum(1 for p, _ in quarantined if p.should_be_active)
+    codes = Counter(i.code for _, issues in quarantined for i in issues)
+    return {
+        ROWS: dg.MetadataValue.int(len(rows)),
+        VALID_ROWS: dg.MetadataValue.int(len(rows) - len(quarantined)),
+        QUARANTINED_ROWS: dg.MetadataValue.int(len(quarantined)),
+        VALIDATION_RATE: dg.MetadataValue.float((live - live_bad) / live if live else 1.0),
+        QUARANTINE_TABLE: dg.MetadataValue.md(quarantine_markdown(quarantined)),
+        QUARANTINE_BY_CODE: dg.MetadataValue.json(dict(sorted(codes.items()))),
+        DRY_RUN: dg.MetadataValue.bool(dry_run),
+        **{k: dg.MetadataValue.json(v) for k, v in error_metadata(errors).items()},
+    }
 
 
 @dg.asset(
@@ -150,50 +172,29 @@ def _validate(
 
     span = current_span()
     by_partition = group_by_partition(products, lambda p: p.updated_at, span)
-    bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined)
-    live_bad_by_partition = Counter(span.key_for(p.updated_at) for p, _ in quarantined if p.should_be_active)
+    bad_by_partition = group_by_partition(quarantined, lambda q: q[0].updated_at, span)
     errors_by_day: dict[str, list[ErrorItem]] = {}
     day_of = {p.id: span.key_for(p.updated_at) for p, _ in quarantined}
     for item in errors:
         errors_by_day.setdefault(day_of.get(item.cms_id, ""), []).append(item)
-    per_day = {}
-    for day, rows in by_partition.items():
-        day_live = sum(1 for p in rows if p.should_be_active)
-        bad = bad_by_partition.get(day, 0)
-        per_day[day] = {
-            ROWS: dg.MetadataValue.int(len(rows)),
-            VALID_ROWS: dg.MetadataValue.int(len(rows) - bad),
-            QUARANTINED_ROWS: dg.MetadataValue.int(bad),
-            VALIDATION_RATE: dg.MetadataValue.float(
-                (day_live - live_bad_by_partition.get(day, 0)) / day_live if day_live else 1.0
-            ),
-            **{k: dg.MetadataValue.json(v) for k, v in error_metadata(errors_by_day.get(day, [])).items()},
-        }
-    add_partition_metadata(
+    per_day = {
+        day: day_metadata(rows, bad_by_partition.get(day, []), errors_by_day.get(day, []), settings.dry_run)
+        for day, rows in by_partition.items()
+    }
+    own = partition_metadata_result(context, per_day, day_metadata([], [], [], settings.dry_run))
+    log_run_metadata(
         context,
-        per_day,
+        VALIDATED_KEY,
         {
-            ROWS: dg.MetadataValue.int(0),
-            VALID_ROWS: dg.MetadataValue.int(0),
-            QUARANTINED_ROWS: dg.MetadataValue.int(0),
-            VALIDATION_RATE: dg.MetadataValue.float(1.0),
-            **{k: dg.MetadataValue.json(v) for k, v in error_metadata([]).items()},
-        },
-    )
-    codes = Counter(i.code for _, issues in quarantined for i in issues)
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            ROWS: dg.MetadataValue.int(len(products)),
-            VALID_ROWS: dg.MetadataValue.int(len(valid)),
-            QUARANTINED_ROWS: dg.MetadataValue.int(len(quarantined)),
-            VALIDATION_RATE: dg.MetadataValue.float(live_valid / live if live else 1.0),
-            QUARANTINE_TABLE: dg.MetadataValue.md(quarantine_markdown(quarantined)),
-            QUARANTINE_BY_CODE: dg.MetadataValue.json(dict(codes)),
             QUARANTINE_WRITTEN_BACK: dg.MetadataValue.int(written.written),
             QUARANTINE_WRITE_BACK_ERROR: dg.MetadataValue.text(write_failed),
             DRY_RUN: dg.MetadataValue.bool(settings.dry_run),
-            **{key: dg.MetadataValue.json(value) for key, value in error_metadata(errors).items()},
+            QUARANTINE_TABLE: dg.MetadataValue.md(quarantine_markdown(quarantined)),
         },
+        "quarantine write-back",
+    )
+    return dg.MaterializeResult(
+        value=frame,
+        metadata=own,
         check_results=[validation_rate_result(live_valid, live, settings.validation_threshold)],
     )

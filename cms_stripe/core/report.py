@@ -1,4 +1,4 @@
-"""The run report: one model of what a sync run did, built from the run's materialization metadata.
+"""The run report: one model of what a sync run did, built from the metadata the run recorded.
 
 The JSON file (`reports/migration-report-TIMESTAMP.json`), the console's closing table and the
 figures the UI shows are all read from a `RunReport`, and a `RunReport` is only ever built from the
@@ -252,8 +252,10 @@ def resource_usage() -> tuple[float, float]:
 
 
 def _totals(records: Sequence[Materialized]) -> dict[str, Any]:
-    """One asset's figures for the run: per-partition keys summed (numbers added, error lists
-    joined, counts by code added), run-wide ones taken once."""
+    """One asset's figures for the run: the partitions' counts (PER_PARTITION_KEYS) summed (numbers
+    added, error lists joined, counts by code added); any other key taken once. Run-wide figures come
+    from the asset's record without a partition (the run's observation, or a stopped step's failure),
+    which carries no per-partition count, so nothing is counted twice."""
     out: dict[str, Any] = {}
     for record in records:
         for key, value in record.metadata.items():

@@ -69,6 +69,9 @@ class SyncOutcome:
     plan: Plan
     skipped_existing: int = 0
     resumed: int = 0
+    # Which rows those were, so each partition of a range run can count its own.
+    skipped_ids: list[str] = field(default_factory=list)
+    resumed_ids: list[str] = field(default_factory=list)
     result: ApplyResult | None = None
     plan_path: str | None = None
     summary_path: str | None = None
@@ -181,14 +184,16 @@ def run_sync(
 
     done_before = checkpoint_done or {}
     todo: list[CmsProduct] = []
-    resumed = skipped = 0
+    resumed_ids: list[str] = []
+    skipped_ids: list[str] = []
     for p in products:
         if done_before.get(p.id) == content_hash(p):
-            resumed += 1
+            resumed_ids.append(p.id)
         elif options.skip_existing and is_done(p):
-            skipped += 1
+            skipped_ids.append(p.id)
         else:
             todo.append(p)
+    resumed, skipped = len(resumed_ids), len(skipped_ids)
     if resumed or skipped:
         say(f"{resumed} finished by an earlier attempt (checkpoint), {skipped} already in sync; {len(todo)} to plan")
 
@@ -217,6 +222,8 @@ def run_sync(
         plan=plan,
         skipped_existing=skipped,
         resumed=resumed,
+        skipped_ids=skipped_ids,
+        resumed_ids=resumed_ids,
         plan_path=plan_path,
         summary_path=summary_path,
     )

@@ -82,6 +82,8 @@ def make_resources(cms_url: str, emulator: EmulatorServer, tmp_path: Any, **sett
         "STRIPE_SECRET_KEY": TEST_KEY,
         "STRIPE_API_BASE": emulator.url,
         "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+        # The daily log file too, so an asset test leaves nothing in the working directory.
+        "MIGRATION_LOGS_DIR": str(tmp_path / "logs"),
         "CMS_STRIPE_FRAMES_DIR": str(tmp_path / "frames"),
     }.items():
         _env.setenv(name, value)

@@ -1,6 +1,6 @@
-"""The run report is built from the run's materialization metadata: per-partition counts are summed
-over the partitions of a range run, run-wide figures (Stripe calls, errors) are taken once, however
-many partitions repeat them; the latest materialization of a partition wins (a resumed run)."""
+"""The run report is built from what the run recorded: per-partition counts (and errors) are summed
+over the partitions of a range run, run-wide figures (Stripe calls, pace) are taken once from the
+run's own record without a partition; the latest materialization of a partition wins (a resumed run)."""
 
 from __future__ import annotations
 
@@ -12,37 +12,45 @@ from hypothesis import strategies as st
 
 from cms_stripe.core.report import Materialized, RunReport, build_report, find_report, report_path
 
-
-def _stripe(partition: str, created: int, noop: int, failed: int) -> Materialized:
-    run_wide = {
+RUN = Materialized(
+    "stripe_products",
+    None,
+    {
         "stripe_calls": 120,
         "stripe_writes": 100,
         "stripe_429s": 3,
-        "skipped_existing": 7,
-        "resumed_from_checkpoint": 2,
         "products_per_second": 12.5,
         "dry_run": False,
         "plan_path": "/r/plan.json",
-    }
-    # Each partition records its own errors (one failed write per failed product here).
+    },
+)
+
+
+def _stripe(partition: str, created: int, noop: int, failed: int, skipped: int = 0, resumed: int = 0) -> Materialized:
+    # Each partition records its own counts and errors (one failed write per failed product here).
     errors = [
         {"cms_id": f"c{partition[-2:]}-{i}", "code": "STRIPE_INVALID_REQUEST", "severity": "HIGH", "reason": "bad"}
         for i in range(failed)
     ]
     own = {
+        "dry_run": False,
+        "plan_path": "/r/plan.json",
+        "planned": created + noop + failed,
         "created": created,
         "noop": noop,
         "failed": failed,
         "updated": 0,
+        "skipped_existing": skipped,
+        "resumed_from_checkpoint": resumed,
         "success_rate": 0.5,
         "errors": errors,
         "errors_by_code": {"STRIPE_INVALID_REQUEST": failed} if failed else {},
         "errors_by_severity": {"HIGH": failed} if failed else {},
     }
-    return Materialized("stripe_products", partition, {**run_wide, **own})
+    return Materialized("stripe_products", partition, own)
 
 
-def test_a_range_runs_counts_are_summed_and_run_wide_figures_taken_once():
+def test_a_range_runs_counts_are_summed_and_run_wide_figures_taken_from_the_run():
     records = [
         Materialized("raw_cms_products", "2026-03-01", {"rows": 10}),
         Materialized("raw_cms_products", "2026-03-02", {"rows": 5}),
@@ -59,8 +67,9 @@ def test_a_range_runs_counts_are_summed_and_run_wide_figures_taken_once():
             },
         ),
         Materialized("validated_products", "2026-03-02", {"rows": 5, "valid_rows": 5, "quarantined_rows": 0}),
-        _stripe("2026-03-01", created=6, noop=2, failed=1),
-        _stripe("2026-03-02", created=4, noop=1, failed=0),
+        _stripe("2026-03-01", created=6, noop=2, failed=1, skipped=7),
+        _stripe("2026-03-02", created=4, noop=1, failed=0, resumed=2),
+        RUN,
     ]
     report = build_report(
         records,
@@ -74,6 +83,7 @@ def test_a_range_runs_counts_are_summed_and_run_wide_figures_taken_once():
     assert (c.rows_read, c.valid, c.quarantined) == (15, 14, 1)
     assert (c.created, c.unchanged, c.failed, c.skipped) == (10, 3, 1, 9)
     assert (report.stripe_calls, report.stripe_writes, report.stripe_429s) == (120, 100, 3)
+    assert report.planned == 14
     assert report.success_rate == round(13 / 14, 4)
     assert report.products_per_second == 12.5
     assert report.duration_s == 30.0
@@ -92,11 +102,12 @@ def test_the_latest_materialization_of_a_partition_wins():
 
 @given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 500), st.integers(0, 50)), min_size=1, max_size=30))
 def test_totals_do_not_depend_on_how_the_rows_fall_into_days(days):
-    records = [_stripe(f"2026-01-{i + 1:02d}", *counts) for i, counts in enumerate(days)]
+    records = [_stripe(f"2026-01-{i + 1:02d}", *counts) for i, counts in enumerate(days)] + [RUN]
     report = build_report(records, run_id="r", command="migrate", status="success")
     assert report.counts.created == sum(d[0] for d in days)
     assert report.counts.unchanged == sum(d[1] for d in days)
     assert report.counts.failed == sum(d[2] for d in days)
+    assert report.planned == sum(sum(d) for d in days)
     assert report.stripe_calls == 120
 
 
