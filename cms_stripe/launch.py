@@ -35,12 +35,14 @@ from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RESUME_RETRY_TAG, ROOT
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
 
+from cms_stripe.loggers import with_log_file
+
 DEFS_MODULE = "cms_stripe.definitions"
 # The project root: workspace.yaml's `working_directory: .` is this folder.
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 # Runs in-process (one process, as execute_in_process did): the console listens to the run here.
-IN_PROCESS_EXECUTION = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS_EXECUTION: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 
 
 def workspace_origin() -> CodeLocationOrigin:
@@ -81,7 +83,9 @@ class Location:
         # The workspace's origin, not the in-process loader's: the run names the code location the
         # UI and the daemon know (same location and repository names, same label tag).
         return RemoteJobOrigin(
-            repository_origin=RemoteRepositoryOrigin(code_location_origin=self.origin, repository_name=self.repository_name),
+            repository_origin=RemoteRepositoryOrigin(
+                code_location_origin=self.origin, repository_name=self.repository_name
+            ),
             job_name=job_name,
         )
 
@@ -90,7 +94,9 @@ class Location:
 def workspace_location(instance: dg.DagsterInstance) -> Iterator[Location]:
     origin = workspace_origin()
     in_process = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFS_MODULE, working_directory=str(PROJECT_ROOT)),
+        LoadableTargetOrigin(
+            executable_path=sys.executable, module_name=DEFS_MODULE, working_directory=str(PROJECT_ROOT)
+        ),
         location_name=origin.location_name,
     )
     with in_process.create_location(instance) as location:
@@ -153,7 +159,7 @@ def launch(
     Dagster's `JobExecutionResult` (as `execute_in_process` gave one)."""
     with workspace_location(instance) as where:
         remote_job = where.remote_job(job_name, asset_selection)
-        run = _create_run(instance, where, remote_job, {**run_config, **IN_PROCESS_EXECUTION}, tags)
+        run = _create_run(instance, where, remote_job, {**with_log_file(run_config), **IN_PROCESS_EXECUTION}, tags)
         return _execute(instance, where, run)
 
 
@@ -171,7 +177,7 @@ def resume_from_failure(
             instance,
             where,
             remote_job,
-            {**run_config, **IN_PROCESS_EXECUTION},
+            {**with_log_file(run_config), **IN_PROCESS_EXECUTION},
             {
                 **tags,
                 PARENT_RUN_ID_TAG: parent.run_id,

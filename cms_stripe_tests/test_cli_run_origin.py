@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -23,7 +24,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from cms_stripe.cms.demo import write_catalog
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
-from cms_stripe_tests.test_cli import ROOT, cli_env, run_cli, valid_live_catalog
+from cms_stripe_tests.test_cli import KEY, ROOT, cli_env, run_cli, valid_live_catalog
 
 # The UI's repository address tag: `${repositoryName}@${locationName}` of the workspace's only code
 # location (workspace.yaml's python_module entry names no location, so it is named after the module).
@@ -79,7 +80,7 @@ def cli_environment(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> 
 def _graphql(context: Any, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     result = execute_dagster_graphql(context, query, variables)
     assert not result.errors, result.errors
-    return result.data
+    return dict(result.data)
 
 
 def test_cli_runs_are_listed_on_their_job_page_at_the_current_snapshot(cli_environment):
@@ -143,3 +144,13 @@ def test_cli_runs_are_listed_on_their_job_page_at_the_current_snapshot(cli_envir
             pointer = record.job_code_origin.repository_origin.code_pointer
             assert (pointer.module, pointer.fn_name) == ("cms_stripe.definitions", "defs")  # type: ignore[attr-defined]
             assert record.tags["cms_stripe/cli"] == "true"
+
+    # The CLI's runs also leave their Dagster events in the log file, once each (issue 13).
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    log = (pathlib.Path(env["MIGRATION_LOGS_DIR"]) / f"migration-{day}.log").read_text()
+    assert KEY not in log
+    for record in all_runs:
+        mine = [line for line in log.splitlines() if f" run={record.run_id[:8]} dagster " in line]
+        assert len([line for line in mine if " RUN_START -: " in line]) == 1
+        assert len([line for line in mine if " RUN_SUCCESS -: " in line]) == 1
+        assert len([line for line in mine if " STEP_SUCCESS stripe_products: " in line]) == 1
