@@ -521,7 +521,8 @@ def _stripe_rollback(
                     str(event.step_failure_data.error.message if event.step_failure_data.error else ""), fg="red"
                 )
         _fail(f"Stripe rollback of run {run_id} failed (run {result.run_id}); run it again", EXIT_FAILED)
-    summary: dict[str, Any] = result.output_for_node("stripe_rollback")
+    with result:  # outputs are read back through the job's IO manager, as after `execute_job`
+        summary: dict[str, Any] = result.output_for_node("stripe_rollback")
     for line in summary.get("lines", []):
         click.echo(line)
     counts = {k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)}
