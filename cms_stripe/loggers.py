@@ -124,11 +124,14 @@ all_loggers: dict[str, dg.LoggerDefinition] = {
 }
 
 
+# What Dagster starts when a run config names no logger; naming one would turn it off.
+DEFAULT_CONSOLE = {"console": {"config": {"log_level": "DEBUG"}}}
+
+
 def with_log_file(run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`run_config` whose loggers include the log file (and the console, which naming any logger
-    would otherwise turn off)."""
+    """`run_config` whose loggers include the log file, and the console as it was."""
     config = dict(run_config or {})
-    loggers = dict(config.get("loggers") or {"console": {}})
+    loggers = dict(config.get("loggers") or DEFAULT_CONSOLE)
     loggers.setdefault(MIGRATION_LOG_LOGGER, {})
     config["loggers"] = loggers
     return config
