@@ -1,6 +1,7 @@
 """The `cms-stripe` command: the workflow of the tool it replaces (validate → dry-run → migrate →
-resume → rollback) running the same Dagster jobs the UI runs, in-process, on the configured instance
-(so every run shows up in the UI).
+resume → rollback) running the same Dagster jobs the UI runs, in this process, on the configured
+instance, each run created from the workspace's code location (cms_stripe.launch), so it shows up in
+the UI like a run launched there.
 
 Configuration comes from the environment and a `.env` file, with the variable names of the old tool
 (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, STRIPE_SECRET_KEY, MIGRATION_*, STRIPE_MAX_RPS) plus
@@ -58,6 +59,14 @@ EMBEDDED_DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+# Every run's Dagster events also go to the daily log file (logs/migration-YYYY-MM-DD.log, folder
+# MIGRATION_LOGS_DIR), secrets scrubbed, whatever launched the run: the UI, the schedule, the sensor.
+python_logs:
+  dagster_handler_config:
+    handlers:
+      migration_log:
+        class: cms_stripe.loggers.MigrationLogHandler
+        level: DEBUG
 # A command-line tool handling a business's catalog sends no usage statistics unless asked to.
 telemetry:
   enabled: false
@@ -234,8 +243,8 @@ def _execute_sync(
 ) -> Any:
     import dagster as dg
 
-    from cms_stripe.definitions import defs
     from cms_stripe.jobs import SELECTIVE_SYNC_JOB, SYNC_JOB
+    from cms_stripe.launch import launch
     from cms_stripe.reporting import COMMAND_TAG, STRATEGY_TAG
 
     instance = _instance()
@@ -245,13 +254,11 @@ def _execute_sync(
     console = _console()
     mode = "(dry run)" if dry_run else "(APPLY)"
     if settings.strategy == "selective":
-        job = defs.resolve_job_def(SELECTIVE_SYNC_JOB)
         run_config["ops"] = {"sync_selected_products": {"config": {"product_ids": list(settings.product_ids)}}}
         console.header(command, settings, f"selective sync of {len(settings.product_ids)} CMS ids {mode}")
         with console.live():
-            return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
+            return launch(instance, SELECTIVE_SYNC_JOB, run_config=run_config, tags=tags)
     start, end = _partition_range(settings)
-    job = defs.resolve_job_def(SYNC_JOB)
     console.header(command, settings, f"{settings.strategy} sync of partitions {start}..{end} in one run {mode}")
     tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
     if dry_run and not assets:
@@ -259,9 +266,7 @@ def _execute_sync(
         assets = ["raw_cms_products", "validated_products", "stripe_products"]
     selection = [dg.AssetKey(a) for a in assets] if assets else None
     with console.live():
-        return job.execute_in_process(
-            run_config=run_config, instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
-        )
+        return launch(instance, SYNC_JOB, run_config=run_config, tags=tags, asset_selection=selection)
 
 
 @cli.command()
@@ -395,35 +400,22 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
         instance.report_run_failed(run, "process ended without finishing; resumed by cms-stripe resume")
         run = instance.get_run_by_id(run.run_id) or run
     from cms_stripe.console import logger_config
+    from cms_stripe.launch import resume_from_failure
     from cms_stripe.reporting import COMMAND_TAG
 
-    options = dg.ReexecutionOptions.from_failure(run.run_id, instance)
     console = _console(ctx)
     console.header("resume", settings, f"run {run.run_id} from failure (its checkpoints are honoured)")
-    run_config = {k: v for k, v in _current_run_config(run.run_config).items() if k != "loggers"}
+    run_config = {k: v for k, v in _current_run_config(run.run_config).items() if k not in ("loggers", "execution")}
     run_config.update(logger_config(ctx.obj.get("verbose", False)))
-    with (
-        console.live(),
-        dg.execute_job(
-            dg.reconstructable(
-                {"selective_sync": selective_job_for_resume, "apply_plan": apply_job_for_resume}.get(
-                    run.job_name, sync_job_for_resume
-                )
-            ),
-            instance=instance,
-            reexecution_options=options,
-            run_config={**run_config, "execution": {"config": {"in_process": {}}}},
-            # The partition range lives in the parent's tags; the re-execution must cover the same days.
-            tags={
-                **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
-                CLI_TAG: "true",
-                COMMAND_TAG: "resume",
-            },
-            raise_on_error=False,
-        ) as result,
-    ):
-        code = _report(result, "resume")
-    sys.exit(code)
+    # The partition range lives in the parent's tags; the re-execution must cover the same days.
+    tags = {
+        **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
+        CLI_TAG: "true",
+        COMMAND_TAG: "resume",
+    }
+    with console.live():
+        result = resume_from_failure(instance, run, run_config=run_config, tags=tags)
+    sys.exit(_report(result, "resume"))
 
 
 def _current_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -437,27 +429,6 @@ def _current_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
         for key in [k for k in settings if k not in SyncSettingsResource.model_fields]:
             settings.pop(key)
     return dict(config)
-
-
-def sync_job_for_resume() -> Any:
-    from cms_stripe.definitions import defs
-    from cms_stripe.jobs import SYNC_JOB
-
-    return defs.resolve_job_def(SYNC_JOB)
-
-
-def selective_job_for_resume() -> Any:
-    from cms_stripe.definitions import defs
-    from cms_stripe.jobs import SELECTIVE_SYNC_JOB
-
-    return defs.resolve_job_def(SELECTIVE_SYNC_JOB)
-
-
-def apply_job_for_resume() -> Any:
-    from cms_stripe.definitions import defs
-    from cms_stripe.jobs import APPLY_PLAN_JOB
-
-    return defs.resolve_job_def(APPLY_PLAN_JOB)
 
 
 @cli.command()
@@ -534,7 +505,7 @@ def _stripe_rollback(
     settings: Any, run_id: str, *, dry_run: bool, allow_live: bool, force: bool = False
 ) -> dict[str, Any]:
     """Run the rollback job in-process (it shows in the UI) and print what it decided and did."""
-    from cms_stripe.definitions import defs
+    from cms_stripe.launch import launch
     from cms_stripe.rollback import ROLLBACK_JOB
 
     config = _run_config(settings, dry_run)
@@ -542,9 +513,7 @@ def _stripe_rollback(
     config["ops"] = {
         "stripe_rollback": {"config": {"run_id": run_id, "dry_run": dry_run, "cms": False, "force": force}}
     }
-    result = defs.resolve_job_def(ROLLBACK_JOB).execute_in_process(
-        run_config=config, instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
-    )
+    result = launch(_instance(), ROLLBACK_JOB, run_config=config, tags={CLI_TAG: "true"})
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data is not None:
@@ -552,7 +521,8 @@ def _stripe_rollback(
                     str(event.step_failure_data.error.message if event.step_failure_data.error else ""), fg="red"
                 )
         _fail(f"Stripe rollback of run {run_id} failed (run {result.run_id}); run it again", EXIT_FAILED)
-    summary: dict[str, Any] = result.output_for_node("stripe_rollback")
+    with result:  # outputs are read back through the job's IO manager, as after `execute_job`
+        summary: dict[str, Any] = result.output_for_node("stripe_rollback")
     for line in summary.get("lines", []):
         click.echo(line)
     counts = {k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)}
@@ -840,14 +810,14 @@ def demo(ctx: click.Context, n: int, workdir: str, fresh: bool) -> None:
         result = _execute_sync(settings, dry_run=False)
         code = _report(result)
         from cms_stripe.console import logger_config
-        from cms_stripe.definitions import defs
         from cms_stripe.jobs import CATALOG_RECONCILIATION_JOB
+        from cms_stripe.launch import launch
 
-        recon = defs.resolve_job_def(CATALOG_RECONCILIATION_JOB).execute_in_process(
+        recon = launch(
+            _instance(),
+            CATALOG_RECONCILIATION_JOB,
             run_config=logger_config(ctx.obj.get("verbose", False)),
-            instance=_instance(),
             tags={CLI_TAG: "true"},
-            raise_on_error=False,
         )
         summary = _catalog_summary(recon)
         if not recon.success:
@@ -986,8 +956,8 @@ def apply_command(ctx: click.Context, plan_file: str, confirm_live: bool) -> Non
     are refused and listed (exit 1); a plan for another account or mode, or too old, is refused whole
     (exit 3). Applying the same plan again writes nothing."""
     from cms_stripe.constants import APPLY_REPORT, PLAN_REFUSED, REPORT_PATH
-    from cms_stripe.definitions import defs
     from cms_stripe.jobs import APPLY_PLAN_JOB
+    from cms_stripe.launch import launch
 
     settings = _settings(ctx)
     _check_live(settings, False, confirm_live)
@@ -998,9 +968,7 @@ def apply_command(ctx: click.Context, plan_file: str, confirm_live: bool) -> Non
     run_config = _run_config(settings, dry_run=False)
     run_config["ops"] = {"apply_plan_file": {"config": {"plan_file": path}}}
     click.echo(f"applying plan {path}")
-    result = defs.resolve_job_def(APPLY_PLAN_JOB).execute_in_process(
-        run_config=run_config, instance=_instance(), tags={CLI_TAG: "true"}, raise_on_error=False
-    )
+    result = launch(_instance(), APPLY_PLAN_JOB, run_config=run_config, tags={CLI_TAG: "true"})
     metadata = _step_metadata(result)
     refused_whole = next((m[PLAN_REFUSED] for m in metadata if PLAN_REFUSED in m), None)
     report = next((m for m in metadata if APPLY_REPORT in m), None)

@@ -12,6 +12,7 @@ from cms_stripe.assets.stripe_sync import stripe_products
 from cms_stripe.assets.validation import validated_products
 from cms_stripe.io_managers import DailyFrameIOManager
 from cms_stripe.jobs import all_jobs
+from cms_stripe.loggers import all_loggers
 from cms_stripe.resources.cms import catalog_resource_from_env
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import stripe_resource_from_env
@@ -46,4 +47,5 @@ defs = dg.Definitions(
     schedules=all_schedules,
     sensors=all_sensors,
     resources=build_resources(),
+    loggers=all_loggers,
 )

@@ -7,6 +7,7 @@ from cms_stripe.constants import TRIGGER_TAG
 from cms_stripe.core.days import utc_day
 from cms_stripe.core.settings import Settings
 from cms_stripe.jobs import sync_job
+from cms_stripe.loggers import with_log_file
 
 SYNC_CRON = Settings.from_env().sync_cron
 
@@ -21,7 +22,11 @@ def automation_status() -> dg.DefaultScheduleStatus:
 
 
 def current_day_run_request(scheduled_execution_time) -> dg.RunRequest:
-    return dg.RunRequest(partition_key=utc_day(scheduled_execution_time).isoformat(), tags={TRIGGER_TAG: "schedule"})
+    return dg.RunRequest(
+        partition_key=utc_day(scheduled_execution_time).isoformat(),
+        run_config=with_log_file(),
+        tags={TRIGGER_TAG: "schedule"},
+    )
 
 
 @dg.schedule(

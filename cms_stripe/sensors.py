@@ -9,6 +9,7 @@ from cms_stripe.constants import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
 from cms_stripe.core.changes import decide_changed_partitions, parse_cursor
 from cms_stripe.core.settings import Settings, scrub
 from cms_stripe.jobs import sync_job
+from cms_stripe.loggers import with_log_file
 from cms_stripe.partitions import current_span
 from cms_stripe.schedules import automation_enabled
 
@@ -50,6 +51,7 @@ def cms_change_sensor(
         run_requests=[
             dg.RunRequest(
                 run_key=decision.run_key,
+                run_config=with_log_file(),
                 tags={RANGE_START_TAG: first, RANGE_END_TAG: last, TRIGGER_TAG: "cms_change"},
             )
         ],

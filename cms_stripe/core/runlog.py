@@ -3,6 +3,7 @@
 The sync emits; whoever listens decides what to show: the console of `cms-stripe` (progress line or
 bar, warnings and errors), and the daily log file `logs/migration-YYYY-MM-DD.log`, which the assets
 attach for every run, so runs from the UI, the schedule and the sensor are logged like CLI runs.
+The same file also receives the run's Dagster events (`cms_stripe.loggers`), through `append_line`.
 Each record carries its kind and, for row errors, the CMS id, code and severity as attributes.
 No Dagster import.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -75,15 +77,43 @@ def log_file_path(logs_dir: str | pathlib.Path, at: datetime | None = None) -> p
     return pathlib.Path(logs_dir) / f"{LOG_FILE_PREFIX}{day}.log"
 
 
+_file_lock = threading.Lock()
+# What the sync told the log file itself, per run, for the Dagster-events handler to skip the copy it
+# also sent to `context.log` (progress lines and notes go to both, so the UI's run log has them).
+_told: dict[str, deque[str]] = {}
+_TOLD_WINDOW = 64
+
+
+def append_line(logs_dir: str | pathlib.Path, run_id: str, at: datetime, level: str, kind: str, text: str) -> None:
+    """Append one line to the day's log file of `at`, scrubbed of secrets, naming the run (one
+    day's file holds every run of that day)."""
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    line = f"{stamp}Z {level:<7} run={run_id[:8]} {kind:<10} {scrub(text).replace(chr(10), ' ')}\n"
+    path = log_file_path(logs_dir, at)
+    with _file_lock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+
+
+def told_already(run_id: str, text: str) -> bool:
+    """True (once) when the sync already wrote `text` to the log file for this run."""
+    with _file_lock:
+        told = _told.get(run_id)
+        if told is not None and text in told:
+            told.remove(text)
+            return True
+    return False
+
+
 class DailyLogFile(logging.Handler):
-    """Appends to `<dir>/migration-YYYY-MM-DD.log` of the record's UTC day, every line scrubbed of
-    secrets; each line names the run, since one day's file holds every run of that day."""
+    """Appends this module's records to `<dir>/migration-YYYY-MM-DD.log` of the record's UTC day,
+    every line scrubbed of secrets."""
 
     def __init__(self, logs_dir: str | pathlib.Path, run_id: str) -> None:
         super().__init__(logging.INFO)
         self.logs_dir = pathlib.Path(logs_dir)
         self.run_id = run_id
-        self._file_lock = threading.Lock()
 
     def path(self, at: datetime | None = None) -> pathlib.Path:
         return log_file_path(self.logs_dir, at)
@@ -91,15 +121,10 @@ class DailyLogFile(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             at = datetime.fromtimestamp(record.created, UTC)
-            kind = getattr(record, "cms_kind", NOTE)
-            text = scrub(record.getMessage()).replace("\n", " ")
-            stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-            line = f"{stamp}Z {record.levelname:<7} run={self.run_id[:8]} {kind:<10} {text}\n"
-            path = self.path(at)
-            with self._file_lock:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as fh:
-                    fh.write(line)
+            text = record.getMessage()
+            append_line(self.logs_dir, self.run_id, at, record.levelname, getattr(record, "cms_kind", NOTE), text)
+            with _file_lock:
+                _told.setdefault(self.run_id, deque(maxlen=_TOLD_WINDOW)).append(text)
         except Exception:  # a full disk must not fail the sync
             self.handleError(record)
 
@@ -124,3 +149,5 @@ def log_to_file(
         _emit(logging.INFO, RUN, f"{what}: finished in {(datetime.now(UTC) - started).total_seconds():.1f}s")
         logger.removeHandler(handler)
         handler.close()
+        with _file_lock:
+            _told.pop(run_id, None)

@@ -179,8 +179,9 @@ def run_sync(
     started = time.monotonic()
 
     def say(message: str) -> None:
-        log(message)
+        # The log file's line first: the run's Dagster log (and its copy in the file) comes second.
         runlog.note(message)
+        log(message)
 
     done_before = checkpoint_done or {}
     todo: list[CmsProduct] = []
@@ -266,8 +267,8 @@ def run_sync(
     buffer: list[ProductResult] = []
 
     def emit_progress(line: str) -> None:
-        log(line)
         runlog.progress(line, done=tracker.done, total=tracker.total, success=tracker.success, failed=tracker.failed)
+        log(line)
 
     tracker = ProgressTracker(total=len(plan.operations), emit=emit_progress, every=options.checkpoint_interval)
     checkpointed = 0

@@ -162,6 +162,7 @@ def dagster_dev(tmp_path, databases, catalog) -> Iterator[tuple[str, EmulatorSer
             "STRIPE_API_BASE": emu.url,
             "MIGRATION_DRY_RUN": "false",
             "MIGRATION_REPORTS_DIR": str(tmp_path / "reports"),
+            "MIGRATION_LOGS_DIR": str(tmp_path / "logs"),
             "CMS_STRIPE_AUTOMATION": "off",  # only the backfill may write
         }
         with log.open("wb") as out:
@@ -238,6 +239,18 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
     (a0, a1), (b0, b1) = spans.values()
     print(f"Stripe write intervals: main [{a0:.3f}, {a1:.3f}], older [{b0:.3f}, {b1:.3f}]")
     assert min(a1, b1) < max(a0, b0), f"two runs wrote to Stripe at the same time: {spans}"
+
+    # Runs launched from the UI (the daemon's backfill runs, no logger in their run config) leave their
+    # Dagster events in the log file through the instance handler dagster.yaml configures, once each.
+    (log_file,) = (tmp_path / "logs").glob("migration-*.log")
+    log_text = log_file.read_text()
+    assert "sk_test_cms_stripe_e2e" not in log_text
+    for state in (first, older):
+        (run,) = state["runs"]
+        mine = [line for line in log_text.splitlines() if f" run={run['runId'][:8]} dagster " in line]
+        assert len([line for line in mine if " RUN_START -: " in line]) == 1, mine[:5]
+        assert len([line for line in mine if " STEP_SUCCESS stripe_products: " in line]) == 1
+        assert len([line for line in mine if " ASSET_MATERIALIZATION stripe_products: " in line]) == 3
 
     # Stripe: every valid live row of those days exactly once, with its price.
     objects = emu.objects()

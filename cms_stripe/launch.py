@@ -1,0 +1,191 @@
+"""Runs of `cms-stripe` carry the code location's origin, as runs launched from the UI do.
+
+`job.execute_in_process` makes runs without a code-location origin: the UI lists them under Runs but
+not on the job's page (which filters on the job name and the repository label tag) nor on the
+Overview timeline, and "Re-execute" warns that the job may be a different version. Here the CLI
+loads the code location that `workspace.yaml` defines in its own process, creates the run from it
+the way the webserver's launch does (job and execution-plan snapshots, the remote job origin, the
+Python origin) and then executes that run in this process, in-process executor, so the console
+still hears the run and exit codes are unchanged.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.execution.api import execute_run
+from dagster._core.execution.plan.state import KnownExecutionState
+from dagster._core.remote_origin import (
+    CodeLocationOrigin,
+    InProcessCodeLocationOrigin,
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.remote_representation.code_location import CodeLocation
+from dagster._core.remote_representation.external import RemoteJob
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RESUME_RETRY_TAG, ROOT_RUN_ID_TAG
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
+
+from cms_stripe.loggers import with_log_file
+
+DEFS_MODULE = "cms_stripe.definitions"
+# The project root: workspace.yaml's `working_directory: .` is this folder.
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
+# Runs in-process (one process, as execute_in_process did): the console listens to the run here.
+IN_PROCESS_EXECUTION: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+
+
+def workspace_origin() -> CodeLocationOrigin:
+    """The origin workspace.yaml gives the code location (its `python_module` entry for
+    cms_stripe.definitions): what `dagster dev -w workspace.yaml` and `dagster job launch` stamp on
+    their runs. An installed package has no workspace.yaml beside it: the origin that same entry
+    gives then (location named after the module, as the entry names none)."""
+    if WORKSPACE_FILE.is_file():
+        for origin in location_origins_from_yaml_paths([str(WORKSPACE_FILE)]):
+            if (
+                isinstance(origin, ManagedGrpcPythonEnvCodeLocationOrigin)
+                and origin.loadable_target_origin.module_name == DEFS_MODULE
+            ):
+                return origin
+    return location_origin_from_module_name(DEFS_MODULE, None, ".", None)
+
+
+@dataclass
+class Location:
+    """The workspace's code location, loaded in this process."""
+
+    location: CodeLocation
+    origin: CodeLocationOrigin
+    repository_name: str
+
+    def remote_job(self, job_name: str, asset_selection: Sequence[dg.AssetKey] | None = None) -> RemoteJob:
+        return self.location.get_job(
+            JobSubsetSelector(
+                location_name=self.location.name,
+                repository_name=self.repository_name,
+                job_name=job_name,
+                op_selection=None,
+                asset_selection=asset_selection or None,
+            )
+        )
+
+    def remote_origin(self, job_name: str) -> RemoteJobOrigin:
+        # The workspace's origin, not the in-process loader's: the run names the code location the
+        # UI and the daemon know (same location and repository names, same label tag).
+        return RemoteJobOrigin(
+            repository_origin=RemoteRepositoryOrigin(
+                code_location_origin=self.origin, repository_name=self.repository_name
+            ),
+            job_name=job_name,
+        )
+
+
+@contextmanager
+def workspace_location(instance: dg.DagsterInstance) -> Iterator[Location]:
+    origin = workspace_origin()
+    in_process = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            executable_path=sys.executable, module_name=DEFS_MODULE, working_directory=str(PROJECT_ROOT)
+        ),
+        location_name=origin.location_name,
+    )
+    with in_process.create_location(instance) as location:
+        (repository_name,) = location.get_repositories()
+        yield Location(location, origin, repository_name)
+
+
+def _create_run(
+    instance: dg.DagsterInstance,
+    where: Location,
+    remote_job: RemoteJob,
+    run_config: Mapping[str, Any],
+    tags: Mapping[str, str],
+    *,
+    step_keys: Sequence[str] | None = None,
+    known_state: KnownExecutionState | None = None,
+    parent: dg.DagsterRun | None = None,
+) -> dg.DagsterRun:
+    """What the webserver's launch (and `dagster job launch`) records: the job snapshot of the code
+    location (and its parent's for a subset), the execution plan, both origins."""
+    plan = where.location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=step_keys, known_state=known_state, instance=instance
+    )
+    return instance.create_run(
+        job_name=remote_job.name,
+        run_id=None,
+        run_config=run_config,
+        resolved_op_selection=None,
+        step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+        op_selection=None,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        root_run_id=(parent.root_run_id or parent.run_id) if parent else None,
+        parent_run_id=parent.run_id if parent else None,
+        tags={**remote_job.tags, **tags},
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=where.remote_origin(remote_job.name),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=remote_job.asset_selection,
+        asset_check_selection=remote_job.asset_check_selection,
+        asset_graph=where.location.get_repository(where.repository_name).asset_graph,
+    )
+
+
+def _execute(instance: dg.DagsterInstance, where: Location, run: dg.DagsterRun) -> Any:
+    recon = where.location.get_reconstructable_job(where.repository_name, run.job_name)  # type: ignore[attr-defined]
+    return execute_run(recon, run, instance, raise_on_error=False)
+
+
+def launch(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    *,
+    run_config: Mapping[str, Any],
+    tags: Mapping[str, str],
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> Any:
+    """Create the run against the workspace's code location and execute it here; the result is
+    Dagster's `JobExecutionResult` (as `execute_in_process` gave one)."""
+    with workspace_location(instance) as where:
+        remote_job = where.remote_job(job_name, asset_selection)
+        run = _create_run(instance, where, remote_job, {**with_log_file(run_config), **IN_PROCESS_EXECUTION}, tags)
+        return _execute(instance, where, run)
+
+
+def resume_from_failure(
+    instance: dg.DagsterInstance, parent: dg.DagsterRun, *, run_config: Mapping[str, Any], tags: Mapping[str, str]
+) -> Any:
+    """Re-execute `parent` from its failure, as the UI's "Re-execute from failure" does: the steps
+    that did not succeed, with the outputs of those that did; the parent's asset selection."""
+    with workspace_location(instance) as where:
+        remote_job = where.remote_job(parent.job_name, sorted(parent.asset_selection or ()) or None)
+        step_keys, known_state = KnownExecutionState.build_resume_retry_reexecution(instance, parent_run=parent)
+        if not step_keys:
+            raise dg.DagsterInvariantViolationError(f"run {parent.run_id}: no steps need to be retried")
+        run = _create_run(
+            instance,
+            where,
+            remote_job,
+            {**with_log_file(run_config), **IN_PROCESS_EXECUTION},
+            {
+                **tags,
+                PARENT_RUN_ID_TAG: parent.run_id,
+                ROOT_RUN_ID_TAG: parent.root_run_id or parent.run_id,
+                RESUME_RETRY_TAG: "true",
+            },
+            step_keys=step_keys,
+            known_state=known_state,
+            parent=parent,
+        )
+        return _execute(instance, where, run)
