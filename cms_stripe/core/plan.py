@@ -397,12 +397,17 @@ class PlanStream:
         self._product_owner: dict[str, str] = {}
         self._counts: Counter[str] = Counter()
 
-    def add(self, products: Iterable[CmsProduct], state: Mapping[str, ProductState]) -> PlanPage:
-        """Validate each row of the page, then plan one operation per valid row against its Stripe state."""
+    def add(
+        self, products: Iterable[CmsProduct], state: Mapping[str, ProductState], *, validated: bool = False
+    ) -> PlanPage:
+        """Validate each row of the page, then plan one operation per valid row against its Stripe state.
+
+        `validated`: every row already passed `validate_product` with this stream's tax behavior
+        (a `ValidationStream` page), so the same pure check is not run twice."""
         out = PlanPage()
         for p in products:
             try:
-                self._plan_row(p, state, out)
+                self._plan_row(p, state, out, validated)
             except Exception as exc:  # a value no check foresaw must cost one row, not the run
                 issue = RowIssue(
                     "unexpected_value", "row", f"planning failed on this row: {type(exc).__name__}: {exc}"[:300]
@@ -412,9 +417,9 @@ class PlanStream:
         self._counts["quarantined"] += len(out.quarantined)
         return out
 
-    def _plan_row(self, p: CmsProduct, state: Mapping[str, ProductState], out: PlanPage) -> None:
+    def _plan_row(self, p: CmsProduct, state: Mapping[str, ProductState], out: PlanPage, validated: bool) -> None:
         tax_behavior = self.tax_behavior
-        issues = validate_product(p, tax_behavior=tax_behavior)
+        issues = [] if validated else validate_product(p, tax_behavior=tax_behavior)
         if issues:
             out.quarantined.append(Quarantined(p.id, tuple(issues)))
             return

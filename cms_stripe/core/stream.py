@@ -137,7 +137,9 @@ def plan_pages(
     """
     validation = validation if validation is not None else ValidationStream()
     planner = planner if planner is not None else PlanStream()
+    # The valid rows passed the very check the planner starts with, unless the two disagree on tax behavior.
+    validated = validation.tax_behavior == planner.tax_behavior
     for page in source:
         valid, quarantined = validation.add(page, link_holders=holders_for(page) if holders_for else ())
         state = state_for(valid) if state_for is not None else {}
-        yield StreamedPage(len(page), valid, quarantined, planner.add(valid, state))
+        yield StreamedPage(len(page), valid, quarantined, planner.add(valid, state, validated=validated))

@@ -88,6 +88,30 @@ def test_the_paged_plan_is_the_whole_catalogs_plan(
     assert planner.counts() == whole.counts()
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(catalog_rows(), max_size=14, unique_by=lambda p: p.id),
+    page_size=st.integers(min_value=1, max_value=15),
+    synced=st.sets(st.sampled_from(_IDS)),
+)
+def test_validating_then_planning_pages_plans_what_the_whole_catalog_plans(
+    rows: list[CmsProduct], page_size: int, synced: set[str]
+) -> None:
+    state = in_stripe(rows, synced)
+    valid, _ = split_valid(rows)
+    whole = build_plan(valid, state, now=NOW, lookup_keys=False)
+    done = list(
+        plan_pages(
+            pages(rows, page_size),
+            planner=PlanStream(lookup_keys=False),
+            state_for=lambda page: {p.id: state[p.id] for p in page if p.id in state},
+            holders_for=lambda page: _holders(rows, page),
+        )
+    )
+    assert dicts([op for d in done for op in d.plan.operations]) == dicts(whole.operations)
+    assert [q.to_dict() for d in done for q in d.plan.quarantined] == [q.to_dict() for q in whole.quarantined]
+
+
 def _holders(catalog: Sequence[CmsProduct], page: Sequence[CmsProduct]) -> list[CmsProduct]:
     """What the CMS answers for a page (`assets.common.link_holders`): rows storing one of the page's
     Stripe products, and rows whose own derived product one of them names."""
