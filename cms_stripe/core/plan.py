@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TextIO, cast
 
 from cms_stripe.core.basis import decision_basis
 from cms_stripe.core.catalog import (
@@ -191,6 +191,35 @@ class Plan:
             indent=indent,
             sort_keys=True,
         )
+
+    def write_json(self, fh: TextIO, indent: int = 2) -> None:
+        """Exactly the text of `to_json(indent)`, written one operation at a time: the whole text of a
+        big plan, and the dicts it is made from, took several times the memory of the plan itself."""
+        pad = " " * indent
+        head: dict[str, Any] = {
+            "version": PLAN_VERSION,
+            "created_at": self.created_at.isoformat(),
+            "account_id": self.account_id,
+            "mode": self.mode,
+        }
+        items: dict[str, Iterable[Operation | Quarantined]] = {
+            "operations": self.operations,
+            "quarantined": self.quarantined,
+        }
+        fh.write("{")
+        for n, key in enumerate(sorted([*head, *items])):
+            fh.write(("\n" if n == 0 else ",\n") + pad + json.dumps(key) + ": ")
+            if key in head:
+                fh.write(json.dumps(head[key], sort_keys=True))
+                continue
+            count = 0
+            for item in items[key]:
+                text = json.dumps(item.to_dict(), indent=indent, sort_keys=True)
+                # A list item two levels down: every line of its own dump moves right by two levels.
+                fh.write(("[\n" if count == 0 else ",\n") + "\n".join(pad * 2 + line for line in text.split("\n")))
+                count += 1
+            fh.write("\n" + pad + "]" if count else "[]")
+        fh.write("\n}")
 
     @classmethod
     def from_json(cls, text: str) -> Plan:

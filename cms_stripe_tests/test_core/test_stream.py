@@ -5,6 +5,7 @@ held at once are bounded by the page size, not by the catalog."""
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -243,3 +244,20 @@ def test_pages_pulls_one_page_at_a_time_and_refuses_a_zero_size() -> None:
     assert list(it) == [[4, 5, 6, 7], [8, 9]]
     with pytest.raises(ValueError):
         next(pages([1], 0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(catalog_rows(), max_size=10),
+    synced=st.sets(st.sampled_from(_IDS)),
+    account=st.sampled_from([None, "acct_1"]),
+    indent=st.sampled_from([2, 4]),
+)
+def test_the_plan_file_written_operation_by_operation_is_the_plans_json(
+    rows: list[CmsProduct], synced: set[str], account: str | None, indent: int
+) -> None:
+    plan = build_plan(rows, in_stripe(rows, synced), now=NOW, lookup_keys=False)
+    plan.account_id, plan.mode = account, "live" if account else None
+    out = io.StringIO()
+    plan.write_json(out, indent=indent)
+    assert out.getvalue() == plan.to_json(indent=indent)
