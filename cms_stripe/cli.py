@@ -934,7 +934,8 @@ def plan_command(ctx: click.Context, out: str | None) -> None:
     json_path, md_path = _review_paths(out) if out else (pathlib.Path(str(saved)), None)
     if out:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(plan.to_json(indent=2))
+        with json_path.open("w") as fh:
+            plan.write_json(fh, indent=2)
         assert md_path is not None
         md_path.write_text(plan.summary_markdown(limit=len(plan.operations) + 1) + "\n")
     writes = len(plan.writes)

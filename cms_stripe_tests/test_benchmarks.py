@@ -122,6 +122,8 @@ def test_planning_and_capacity(report: dict) -> None:
     assert p["rows"] == PLAN_ROWS
     assert sum(p["plan"].values()) == PLAN_ROWS
     assert p["plan"]["quarantined"] == p["invalid_rows"] > 0
+    # Streamed: the rows went through in pages of the CMS page size, never all at once.
+    assert p["pages"] == -(-PLAN_ROWS // p["page_size"]) > 1
     assert p["peak_rss_mb"] > 0
     assert report["scenarios"]["emulator_capacity"]["requests"] > 0
 

@@ -7,7 +7,7 @@ The same seed and anchor always give the same rows, so tests can state exact inv
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -85,10 +85,28 @@ def generate_catalog(
     n: int, seed: int = 7, *, anchor: datetime | None = None, days: int = 90, id_prefix: str = "cms-"
 ) -> DemoCatalog:
     """n products with `updated_at` spread over the `days` days before `anchor` (and the anchor day)."""
-    rng = random.Random(seed)
-    anchor = anchor or default_anchor()
     products: list[CmsProduct] = []
     invalid: dict[str, str] = {}
+    for product, kind in _generate(n, seed, anchor=anchor, days=days, id_prefix=id_prefix):
+        if kind is not None:
+            invalid[product.id] = kind
+        products.append(product)
+    return DemoCatalog(products=products, invalid=invalid)
+
+
+def iter_catalog(
+    n: int, seed: int = 7, *, anchor: datetime | None = None, days: int = 90, id_prefix: str = "cms-"
+) -> Iterator[CmsProduct]:
+    """The rows of `generate_catalog(...)`, one at a time (a catalog too big to hold, for the benchmark)."""
+    for product, _kind in _generate(n, seed, anchor=anchor, days=days, id_prefix=id_prefix):
+        yield product
+
+
+def _generate(
+    n: int, seed: int, *, anchor: datetime | None, days: int, id_prefix: str
+) -> Iterator[tuple[CmsProduct, str | None]]:
+    rng = random.Random(seed)
+    anchor = anchor or default_anchor()
     n_invalid = round(n * INVALID_SHARE)
     # Spread the invalid rows evenly and cycle the kinds so every kind appears once n is large enough.
     invalid_at = {int(i * n / n_invalid): INVALID_KINDS[i % len(INVALID_KINDS)] for i in range(n_invalid)}
@@ -131,9 +149,7 @@ def generate_catalog(
         kind = invalid_at.get(i)
         if kind is not None:
             fields = _make_invalid(fields, kind)
-            invalid[cms_id] = kind
-        products.append(CmsProduct(**fields))
-    return DemoCatalog(products=products, invalid=invalid)
+        yield CmsProduct(**fields), kind
 
 
 def _make_invalid(fields: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -77,15 +77,16 @@ def stripe_basis(state: ProductState) -> dict[str, Any]:
     return out
 
 
-def cms_basis(product: CmsProduct) -> dict[str, Any]:
-    """The CMS side of a decision: the synced content (by hash) and the row's link to Stripe."""
+def cms_basis(product: CmsProduct, chash: str | None = None) -> dict[str, Any]:
+    """The CMS side of a decision: the synced content (by hash) and the row's link to Stripe.
+    `chash`: the row's content hash when the caller has it already (it costs a JSON dump)."""
     return {
-        "content_hash": content_hash(product),
+        "content_hash": content_hash(product) if chash is None else chash,
         "stripe_product_id": product.stripe_product_id,
         "stripe_price_id": product.stripe_price_id,
         "sync_hash": product.sync_hash,
     }
 
 
-def decision_basis(product: CmsProduct, state: ProductState) -> dict[str, Any]:
-    return {"cms": cms_basis(product), "stripe": stripe_basis(state)}
+def decision_basis(product: CmsProduct, state: ProductState, chash: str | None = None) -> dict[str, Any]:
+    return {"cms": cms_basis(product, chash), "stripe": stripe_basis(state)}

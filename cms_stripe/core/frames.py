@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -22,8 +22,14 @@ TIMESTAMP_DTYPE = "datetime64[us, UTC]"
 
 
 def products_to_frame(products: Iterable[CmsProduct]) -> pd.DataFrame:
-    rows = [{name: getattr(p, name) for name in PRODUCT_COLUMNS} for p in products]
-    frame = pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS))
+    rows = products if isinstance(products, list) else list(products)
+    if rows:
+        # Column by column: a list of references per column, not a dict per row (a dict per row
+        # doubled the peak of turning a big catalog into a frame). Dtypes are inferred the same way.
+        frame = pd.DataFrame({name: [getattr(p, name) for p in rows] for name in PRODUCT_COLUMNS})
+    else:
+        # No values to infer from: every column object, as a frame built from no records has.
+        frame = pd.DataFrame([], columns=list(PRODUCT_COLUMNS))
     for column in TIMESTAMP_COLUMNS:
         # Microseconds, not pandas' default nanoseconds: a ns column ends in 2262 and starts in 1677,
         # and catalogs hold dates like 0001-01-01 and 9999-12-31.
@@ -51,9 +57,19 @@ def _ts(value: Any) -> datetime | None:
     return pd.Timestamp(value).to_pydatetime()
 
 
+# Rows turned into records at a time: `to_dict("records")` of a whole big frame held a dict per row.
+RECORDS_CHUNK = 1000
+
+
+def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    # A slice keeps its columns' dtypes, so each record holds what the whole frame's would.
+    for start in range(0, len(frame), RECORDS_CHUNK):
+        yield from frame.iloc[start : start + RECORDS_CHUNK].to_dict("records")
+
+
 def frame_to_products(frame: pd.DataFrame) -> list[CmsProduct]:
     products = []
-    for record in frame.to_dict("records"):
+    for record in _records(frame):
         fields = {name: _clean(record.get(name)) for name in PRODUCT_COLUMNS}
         for column in TIMESTAMP_COLUMNS:
             fields[column] = _ts(record.get(column))

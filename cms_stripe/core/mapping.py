@@ -328,6 +328,9 @@ def _check_url(value: str, field_name: str, issues: list[RowIssue]) -> None:
 
 def _control_chars(text: str, *, allow_newlines: bool) -> str | None:
     """The first character Stripe would refuse or mangle: C0/C1 controls, DEL, lone surrogates."""
+    if text.isprintable():
+        # No Cc or Cs character is printable: the common case skips the per-character walk.
+        return None
     for ch in text:
         if allow_newlines and ch in "\n\r\t":
             continue

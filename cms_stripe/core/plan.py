@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TextIO, cast
 
 from cms_stripe.core.basis import decision_basis
 from cms_stripe.core.catalog import (
@@ -192,6 +192,35 @@ class Plan:
             sort_keys=True,
         )
 
+    def write_json(self, fh: TextIO, indent: int = 2) -> None:
+        """Exactly the text of `to_json(indent)`, written one operation at a time: the whole text of a
+        big plan, and the dicts it is made from, took several times the memory of the plan itself."""
+        pad = " " * indent
+        head: dict[str, Any] = {
+            "version": PLAN_VERSION,
+            "created_at": self.created_at.isoformat(),
+            "account_id": self.account_id,
+            "mode": self.mode,
+        }
+        items: dict[str, Iterable[Operation | Quarantined]] = {
+            "operations": self.operations,
+            "quarantined": self.quarantined,
+        }
+        fh.write("{")
+        for n, key in enumerate(sorted([*head, *items])):
+            fh.write(("\n" if n == 0 else ",\n") + pad + json.dumps(key) + ": ")
+            if key in head:
+                fh.write(json.dumps(head[key], sort_keys=True))
+                continue
+            count = 0
+            for item in items[key]:
+                text = json.dumps(item.to_dict(), indent=indent, sort_keys=True)
+                # A list item two levels down: every line of its own dump moves right by two levels.
+                fh.write(("[\n" if count == 0 else ",\n") + "\n".join(pad * 2 + line for line in text.split("\n")))
+                count += 1
+            fh.write("\n" + pad + "]" if count else "[]")
+        fh.write("\n}")
+
     @classmethod
     def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
@@ -252,8 +281,15 @@ def edited_in_stripe(target: Target, product: Mapping[str, Any]) -> bool:
     return bool((product.get("metadata") or {}).get(META_HASH) == target.content_hash)
 
 
-def plan_product(target: Target, state: ProductState, *, keep_dashboard_edits: bool = False) -> Operation | RowIssue:
-    """The one operation that brings this product to its target (or why it cannot be planned)."""
+def plan_product(
+    target: Target,
+    state: ProductState,
+    *,
+    keep_dashboard_edits: bool = False,
+    basis: dict[str, Any] | None = None,
+) -> Operation | RowIssue:
+    """The one operation that brings this product to its target (or why it cannot be planned).
+    `basis`: what the decision is made from (core.basis), recorded on the operation."""
     product = state.product
     version = str(product.get("updated") or product.get("created") or "") if product else ""
     base: dict[str, Any] = {
@@ -262,6 +298,7 @@ def plan_product(target: Target, state: ProductState, *, keep_dashboard_edits: b
         "content_hash": target.content_hash,
         "target": target,
         "state_version": version,
+        "basis": {} if basis is None else basis,
     }
     dp = state.default_price
     current_price_id = dp.get("id") if dp else None
@@ -362,6 +399,97 @@ def plan_product(target: Target, state: ProductState, *, keep_dashboard_edits: b
     )
 
 
+@dataclass
+class PlanPage:
+    """One page's share of a plan (see PlanStream)."""
+
+    operations: list[Operation] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+class PlanStream:
+    """The planner, one page of rows at a time (`build_plan` is this fed one page).
+
+    Between pages it keeps only which CMS row each Stripe product went to (so a second row naming
+    the same product is quarantined whichever page it is in) and the counts: each page's Targets
+    and operations go to the caller and are dropped with the page, so planning a catalog page by
+    page holds one page, not one Target per row.
+    """
+
+    def __init__(
+        self, *, tax_behavior: str | None = None, lookup_keys: bool | None = None, dashboard: str | None = None
+    ) -> None:
+        self.tax_behavior = tax_behavior
+        self.lookup_keys = price_lookup_keys() if lookup_keys is None else lookup_keys
+        self.keep_dashboard_edits = (dashboard_edits() if dashboard is None else dashboard) == DASHBOARD_KEEP
+        # Stripe product id → the CMS row it went to: the one per-row record kept across pages.
+        self._product_owner: dict[str, str] = {}
+        self._counts: Counter[str] = Counter()
+
+    def add(
+        self, products: Iterable[CmsProduct], state: Mapping[str, ProductState], *, validated: bool = False
+    ) -> PlanPage:
+        """Validate each row of the page, then plan one operation per valid row against its Stripe state.
+
+        `validated`: every row already passed `validate_product` with this stream's tax behavior
+        (a `ValidationStream` page), so the same pure check is not run twice."""
+        out = PlanPage()
+        for p in products:
+            try:
+                self._plan_row(p, state, out, validated)
+            except Exception as exc:  # a value no check foresaw must cost one row, not the run
+                issue = RowIssue(
+                    "unexpected_value", "row", f"planning failed on this row: {type(exc).__name__}: {exc}"[:300]
+                )
+                out.quarantined.append(Quarantined(p.id, (issue,)))
+        self._counts.update(op.kind for op in out.operations)
+        self._counts["quarantined"] += len(out.quarantined)
+        return out
+
+    def _plan_row(self, p: CmsProduct, state: Mapping[str, ProductState], out: PlanPage, validated: bool) -> None:
+        tax_behavior = self.tax_behavior
+        issues = [] if validated else validate_product(p, tax_behavior=tax_behavior)
+        if issues:
+            out.quarantined.append(Quarantined(p.id, tuple(issues)))
+            return
+        target = target_for(p, tax_behavior=tax_behavior, lookup_keys=self.lookup_keys)
+        other = self._product_owner.get(target.product_id)
+        if other is not None:
+            # Two rows naming one Stripe product would overwrite each other on every run.
+            out.quarantined.append(
+                Quarantined(
+                    p.id,
+                    (
+                        RowIssue(
+                            "stripe_product_shared",
+                            "stripe_product_id",
+                            f"Stripe product {target.product_id} is already synced from CMS row {other}",
+                        ),
+                    ),
+                )
+            )
+            return
+        st = state.get(p.id) or ProductState(target.product_id)
+        decided = plan_product(
+            target,
+            st,
+            keep_dashboard_edits=self.keep_dashboard_edits,
+            basis=decision_basis(p, st, target.content_hash),
+        )
+        # Claimed only once decided: a row that failed above leaves the product to no one.
+        self._product_owner[target.product_id] = p.id
+        if isinstance(decided, RowIssue):
+            out.quarantined.append(Quarantined(p.id, (decided,)))
+        else:
+            out.operations.append(decided)
+
+    def counts(self) -> dict[str, int]:
+        """`Plan.counts()` over every page added so far."""
+        out: dict[str, int] = {k: self._counts.get(k, 0) for k in KINDS}
+        out["quarantined"] = self._counts.get("quarantined", 0)
+        return out
+
+
 def build_plan(
     products: Iterable[CmsProduct],
     state: Mapping[str, ProductState],
@@ -376,38 +504,5 @@ def build_plan(
     `lookup_keys`: give new prices a lookup key; None = the STRIPE_PRICE_LOOKUP_KEYS setting.
     `dashboard`: overwrite or keep products edited in Stripe; None = the STRIPE_DASHBOARD_EDITS setting.
     """
-    keys = price_lookup_keys() if lookup_keys is None else lookup_keys
-    keep = (dashboard_edits() if dashboard is None else dashboard) == DASHBOARD_KEEP
-    operations: list[Operation] = []
-    quarantined: list[Quarantined] = []
-    seen_products: dict[str, str] = {}
-    for p in products:
-        issues = validate_product(p, tax_behavior=tax_behavior)
-        if issues:
-            quarantined.append(Quarantined(p.id, tuple(issues)))
-            continue
-        target = target_for(p, tax_behavior=tax_behavior, lookup_keys=keys)
-        other = seen_products.get(target.product_id)
-        if other is not None:
-            # Two rows naming one Stripe product would overwrite each other on every run.
-            quarantined.append(
-                Quarantined(
-                    p.id,
-                    (
-                        RowIssue(
-                            "stripe_product_shared",
-                            "stripe_product_id",
-                            f"Stripe product {target.product_id} is already synced from CMS row {other}",
-                        ),
-                    ),
-                )
-            )
-            continue
-        seen_products[target.product_id] = p.id
-        st = state.get(p.id) or ProductState(target.product_id)
-        decided = plan_product(target, st, keep_dashboard_edits=keep)
-        if isinstance(decided, RowIssue):
-            quarantined.append(Quarantined(p.id, (decided,)))
-        else:
-            operations.append(replace(decided, basis=decision_basis(p, st)))
-    return Plan(operations, quarantined, now or datetime.now(UTC))
+    page = PlanStream(tax_behavior=tax_behavior, lookup_keys=lookup_keys, dashboard=dashboard).add(products, state)
+    return Plan(page.operations, page.quarantined, now or datetime.now(UTC))

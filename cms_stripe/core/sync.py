@@ -148,7 +148,8 @@ def save_plan(plan: Plan, reports_dir: str, label: str, run_id: str) -> tuple[st
     root.mkdir(parents=True, exist_ok=True)
     stem = f"plan-{label}-{run_id[:8]}"
     json_path, md_path = root / f"{stem}.json", root / f"{stem}.md"
-    json_path.write_text(plan.to_json(indent=2))
+    with json_path.open("w") as fh:
+        plan.write_json(fh, indent=2)
     md_path.write_text(plan.summary_markdown(limit=500) + "\n")
     return str(json_path), str(md_path)
 

@@ -130,6 +130,9 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         title = f"5. validate + plan {p['rows']:,}"
         add(title, "validate + plan (s)", _num(p["validate_plan_s"]), "≤ 60 s at 1M", _ok(p["meets_target"]))
         add(title, "peak RSS (MB)", _num(p["peak_rss_mb"]), "≤ 1,024 at 1M")
+        if p.get("validate_plan_cpu_s") is not None:
+            # On a shared host the wall time also counts the neighbours; the CPU seconds do not.
+            add(title, f"validate + plan CPU (s), pages of {p['page_size']:,}", _num(p["validate_plan_cpu_s"]))
         add(title, "generating the rows (s)", _num(p["generate_s"]))
     sf = s.get("sensor_first_sync")
     if sf:
