@@ -122,3 +122,52 @@ def test_a_cli_apply_run_has_the_snapshot_the_ui_code_location_has():
     ui = _snapshot(_env())
     assert _snapshot(_env(MIGRATION_DRY_RUN="false")) == ui
     assert _snapshot(_env(MIGRATION_DRY_RUN="false", MIGRATION_ALLOW_LIVE="true")) == ui
+
+
+UI_PARTITION_RUN = """
+    import dagster as dg
+    from cms_stripe.definitions import defs
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("cms_stripe_sync").execute_in_process(
+            partition_key="2026-03-03",
+            instance=instance,
+            raise_on_error=False,
+            run_config={"resources": {"settings": {"config": {"dry_run": False}}}},
+        )
+        print("RUN", result.run_id, result.success)
+"""
+
+
+def test_resume_of_a_single_partition_run_keeps_its_partition(tmp_path):
+    """A run of one partition (the schedule's, a UI "Materialize" of one day, each run of a multi-run
+    backfill) carries `dagster/partition`; `cms-stripe resume --run-id` copies only the
+    `dagster/asset_partition*` and `cms_stripe/` tags, so the re-execution has no partition and fails
+    at once ("Cannot access partition_key for a non-partitioned run"), then tells the operator to run
+    `cms-stripe resume` again, which fails the same way. The UI's "Re-execute from failure" keeps the
+    parent's tags (Dagster's `instance.create_reexecuted_run(..., use_parent_run_tags=True)`)."""
+    import dagster as dg
+    import sqlalchemy as sa
+
+    from cms_stripe.cms.demo import write_catalog
+    from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+    from cms_stripe_tests.test_cli import cli_env, run_cli, valid_live_catalog
+
+    cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
+    engine = sa.create_engine(cms_url)
+    write_catalog(engine, valid_live_catalog(30, seed=3)[:12])
+    engine.dispose()
+    with EmulatorServer(EmulatorConfig()) as emulator:
+        env = cli_env(tmp_path, cms_url, emulator.url, PYTHONPATH=str(ROOT))
+        # The run fails while the CMS is unreachable, then the operator resumes it.
+        down = dict(env, CMS_DATABASE_URL=f"sqlite:///{tmp_path}/missing/dir/cms.sqlite")
+        first = _python(UI_PARTITION_RUN, down)
+        (line,) = [line for line in first.stdout.splitlines() if line.startswith("RUN ")]
+        parent_id, succeeded = line.split()[1:]
+        assert succeeded == "False"
+        resumed = run_cli(["resume", "--run-id", parent_id], env)
+        assert "non-partitioned run" not in resumed.stdout + resumed.stderr
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            (child,) = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": parent_id}))
+            assert child.tags.get("dagster/partition") == "2026-03-03"
+            assert child.status == dg.DagsterRunStatus.SUCCESS
+        assert resumed.returncode == 0, resumed.stdout[-2000:]
