@@ -171,3 +171,78 @@ def test_resume_of_a_single_partition_run_keeps_its_partition(tmp_path):
             assert child.tags.get("dagster/partition") == "2026-03-03"
             assert child.status == dg.DagsterRunStatus.SUCCESS
         assert resumed.returncode == 0, resumed.stdout[-2000:]
+
+
+# What cms-stripe wrote into an empty DAGSTER_HOME before this change (commit 3012ab3), verbatim.
+PREVIOUS_EMBEDDED_YAML = """\
+# Written by cms-stripe for the embedded default: SQLite storage in this directory (no storage block).
+# Stripe's rate limits are account-wide, so the Stripe-calling steps (pool "stripe_api") run one at a
+# time across all runs, as in the shared deployment's dagster.yaml. Edit freely: cms-stripe only
+# writes this file when it is missing or empty.
+concurrency:
+  pools:
+    default_limit: 1
+# A command-line tool handling a business's catalog sends no usage statistics unless asked to.
+telemetry:
+  enabled: false
+"""
+
+
+def test_an_existing_embedded_home_gets_the_log_handler(tmp_path, monkeypatch):
+    """Every `.dagster_home` made by an earlier cms-stripe holds the file above; `_embedded_home`
+    leaves a non-empty dagster.yaml alone, so after upgrading, runs launched from the UI on the
+    embedded instance (`make dev`, backfills) never reach the log file, silently. Expected: the file
+    cms-stripe itself wrote is recognised and upgraded (or the handler is not only instance-wide)."""
+    import dagster as dg
+
+    from cms_stripe.cli import _embedded_home
+
+    home = tmp_path / ".dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(PREVIOUS_EMBEDDED_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _embedded_home(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        handlers = instance.get_python_log_dagster_handler_config().get("handlers", {})
+    assert any(h.get("class") == "cms_stripe.loggers.MigrationLogHandler" for h in handlers.values()), handlers
+
+
+def test_materialization_and_observation_lines_name_their_partition(tmp_path, monkeypatch):
+    """A range run's log file gets one `ASSET_MATERIALIZATION <step>: Materialized value <asset>.` line
+    per partition, all identical (no partition key, no figure), and each checkpoint as
+    `ASSET_OBSERVATION <step>: DagsterEventType.ASSET_OBSERVATION for step <step>`: 700 lines an
+    operator cannot tell apart. Expected: the partition key on each line (and, ideally, its counts)."""
+    import re
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from cms_stripe.loggers import all_loggers, with_log_file
+
+    monkeypatch.setenv("MIGRATION_LOGS_DIR", str(tmp_path / "logs"))
+    days = dg.DailyPartitionsDefinition(start_date="2026-03-01", end_date="2026-03-04")
+
+    @dg.asset(partitions_def=days, backfill_policy=dg.BackfillPolicy.single_run())
+    def daily(context):  # type: ignore[no-untyped-def]
+        for key in context.partition_keys:
+            context.log_event(dg.AssetObservation("daily", partition=key, metadata={"checkpoint": key}))
+        return dg.MaterializeResult(metadata={"rows": 1})
+
+    job = dg.define_asset_job("daily_job", selection=[daily], partitions_def=days)
+    defs = dg.Definitions(assets=[daily], jobs=[job], loggers=all_loggers)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("daily_job").execute_in_process(
+            instance=instance,
+            run_config=with_log_file(),
+            tags={
+                "dagster/asset_partition_range_start": "2026-03-01",
+                "dagster/asset_partition_range_end": "2026-03-03",
+            },
+        )
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = (tmp_path / "logs" / f"migration-{day}.log").read_text().splitlines()
+    mine = [line for line in lines if f" run={result.run_id[:8]} " in line]
+    for event in ("ASSET_MATERIALIZATION", "ASSET_OBSERVATION"):
+        found = [line for line in mine if re.search(rf" {event} daily: ", line)]
+        assert len(found) == 3, found
+        assert all(any(k in line for k in ("2026-03-01", "2026-03-02", "2026-03-03")) for line in found), found
