@@ -59,14 +59,6 @@ EMBEDDED_DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
-# Every run's Dagster events also go to the daily log file (logs/migration-YYYY-MM-DD.log, folder
-# MIGRATION_LOGS_DIR), secrets scrubbed, whatever launched the run: the UI, the schedule, the sensor.
-python_logs:
-  dagster_handler_config:
-    handlers:
-      migration_log:
-        class: cms_stripe.loggers.MigrationLogHandler
-        level: DEBUG
 # A command-line tool handling a business's catalog sends no usage statistics unless asked to.
 telemetry:
   enabled: false

@@ -6,12 +6,16 @@ per `context.log` message, scrubbed of secrets like every line of that file, bes
 lines (writes, row errors, checkpoints). A message the sync already wrote there itself (progress,
 notes) is not repeated.
 
-Two ways in, because Dagster starts a job's logger only when the run config names it:
+Two ways in, both from this code location only (an instance-wide `python_logs` handler would make
+every code location on the instance import cms_stripe, and log other teams' runs here):
 - the `migration_log` logger of every job (Definitions `loggers`), named in the run config of the
-  runs `cms-stripe`, the schedule and the change sensor start (`with_log_file`);
-- the same handler as an instance-wide Dagster handler (`python_logs: dagster_handler_config` in
-  dagster.yaml, and in the embedded instance's), which also reaches runs launched from the UI
-  whatever their run config.
+  runs `cms-stripe`, the schedule and the change sensor start (`with_log_file`): every event of the
+  run, its start (with the masked settings) and end included;
+- for runs whose config names no logger (the Launchpad, "Materialize" on the asset graph, asset
+  backfills), our resources attach the same handler to the run's log manager when they set up for
+  execution (`attach_to_run`): from then on every event of the steps that use them (step starts and
+  ends with durations, materializations, observations, checks, messages, failures). Dagster logs
+  the run's own start and end in the run worker, outside any step: those stay in the UI's run log.
 A run reached both ways writes each record once (records carry a unique message id).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -72,6 +77,14 @@ class MigrationLogHandler(logging.Handler):
         super().__init__(level)
         # Read when Dagster builds the run's (or step's) log manager: the run's environment.
         self.logs_dir = _logs_dir()
+        self.warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # An unwritable folder would otherwise print a traceback per event: say it once, then stay
+        # quiet; the run goes on (its events are still in the instance and the UI).
+        if not self.warned:
+            self.warned = True
+            runlog.warn_unwritable(self.logs_dir, sys.exc_info()[1])
 
     def emit(self, record: logging.LogRecord) -> None:
         meta: Mapping[str, Any] | None = getattr(record, "dagster_meta", None)
@@ -90,7 +103,7 @@ class MigrationLogHandler(logging.Handler):
                 text = f"LOG {step}: {message}"
             else:
                 name = event.event_type.name
-                text = f"{name} {step}: {message}"
+                text = f"{name} {step}: {_describe(event) or message}"
                 error = getattr(event.event_specific_data, "error", None)
                 if error is not None:
                     text += f" error: {_error_text(error)}"
@@ -102,6 +115,68 @@ class MigrationLogHandler(logging.Handler):
             runlog.append_line(self.logs_dir, run_id, at, record.levelname, DAGSTER_KIND, text)
         except Exception:  # a full disk must not fail the run
             self.handleError(record)
+
+
+def _figure(value: Any) -> str | None:
+    """A metadata value short enough for a log line (numbers, flags, short texts), else None."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and 0 < len(value) <= 40 and "\n" not in value:
+        return f'"{value}"' if " " in value else value
+    return None
+
+
+MAX_FIGURES = 8
+
+
+def _describe(event: Any) -> str | None:
+    """A materialization or observation as a line an operator can tell apart from its neighbours:
+    the asset, the partition and the first few short figures of its metadata."""
+    data = event.event_specific_data
+    found = getattr(data, "materialization", None)
+    verb = "materialized"
+    if found is None:
+        found = getattr(data, "asset_observation", None)
+        verb = "observed"
+    if found is None:
+        return None
+    text = f"{found.asset_key.to_user_string()} {verb}"
+    if found.partition:
+        text += f" partition={found.partition}"
+    figures = []
+    for key, entry in (found.metadata or {}).items():
+        shown = _figure(getattr(entry, "value", entry))
+        if shown is not None:
+            figures.append(f"{key}={shown}")
+        if len(figures) == MAX_FIGURES:
+            break
+    return " ".join([text, *figures])
+
+
+def attach_to_run(context: dg.InitResourceContext) -> None:
+    """Give the run `context` initializes a resource for the log file, when its run config did not
+    (runs launched from the UI). Called by our resources' `setup_for_execution`, so only runs of
+    this code location are logged, and nothing is configured on the instance.
+
+    Dagster has no public way to add a handler to a run's log manager once built: its handler list is
+    shared by every `with_tags` copy of it (each step's `context.log`, the resource's own), so one
+    append reaches every later event of this process's steps. Idempotent: each of our resources calls
+    it. Never raises: a log-file problem must not stop a run."""
+    try:
+        run = context.run
+        log = context.log
+        if run is None or log is None:
+            return
+        if MIGRATION_LOG_LOGGER in ((run.run_config or {}).get("loggers") or {}):
+            return  # the job's logger writes this run, its start and end included
+        handlers = getattr(getattr(log, "_dagster_handler", None), "_handlers", None)
+        if not isinstance(handlers, list) or any(isinstance(h, MigrationLogHandler) for h in handlers):
+            return
+        handlers.append(MigrationLogHandler())
+    except Exception:  # noqa: BLE001 - the run matters more than its log file
+        return
 
 
 @dg.logger(

@@ -26,11 +26,6 @@ def test_written_when_missing_or_empty_never_over_a_users_file(tmp_path, monkeyp
     _embedded_home(fresh)
     assert yaml.safe_load((fresh / "dagster.yaml").read_text()) == {
         "concurrency": {"pools": {"default_limit": 1}},
-        "python_logs": {
-            "dagster_handler_config": {
-                "handlers": {"migration_log": {"class": "cms_stripe.loggers.MigrationLogHandler", "level": "DEBUG"}}
-            }
-        },
         "telemetry": {"enabled": False},
     }
     assert os.environ["DAGSTER_HOME"] == str(fresh)

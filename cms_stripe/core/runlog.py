@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -106,6 +107,18 @@ def told_already(run_id: str, text: str) -> bool:
     return False
 
 
+def warn_unwritable(logs_dir: str | pathlib.Path, error: BaseException | None) -> None:
+    """One line on stderr for a log file that cannot be written (instead of a traceback per line)."""
+    reason = scrub(f"{type(error).__name__}: {error}") if error is not None else "unknown error"
+    try:
+        sys.stderr.write(
+            f"cms-stripe: warning: cannot write the log file in {logs_dir} ({reason}); "
+            "the run goes on, further log-file errors of this run are not shown\n"
+        )
+    except Exception:  # noqa: BLE001 - no stderr either: nothing left to tell
+        pass
+
+
 class DailyLogFile(logging.Handler):
     """Appends this module's records to `<dir>/migration-YYYY-MM-DD.log` of the record's UTC day,
     every line scrubbed of secrets."""
@@ -114,6 +127,13 @@ class DailyLogFile(logging.Handler):
         super().__init__(logging.INFO)
         self.logs_dir = pathlib.Path(logs_dir)
         self.run_id = run_id
+        self.warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # Warn once, then stay quiet: a log-file problem must never fail, or flood, a sync.
+        if not self.warned:
+            self.warned = True
+            warn_unwritable(self.logs_dir, sys.exc_info()[1])
 
     def path(self, at: datetime | None = None) -> pathlib.Path:
         return log_file_path(self.logs_dir, at)

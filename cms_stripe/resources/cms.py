@@ -27,6 +27,7 @@ from cms_stripe.cms.source import (
 )
 from cms_stripe.core.catalog import SyncUpdate, WriteBackResult
 from cms_stripe.core.settings import LiveKeyRefused, Settings, scrub, scrubbed_exception
+from cms_stripe.loggers import attach_to_run
 from cms_stripe.resources.settings import refuse_live_writes
 
 BACKUP_DIR_TAG = "cms_stripe/backup_dir"
@@ -131,6 +132,8 @@ class _CatalogResource(dg.ConfigurableResource):
         return _Guarded(self._backend(), allow_live)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every asset step uses the catalog: the run's events reach the log file however it was launched.
+        attach_to_run(context)
         self._source = None
         self._backend()
 

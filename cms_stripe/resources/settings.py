@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from cms_stripe.core.settings import LiveKeyRefused, Settings, live_write_refusal
+from cms_stripe.loggers import attach_to_run
 
 
 class LiveWriteRefused(dg.Failure, LiveKeyRefused):
@@ -36,6 +37,9 @@ class SyncSettingsResource(dg.ConfigurableResource):
     checkpoint_interval: int = 100
     validation_threshold: float = 0.95
     allow_live: bool = False
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        attach_to_run(context)  # runs launched from the UI name no logger: see cms_stripe.loggers
 
     @property
     def reports_dir(self) -> str:

@@ -14,6 +14,7 @@ from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.settings import Settings, SettingsError, is_live_key
 from cms_stripe.core.state import ProductState, read_state
+from cms_stripe.loggers import attach_to_run
 from cms_stripe.core.sync import SyncOptions, SyncOutcome, WriteBack, run_sync
 from cms_stripe.resources.settings import refuse_live_writes
 from cms_stripe.stripe.gateway import StripeGateway
@@ -68,6 +69,7 @@ class StripeResource(dg.ConfigurableResource):
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        attach_to_run(context)  # the run's events to the log file, the missing key's failure included
         # Fail at launch on a missing key, not at the first Stripe call.
         self._api_key(Settings.from_env())
 

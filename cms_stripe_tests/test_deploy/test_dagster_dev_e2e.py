@@ -241,16 +241,21 @@ def test_backfill_through_dagster_dev_then_again_writes_nothing(
     assert min(a1, b1) < max(a0, b0), f"two runs wrote to Stripe at the same time: {spans}"
 
     # Runs launched from the UI (the daemon's backfill runs, no logger in their run config) leave their
-    # Dagster events in the log file through the instance handler dagster.yaml configures, once each.
+    # steps' Dagster events in the log file through the handler our resources attach (dagster.yaml
+    # configures none), once each, each materialization naming its partition.
     (log_file,) = (tmp_path / "logs").glob("migration-*.log")
     log_text = log_file.read_text()
     assert "sk_test_cms_stripe_e2e" not in log_text
-    for state in (first, older):
+    for state, window_days in ((first, days), (older, older_days)):
         (run,) = state["runs"]
         mine = [line for line in log_text.splitlines() if f" run={run['runId'][:8]} dagster " in line]
-        assert len([line for line in mine if " RUN_START -: " in line]) == 1, mine[:5]
-        assert len([line for line in mine if " STEP_SUCCESS stripe_products: " in line]) == 1
-        assert len([line for line in mine if " ASSET_MATERIALIZATION stripe_products: " in line]) == 3
+        for step in ("raw_cms_products", "validated_products", "stripe_products"):
+            assert len([line for line in mine if f" STEP_START {step}: " in line]) == 1, (step, mine[:5])
+            assert len([line for line in mine if f" STEP_SUCCESS {step}: " in line]) == 1, step
+        materialized = [line for line in mine if " ASSET_MATERIALIZATION stripe_products: " in line]
+        assert sorted(line.split(" partition=")[1].split()[0] for line in materialized) == sorted(window_days)
+        # The run id and its masked settings, from the sync's own first line.
+        assert f"run {run['runId']} started; settings: " in log_text
 
     # Stripe: every valid live row of those days exactly once, with its price.
     objects = emu.objects()
