@@ -32,6 +32,7 @@ from typing import Any
 
 import dagster as dg
 
+from cms_stripe import constants as c
 from cms_stripe.core import runlog
 from cms_stripe.core.settings import Settings
 
@@ -119,7 +120,7 @@ class MigrationLogHandler(logging.Handler):
 
 def _figure(value: Any) -> str | None:
     """A metadata value short enough for a log line (numbers, flags, short texts), else None."""
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return str(value)
     if isinstance(value, float):
         return f"{value:g}"
@@ -128,7 +129,30 @@ def _figure(value: Any) -> str | None:
     return None
 
 
-MAX_FIGURES = 8
+MAX_FIGURES = 10
+# What an operator looks for first on a materialization or observation line; other short entries follow.
+HEADLINE_KEYS = (
+    c.DRY_RUN,
+    c.ROWS,
+    c.VALID_ROWS,
+    c.QUARANTINED_ROWS,
+    c.PLANNED,
+    c.CREATED,
+    c.UPDATED,
+    c.REPRICED,
+    c.ARCHIVED,
+    c.REACTIVATED,
+    c.FAILED,
+    c.SKIPPED,
+    c.WRITTEN_BACK,
+    c.CHECKPOINT_DONE,
+    c.MATCHED,
+    c.MISSING,
+    c.DRIFT,
+    c.STRIPE_CALLS,
+    c.RATE_LIMITED,
+    c.DURATION_S,
+)
 
 
 def _describe(event: Any) -> str | None:
@@ -145,8 +169,11 @@ def _describe(event: Any) -> str | None:
     text = f"{found.asset_key.to_user_string()} {verb}"
     if found.partition:
         text += f" partition={found.partition}"
+    metadata = dict(found.metadata or {})
+    ordered = [k for k in HEADLINE_KEYS if k in metadata] + [k for k in metadata if k not in HEADLINE_KEYS]
     figures = []
-    for key, entry in (found.metadata or {}).items():
+    for key in ordered:
+        entry = metadata[key]
         shown = _figure(getattr(entry, "value", entry))
         if shown is not None:
             figures.append(f"{key}={shown}")
@@ -169,13 +196,14 @@ def attach_to_run(context: dg.InitResourceContext) -> None:
         log = context.log
         if run is None or log is None:
             return
-        if MIGRATION_LOG_LOGGER in ((run.run_config or {}).get("loggers") or {}):
+        named: Any = (run.run_config or {}).get("loggers") or {}
+        if MIGRATION_LOG_LOGGER in named:
             return  # the job's logger writes this run, its start and end included
         handlers = getattr(getattr(log, "_dagster_handler", None), "_handlers", None)
         if not isinstance(handlers, list) or any(isinstance(h, MigrationLogHandler) for h in handlers):
             return
         handlers.append(MigrationLogHandler())
-    except Exception:  # noqa: BLE001 - the run matters more than its log file
+    except Exception:  # the run matters more than its log file
         return
 
 

@@ -10,6 +10,7 @@ No Dagster import.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
 import sys
@@ -107,16 +108,23 @@ def told_already(run_id: str, text: str) -> bool:
     return False
 
 
+_warned_dirs: set[str] = set()
+
+
 def warn_unwritable(logs_dir: str | pathlib.Path, error: BaseException | None) -> None:
-    """One line on stderr for a log file that cannot be written (instead of a traceback per line)."""
+    """One line on stderr for a log file that cannot be written (instead of a traceback per line),
+    once per folder and process: a run has several handlers (the sync's, the Dagster events')."""
+    with _file_lock:
+        if str(logs_dir) in _warned_dirs:
+            return
+        _warned_dirs.add(str(logs_dir))
     reason = scrub(f"{type(error).__name__}: {error}") if error is not None else "unknown error"
-    try:
+    # No stderr either (closed, full): nothing is left to tell, and the sync goes on.
+    with contextlib.suppress(Exception):
         sys.stderr.write(
             f"cms-stripe: warning: cannot write the log file in {logs_dir} ({reason}); "
-            "the run goes on, further log-file errors of this run are not shown\n"
+            "the run goes on; further log-file errors are not shown\n"
         )
-    except Exception:  # noqa: BLE001 - no stderr either: nothing left to tell
-        pass
 
 
 class DailyLogFile(logging.Handler):

@@ -14,8 +14,8 @@ from cms_stripe.core.executor import ApplyResult, ProgressFn, apply_plan
 from cms_stripe.core.plan import Plan, build_plan
 from cms_stripe.core.settings import Settings, SettingsError, is_live_key
 from cms_stripe.core.state import ProductState, read_state
-from cms_stripe.loggers import attach_to_run
 from cms_stripe.core.sync import SyncOptions, SyncOutcome, WriteBack, run_sync
+from cms_stripe.loggers import attach_to_run
 from cms_stripe.resources.settings import refuse_live_writes
 from cms_stripe.stripe.gateway import StripeGateway
 from cms_stripe.stripe.limits import LimitModel
