@@ -22,7 +22,6 @@ A run reached both ways writes each record once (records carry a unique message 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections import deque
@@ -33,8 +32,7 @@ from typing import Any
 import dagster as dg
 
 from cms_stripe import constants as c
-from cms_stripe.core import runlog
-from cms_stripe.core.settings import Settings
+from cms_stripe.core import runlog, settings
 
 MIGRATION_LOG_LOGGER = "migration_log"
 DAGSTER_KIND = "dagster"
@@ -57,13 +55,6 @@ def _first_time(message_id: str | None) -> bool:
         return True
 
 
-def _logs_dir() -> str:
-    try:
-        return Settings.from_env().logs_dir
-    except Exception:  # a settings error must not stop the run's logging
-        return os.environ.get("MIGRATION_LOGS_DIR") or runlog.DEFAULT_LOGS_DIR
-
-
 def _error_text(error: Any) -> str:
     # Dagster wraps the step's exception: the innermost cause is what the operator needs.
     while getattr(error, "cause", None) is not None:
@@ -77,7 +68,7 @@ class MigrationLogHandler(logging.Handler):
     def __init__(self, level: int | str = logging.DEBUG) -> None:
         super().__init__(level)
         # Read when Dagster builds the run's (or step's) log manager: the run's environment.
-        self.logs_dir = _logs_dir()
+        self.logs_dir = settings.logs_dir()
         self.warned = False
 
     def handleError(self, record: logging.LogRecord) -> None:

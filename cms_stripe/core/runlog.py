@@ -38,7 +38,6 @@ RUN = "run"
 NOTE = "note"
 
 LOG_FILE_PREFIX = "migration-"
-DEFAULT_LOGS_DIR = "logs"
 
 
 def _emit(level: int, kind: str, message: str, **fields: Any) -> None:

@@ -142,6 +142,14 @@ def dashboard_edits(env: Mapping[str, str] | None = None) -> str:
     return raw
 
 
+DEFAULT_LOGS_DIR = "logs"
+
+
+def logs_dir(env: Mapping[str, str] | None = None) -> str:
+    """The daily log file's folder alone: a log handler needs it even when another setting is invalid."""
+    return env_text(os.environ if env is None else env, "MIGRATION_LOGS_DIR") or DEFAULT_LOGS_DIR
+
+
 def parse_day(name: str, raw: str | None) -> date | None:
     """A date or ISO timestamp (`2024-01-01` or `2024-01-01T00:00:00Z`) → its UTC day."""
     if raw is None or raw.strip() == "":
@@ -405,7 +413,7 @@ class Settings:
     validation_threshold: float = 0.95
     reports_dir: str = "reports"
     # The daily log files (logs/migration-YYYY-MM-DD.log); like the reports folder, environment only.
-    logs_dir: str = "logs"
+    logs_dir: str = DEFAULT_LOGS_DIR
     price_lookup_keys: bool = DEFAULT_PRICE_LOOKUP_KEYS
     # From the environment only: a limit that run config (the Launchpad) could raise would not be one.
     plan_max_age_hours: float = DEFAULT_PLAN_MAX_AGE_HOURS
@@ -461,7 +469,7 @@ class Settings:
             allow_live=env_bool(env, "MIGRATION_ALLOW_LIVE", False),
             validation_threshold=threshold,
             reports_dir=env_text(env, "MIGRATION_REPORTS_DIR") or "reports",
-            logs_dir=env_text(env, "MIGRATION_LOGS_DIR") or "logs",
+            logs_dir=logs_dir(env),
             price_lookup_keys=price_lookup_keys(env),
             plan_max_age_hours=env_float(env, ENV_PLAN_MAX_AGE_HOURS, DEFAULT_PLAN_MAX_AGE_HOURS)
             or DEFAULT_PLAN_MAX_AGE_HOURS,
