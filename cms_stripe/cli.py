@@ -399,12 +399,9 @@ def resume(ctx: click.Context, run_id: str | None, confirm_live: bool) -> None:
     console.header("resume", settings, f"run {run.run_id} from failure (its checkpoints are honoured)")
     run_config = {k: v for k, v in _current_run_config(run.run_config).items() if k not in ("loggers", "execution")}
     run_config.update(logger_config(ctx.obj.get("verbose", False)))
-    # The partition range lives in the parent's tags; the re-execution must cover the same days.
-    tags = {
-        **{k: v for k, v in run.tags.items() if k.startswith(("dagster/asset_partition", "cms_stripe/"))},
-        CLI_TAG: "true",
-        COMMAND_TAG: "resume",
-    }
+    # The re-execution keeps all the parent's tags (its partition or range, its cms_stripe/* tags),
+    # as the UI's "Re-execute from failure" does; these mark it as this command's run.
+    tags = {CLI_TAG: "true", COMMAND_TAG: "resume"}
     with console.live():
         result = resume_from_failure(instance, run, run_config=run_config, tags=tags)
     sys.exit(_report(result, "resume"))

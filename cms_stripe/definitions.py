@@ -32,7 +32,9 @@ all_assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
 def build_resources() -> dict[str, Any]:
     """Addresses, keys and folders are no config at all: the resources read them from this code
     location's environment when a run starts, so run config (the Launchpad) cannot redirect them.
-    What is config (dry-run, pacing, thresholds) is read from the environment at load."""
+    The run settings (dry-run, thresholds) are config whose unset fields take the environment when a
+    run starts: no environment value is a config default, so the job snapshot does not change with
+    the environment that loaded the code (a CLI run and the webserver share it)."""
     return {
         "catalog": catalog_resource_from_env(),
         "stripe": stripe_resource_from_env(),

@@ -16,24 +16,23 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.execution.api import execute_run
-from dagster._core.execution.plan.state import KnownExecutionState
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.remote_origin import (
     CodeLocationOrigin,
     InProcessCodeLocationOrigin,
     ManagedGrpcPythonEnvCodeLocationOrigin,
-    RemoteJobOrigin,
-    RemoteRepositoryOrigin,
 )
 from dagster._core.remote_representation.code_location import CodeLocation
 from dagster._core.remote_representation.external import RemoteJob
-from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RESUME_RETRY_TAG, ROOT_RUN_ID_TAG
+from dagster._core.remote_representation.handle import RepositoryHandle
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
+from dagster._record import copy
 
 from cms_stripe.loggers import with_log_file
 
@@ -69,7 +68,10 @@ class Location:
     repository_name: str
 
     def remote_job(self, job_name: str, asset_selection: Sequence[dg.AssetKey] | None = None) -> RemoteJob:
-        return self.location.get_job(
+        """The job as this process loaded it, but addressed by the workspace's origin, not the
+        in-process loader's: runs made from it (here, or by Dagster's own re-execution) name the code
+        location the UI and the daemon know (same location and repository names, same label tag)."""
+        loaded = self.location.get_job(
             JobSubsetSelector(
                 location_name=self.location.name,
                 repository_name=self.repository_name,
@@ -78,16 +80,13 @@ class Location:
                 asset_selection=asset_selection or None,
             )
         )
+        handle: RepositoryHandle = copy(loaded.repository_handle, code_location_origin=self.origin)
+        return RemoteJob(loaded.job_data_snap, handle)
 
-    def remote_origin(self, job_name: str) -> RemoteJobOrigin:
-        # The workspace's origin, not the in-process loader's: the run names the code location the
-        # UI and the daemon know (same location and repository names, same label tag).
-        return RemoteJobOrigin(
-            repository_origin=RemoteRepositoryOrigin(
-                code_location_origin=self.origin, repository_name=self.repository_name
-            ),
-            job_name=job_name,
-        )
+    @property
+    def asset_graph(self) -> Any:
+        """What `instance.create_reexecuted_run` reads from the webserver's request context."""
+        return self.location.get_repository(self.repository_name).asset_graph
 
 
 @contextmanager
@@ -110,15 +109,11 @@ def _create_run(
     remote_job: RemoteJob,
     run_config: Mapping[str, Any],
     tags: Mapping[str, str],
-    *,
-    step_keys: Sequence[str] | None = None,
-    known_state: KnownExecutionState | None = None,
-    parent: dg.DagsterRun | None = None,
 ) -> dg.DagsterRun:
     """What the webserver's launch (and `dagster job launch`) records: the job snapshot of the code
     location (and its parent's for a subset), the execution plan, both origins."""
     plan = where.location.get_execution_plan(
-        remote_job, run_config, step_keys_to_execute=step_keys, known_state=known_state, instance=instance
+        remote_job, run_config, step_keys_to_execute=None, known_state=None, instance=instance
     )
     return instance.create_run(
         job_name=remote_job.name,
@@ -128,17 +123,17 @@ def _create_run(
         step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
         op_selection=None,
         status=dg.DagsterRunStatus.NOT_STARTED,
-        root_run_id=(parent.root_run_id or parent.run_id) if parent else None,
-        parent_run_id=parent.run_id if parent else None,
+        root_run_id=None,
+        parent_run_id=None,
         tags={**remote_job.tags, **tags},
         job_snapshot=remote_job.job_snapshot,
         execution_plan_snapshot=plan.execution_plan_snapshot,
         parent_job_snapshot=remote_job.parent_job_snapshot,
-        remote_job_origin=where.remote_origin(remote_job.name),
+        remote_job_origin=remote_job.get_remote_origin(),
         job_code_origin=remote_job.get_python_origin(),
         asset_selection=remote_job.asset_selection,
         asset_check_selection=remote_job.asset_check_selection,
-        asset_graph=where.location.get_repository(where.repository_name).asset_graph,
+        asset_graph=where.asset_graph,
     )
 
 
@@ -166,26 +161,21 @@ def launch(
 def resume_from_failure(
     instance: dg.DagsterInstance, parent: dg.DagsterRun, *, run_config: Mapping[str, Any], tags: Mapping[str, str]
 ) -> Any:
-    """Re-execute `parent` from its failure, as the UI's "Re-execute from failure" does: the steps
-    that did not succeed, with the outputs of those that did; the parent's asset selection."""
+    """Re-execute `parent` from its failure by Dagster's own path, the one the UI's "Re-execute from
+    failure" takes: the steps that did not succeed, with the outputs of those that did; the parent's
+    asset selection and all its tags (its partition or partition range, our `cms_stripe/*` tags,
+    not the retry bookkeeping), then `tags`; parent, root and resume tags set by Dagster."""
     with workspace_location(instance) as where:
         remote_job = where.remote_job(parent.job_name, sorted(parent.asset_selection or ()) or None)
-        step_keys, known_state = KnownExecutionState.build_resume_retry_reexecution(instance, parent_run=parent)
-        if not step_keys:
-            raise dg.DagsterInvariantViolationError(f"run {parent.run_id}: no steps need to be retried")
-        run = _create_run(
-            instance,
-            where,
-            remote_job,
-            {**with_log_file(run_config), **IN_PROCESS_EXECUTION},
-            {
-                **tags,
-                PARENT_RUN_ID_TAG: parent.run_id,
-                ROOT_RUN_ID_TAG: parent.root_run_id or parent.run_id,
-                RESUME_RETRY_TAG: "true",
-            },
-            step_keys=step_keys,
-            known_state=known_state,
-            parent=parent,
+        run = instance.create_reexecuted_run(
+            # The webserver passes its request context; Dagster reads only its asset graph.
+            request_context=cast(Any, where),
+            parent_run=parent,
+            code_location=where.location,
+            remote_job=remote_job,
+            strategy=ReexecutionStrategy.FROM_FAILURE,
+            extra_tags=tags,
+            run_config={**with_log_file(run_config), **IN_PROCESS_EXECUTION},
+            use_parent_run_tags=True,
         )
         return _execute(instance, where, run)

@@ -1,13 +1,19 @@
 """Run settings that are not secrets: dry-run, skip-existing, checkpoints, thresholds.
 
-Defaults come from the environment variables of the tool we replace (read when the code location
-loads); each run can override them in its run config (Launchpad, or the CLI). Two things run config
-cannot do: choose a folder (reports go to MIGRATION_REPORTS_DIR of the code location's environment)
-and allow live writes the environment has not allowed (`live_allowed`)."""
+Each field left unset (None, the Launchpad's default) takes the value of the code location's
+environment (the tool we replace's variables, through the one Settings model) when the run starts;
+run config (Launchpad, the CLI) can set it per run. The environment is not written into the config
+defaults: those are part of the job snapshot, which must not depend on whose environment loaded the
+code (a CLI run with MIGRATION_DRY_RUN=false and the webserver's runs share one snapshot). Two
+things run config cannot do: choose a folder (reports go to MIGRATION_REPORTS_DIR of the code
+location's environment) and allow live writes the environment has not allowed (`live_allowed`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import dagster as dg
+from pydantic import model_validator
 
 from cms_stripe.core.settings import LiveKeyRefused, Settings, live_write_refusal
 from cms_stripe.loggers import attach_to_run
@@ -29,14 +35,43 @@ def refuse_live_writes(what: str, allow_live: bool) -> None:
         raise LiveWriteRefused(refusal)
 
 
-class SyncSettingsResource(dg.ConfigurableResource):
-    """How a sync run behaves; dry-run unless told otherwise."""
+# The resource's fields: all default to None, "this code location's environment when the run starts".
+FROM_ENVIRONMENT = ("dry_run", "skip_existing", "checkpoint_interval", "validation_threshold", "allow_live")
 
-    dry_run: bool = True
-    skip_existing: bool = True
-    checkpoint_interval: int = 100
-    validation_threshold: float = 0.95
-    allow_live: bool = False
+
+class SyncSettingsResource(dg.ConfigurableResource):
+    """How a sync run behaves; dry-run unless told otherwise. A field left unset takes the value of
+    this code location's environment (MIGRATION_DRY_RUN, MIGRATION_SKIP_EXISTING,
+    MIGRATION_CHECKPOINT_INTERVAL, MIGRATION_VALIDATION_THRESHOLD, MIGRATION_ALLOW_LIVE) when the
+    run starts."""
+
+    if TYPE_CHECKING:
+        # Never None once built: `_from_environment` fills every unset field.
+        dry_run: bool = None  # type: ignore[assignment]
+        skip_existing: bool = None  # type: ignore[assignment]
+        checkpoint_interval: int = None  # type: ignore[assignment]
+        validation_threshold: float = None  # type: ignore[assignment]
+        allow_live: bool = None  # type: ignore[assignment]
+    else:
+        dry_run: bool | None = None
+        skip_existing: bool | None = None
+        checkpoint_interval: int | None = None
+        validation_threshold: float | None = None
+        allow_live: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        """Unset fields from the environment, read when the resource is built: for a run, when it
+        starts (Dagster builds the run's resource from its run config then). Without a value the
+        Settings model's own defaults apply: dry run on, live writes off."""
+        if not isinstance(data, dict):
+            return data
+        unset = [name for name in FROM_ENVIRONMENT if data.get(name) is None]
+        if not unset:
+            return data
+        env = Settings.from_env()
+        return {**data, **{name: getattr(env, name) for name in unset}}
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         attach_to_run(context)  # runs launched from the UI name no logger: see cms_stripe.loggers
@@ -55,11 +90,6 @@ class SyncSettingsResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> SyncSettingsResource:
-        s = Settings.from_env()
-        return cls(
-            dry_run=s.dry_run,
-            skip_existing=s.skip_existing,
-            checkpoint_interval=s.checkpoint_interval,
-            validation_threshold=s.validation_threshold,
-            allow_live=s.allow_live,
-        )
+        """The resource as Definitions wires it: no values, so no environment in the config defaults
+        (nor in the job snapshot); each run reads the environment when it starts."""
+        return cls()
