@@ -52,6 +52,54 @@ def _load_env(env_file: str | None) -> None:
 
 
 EMBEDDED_DAGSTER_YAML = """\
+# Written by cms-stripe for the embedded default: SQLite storage in this directory. Edit freely:
+# cms-stripe only writes this file when it is missing, empty, or exactly as an earlier version wrote it.
+#
+# Dagster's own SQLite storage (same files and layout), except that a batch of asset events (one per
+# partition of a range run) is stored in one transaction rather than one each: without it a run over
+# hundreds of daily partitions spends minutes storing events. It also sets DAGSTER_EVENT_BATCH_SIZE
+# (Dagster's event batching) unless the environment does; `storage: {sqlite: ...}` is the plain one.
+storage:
+  custom:
+    module: cms_stripe.instance_storage
+    class: EmbeddedSqliteStorage
+    config:
+      # This directory, written by cms-stripe (a moved directory gets its own path on the next command).
+      base_dir: {base_dir}
+# Stripe's rate limits are account-wide, so the Stripe-calling steps (pool "stripe_api") run one at a
+# time across all runs, as in the shared deployment's dagster.yaml.
+concurrency:
+  pools:
+    default_limit: 1
+# A command-line tool handling a business's catalog sends no usage statistics unless asked to.
+telemetry:
+  enabled: false
+"""
+
+
+def embedded_dagster_yaml(home: pathlib.Path | str) -> str:
+    """The embedded instance's dagster.yaml for the DAGSTER_HOME `home` (absolute, so a script opening
+    the instance by its path, without DAGSTER_HOME, finds the same storage)."""
+    return EMBEDDED_DAGSTER_YAML.replace("{base_dir}", json.dumps(str(home)))
+
+
+def _written_by_us(text: str) -> bool:
+    """Empty, exactly what an earlier version wrote, or this version's file for some directory."""
+    import yaml
+
+    if text.strip() in ("", *(t.strip() for t in EARLIER_EMBEDDED_DAGSTER_YAMLS)):
+        return True
+    try:
+        base_dir = yaml.safe_load(text)["storage"]["custom"]["config"]["base_dir"]
+    except (yaml.YAMLError, TypeError, KeyError):
+        return False
+    return isinstance(base_dir, str) and text == embedded_dagster_yaml(base_dir)
+
+
+# What earlier versions wrote: a file still exactly like one of these was never edited, so it is
+# replaced by the current one (an empty file too).
+EARLIER_EMBEDDED_DAGSTER_YAMLS = (
+    """\
 # Written by cms-stripe for the embedded default: SQLite storage in this directory (no storage block).
 # Stripe's rate limits are account-wide, so the Stripe-calling steps (pool "stripe_api") run one at a
 # time across all runs, as in the shared deployment's dagster.yaml. Edit freely: cms-stripe only
@@ -62,7 +110,8 @@ concurrency:
 # A command-line tool handling a business's catalog sends no usage statistics unless asked to.
 telemetry:
   enabled: false
-"""
+""",
+)
 
 
 def _embedded_home(home: pathlib.Path) -> None:
@@ -70,12 +119,15 @@ def _embedded_home(home: pathlib.Path) -> None:
 
     Without a pool limit, runs queued together (a backfill, the change sensor) would each pace
     themselves to the whole account's budget and trip 429s together. A dagster.yaml with content is
-    the user's and is left alone; an empty one is what earlier versions created and is filled in.
+    the user's and is left alone, unless cms-stripe wrote it (an empty one, as the first versions
+    left, an earlier version's, or this version's for another path) and it is not what `home` needs.
     """
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or not config.read_text().strip():
-        config.write_text(EMBEDDED_DAGSTER_YAML)
+    wanted = embedded_dagster_yaml(home)
+    current = config.read_text() if config.exists() else ""
+    if current != wanted and _written_by_us(current):
+        config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
 
 

@@ -91,14 +91,6 @@ def run_materializations(instance: dg.DagsterInstance, runs: Sequence[dg.Dagster
     return out
 
 
-def _materialized_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[str]:
-    out = set()
-    for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        if entry.dagster_event is not None:
-            out.add(entry.dagster_event.event_specific_data.materialization.asset_key.to_user_string())  # type: ignore[union-attr]
-    return out
-
-
 def failed_sync_records(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Materialized]:
     """A sync step that stopped (CRITICAL, CMS write-back failure) materializes nothing; its figures
     are the metadata of its failure, recorded by the step as it would have materialized them."""
@@ -127,10 +119,13 @@ def run_scope(run: dg.DagsterRun) -> tuple[str | None, str | None, list[str]]:
     return tags.get(STRATEGY_TAG), partitions, ids
 
 
-def _failures_unless_materialized(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Materialized]:
+def _failures_unless_materialized(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, own: Sequence[Materialized]
+) -> list[Materialized]:
     # Only this run's own failure (a resumed run's report must not add its parent's figures), and
-    # only when the sync did not materialize in this run.
-    if STRIPE_ASSET in _materialized_assets(instance, run):
+    # only when the sync did not materialize in this run (`own`: what this run recorded; its
+    # materializations are those of a partition, the run-wide observation has none).
+    if any(r.asset == STRIPE_ASSET and r.partition is not None for r in own):
         return []
     return failed_sync_records(instance, run)
 
@@ -157,9 +152,11 @@ def write_run_report(
     stats = instance.get_run_stats(run.run_id)
     started = datetime.fromtimestamp(stats.start_time, UTC) if stats.start_time else None
     ended = datetime.fromtimestamp(stats.end_time, UTC) if stats.end_time else datetime.now(UTC)
-    records = run_materializations(instance, group)
+    # Read once per run: a range run has one materialization per asset and partition.
+    by_run = {r.run_id: run_materializations(instance, [r]) for r in group}
+    records = [m for r in group for m in by_run[r.run_id]]
     report = build_report(
-        [*records, *_failures_unless_materialized(instance, run), *extra],
+        [*records, *_failures_unless_materialized(instance, run, by_run.get(run.run_id, [])), *extra],
         run_id=run.run_id,
         command=command or run.tags.get(COMMAND_TAG) or run.job_name,
         status=status,

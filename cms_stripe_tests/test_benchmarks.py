@@ -36,6 +36,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
             str(PLAN_ROWS),
             "--capacity-seconds",
             "0.5",
+            "--noop-rows",
+            "30",
+            "--noop-partition-days",
+            "20,45",
             "--pg-admin-url",
             PG_ADMIN_URL,
             "--json",
@@ -126,6 +130,17 @@ def test_planning_and_capacity(report: dict) -> None:
     assert p["pages"] == -(-PLAN_ROWS // p["page_size"]) > 1
     assert p["peak_rss_mb"] > 0
     assert report["scenarios"]["emulator_capacity"]["requests"] > 0
+
+
+@pytest.mark.slow
+def test_noop_over_partitions_writes_nothing(report: dict) -> None:
+    n = report["scenarios"]["noop_partitions"]
+    assert n["rows"] == 30 and n["rows_spread_over_days"] == 20
+    # 20 and 45 days back to today, both ends included.
+    assert [r["partitions"] for r in n["runs"]] == [21, 46]
+    for r in n["runs"]:
+        assert r["exit_code"] == 0 and r["stripe_writes"] == 0 and r["wall_s"] > 0
+        assert r["target_s"] is None and r["meets_target"] is None  # targets are for 700 and 3,650 days
 
 
 def test_changed_catalog_alternates_fields_and_prices() -> None:

@@ -12,7 +12,7 @@ import dagster as dg
 import sqlalchemy as sa
 import yaml
 
-from cms_stripe.cli import EMBEDDED_DAGSTER_YAML, _embedded_home
+from cms_stripe.cli import EARLIER_EMBEDDED_DAGSTER_YAMLS, _embedded_home, embedded_dagster_yaml
 from cms_stripe.constants import STRIPE_POOL
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.test_cli import valid_live_catalog
@@ -25,6 +25,13 @@ def test_written_when_missing_or_empty_never_over_a_users_file(tmp_path, monkeyp
     fresh = tmp_path / "fresh"
     _embedded_home(fresh)
     assert yaml.safe_load((fresh / "dagster.yaml").read_text()) == {
+        "storage": {
+            "custom": {
+                "module": "cms_stripe.instance_storage",
+                "class": "EmbeddedSqliteStorage",
+                "config": {"base_dir": str(fresh)},
+            }
+        },
         "concurrency": {"pools": {"default_limit": 1}},
         "telemetry": {"enabled": False},
     }
@@ -34,7 +41,27 @@ def test_written_when_missing_or_empty_never_over_a_users_file(tmp_path, monkeyp
     empty.mkdir()
     (empty / "dagster.yaml").write_text("\n")
     _embedded_home(empty)
-    assert (empty / "dagster.yaml").read_text() == EMBEDDED_DAGSTER_YAML
+    assert (empty / "dagster.yaml").read_text() == embedded_dagster_yaml(empty)
+
+    earlier = tmp_path / "earlier"  # exactly what the previous version wrote: never edited, so replaced
+    earlier.mkdir()
+    (earlier / "dagster.yaml").write_text(EARLIER_EMBEDDED_DAGSTER_YAMLS[0])
+    _embedded_home(earlier)
+    assert (earlier / "dagster.yaml").read_text() == embedded_dagster_yaml(earlier)
+    moved = tmp_path / "moved"  # a home moved elsewhere: its storage follows it
+    (earlier / "dagster.yaml").rename(moved.with_suffix(".yaml"))
+    moved.mkdir()
+    moved.with_suffix(".yaml").rename(moved / "dagster.yaml")
+    _embedded_home(moved)
+    assert yaml.safe_load((moved / "dagster.yaml").read_text())["storage"]["custom"]["config"] == {
+        "base_dir": str(moved)
+    }
+    edited = tmp_path / "edited"  # the previous version's file with one line changed stays the user's
+    edited.mkdir()
+    text = EARLIER_EMBEDDED_DAGSTER_YAMLS[0].replace("default_limit: 1", "default_limit: 2")
+    (edited / "dagster.yaml").write_text(text)
+    _embedded_home(edited)
+    assert (edited / "dagster.yaml").read_text() == text
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -85,7 +112,7 @@ def test_a_cli_run_on_the_embedded_instance_has_one_stripe_slot(tmp_path) -> Non
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert len(emulator.objects()["products"]) == len(products)
     home = tmp_path / ".dagster_home"
-    assert (home / "dagster.yaml").read_text() == EMBEDDED_DAGSTER_YAML
+    assert (home / "dagster.yaml").read_text() == embedded_dagster_yaml(home)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert runs, "the CLI ran nothing on the embedded instance"

@@ -31,10 +31,11 @@ SCRUBBED_ENV_PREFIXES = ("STRIPE_", "MIGRATION_", "CMS_", "SUPABASE_", "DAGSTER_
 PACING_REASONS = ("global-rate", "endpoint-rate", "global-concurrency", "endpoint-concurrency")
 
 
-def bench_catalog(n: int, *, seed: int, anchor: datetime, id_prefix: str) -> list[CmsProduct]:
-    """n valid, published, live rows of the demo catalog: every one of them is a Stripe create."""
+def bench_catalog(n: int, *, seed: int, anchor: datetime, id_prefix: str, days: int = 90) -> list[CmsProduct]:
+    """n valid, published, live rows of the demo catalog, updated over the `days` days before `anchor`:
+    every one of them is a Stripe create."""
     extra = n // 20 + 10
-    catalog = generate_catalog(n + extra, seed, anchor=anchor, id_prefix=id_prefix)
+    catalog = generate_catalog(n + extra, seed, anchor=anchor, id_prefix=id_prefix, days=days)
     rows = [
         dataclasses.replace(p, status=STATUS_PUBLISHED, deleted_at=None)
         for p in catalog.products

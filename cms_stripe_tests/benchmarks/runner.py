@@ -53,6 +53,7 @@ SCENARIO_KEYS = (
     "plan_rows",
     "sensor_first_sync",
     "emulator_capacity",
+    "noop_partitions",
 )
 # Ceilings and targets (issue 15).
 LIVE_CEILING_PPS = 50.0  # lane A (1 call) on POST /v1/products + lane B on two other 25/s endpoints
@@ -63,6 +64,10 @@ PLAN_TARGET_S = 60.0
 PLAN_TARGET_MB = 1024.0
 NOOP_TARGET_S = 8.0
 SENSOR_TARGET_RATIO = 1.5  # the sensor's first sync against one `cms-stripe migrate` of the same catalog
+# A no-op `cms-stripe migrate` over ~700 daily partitions (10,000 rows updated over 700 days) and over
+# ~4,000 (the partitions starting ten years back): issue 15's flat overhead per partition.
+NOOP_PARTITION_DAYS = (700, 3650)
+NOOP_PARTITIONS_TARGET_S = {700: 8.0, 3650: 12.0}
 OLD_TOOL_PPS = (1.0, 5.0)
 LIVE_EMULATOR = ("--latency-ms", "150", "--jitter-ms", "50", "--global-rps", "100", "--endpoint-rps", "25")
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -86,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows per page for validate + plan (default CMS_PAGE_SIZE's default, 1,000; 0: all rows in one page)",
     )
     ap.add_argument("--capacity-seconds", type=float, default=None, help="emulator capacity load duration")
+    ap.add_argument("--noop-rows", type=int, default=None, help="rows of the no-op-over-partitions catalog")
+    ap.add_argument(
+        "--noop-partition-days",
+        default=",".join(str(d) for d in NOOP_PARTITION_DAYS),
+        help="comma-separated: for each, a no-op migrate with the partitions starting that many days back",
+    )
     ap.add_argument(
         "--only", default="", help="comma-separated subset of: " + ", ".join(SCENARIO_KEYS) + " (default: all)"
     )
@@ -323,13 +334,13 @@ class Bench:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.dispose()
 
-    def _load_catalog(self, url: str, n: int) -> None:
+    def _load_catalog(self, url: str, n: int, days: int = 90) -> None:
         engine = sa.create_engine(url)
         try:
             with engine.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE IF EXISTS products CASCADE")
                 conn.exec_driver_sql("DROP TABLE IF EXISTS cms_stripe_backups CASCADE")
-            write_catalog(engine, bench_catalog(n, seed=11, anchor=self.anchor, id_prefix="e2e-"))
+            write_catalog(engine, bench_catalog(n, seed=11, anchor=self.anchor, id_prefix="e2e-", days=days))
         finally:
             engine.dispose()
 
@@ -342,8 +353,15 @@ class Bench:
         finally:
             engine.dispose()
 
-    def _migrate(self, db_url: str, api_url: str, tag: str, home_name: str = "dagster_home") -> Any:
-        env = self._cli_env(db_url, api_url, home_name)
+    def _migrate(
+        self, db_url: str, api_url: str, tag: str, partition_start: str | None = None, folder: str = ""
+    ) -> Any:
+        # No DAGSTER_HOME: the CLI uses its embedded default instance (./.dagster_home in the working
+        # directory, its dagster.yaml written by the CLI), as an operator's `cms-stripe migrate` does. A
+        # scenario that needs a fresh instance runs in a folder of its own.
+        env = self._cli_env(db_url, api_url, partition_start)
+        cwd = self.workdir / folder
+        cwd.mkdir(exist_ok=True)
         self._seq += 1
         rss_file = self.workdir / f"{self._seq:02d}-migrate-{tag}.rss.json"
         env["BENCH_RSS_FILE"] = str(rss_file)
@@ -352,7 +370,7 @@ class Bench:
         run = run_child(
             [sys.executable, "-m", "cms_stripe_tests.benchmarks.cli_rss", "migrate", "--confirm-live"],
             env=env,
-            cwd=str(self.workdir),
+            cwd=str(cwd),
             stderr_path=str(self.workdir / f"{self._seq:02d}-migrate-{tag}.log"),
             echo_stderr=self.args.verbose,
         )
@@ -360,11 +378,9 @@ class Bench:
             run.peak_rss_mb = json.loads(rss_file.read_text())["peak_rss_mb"]
         return run
 
-    def _cli_env(self, db_url: str, api_url: str, home_name: str) -> dict[str, str]:
+    def _cli_env(self, db_url: str, api_url: str, partition_start: str | None = None) -> dict[str, str]:
         """What `cms-stripe migrate` and a deployed code location read: a live key allowed to write, the
-        PostgreSQL CMS, the emulator, and a Dagster home of its own."""
-        home = self.workdir / home_name
-        home.mkdir(exist_ok=True)
+        PostgreSQL CMS and the emulator."""
         return child_env(
             {
                 "CMS_DATABASE_URL": db_url,
@@ -373,9 +389,8 @@ class Bench:
                 "MIGRATION_DRY_RUN": "false",
                 "MIGRATION_STRATEGY": "full",
                 "MIGRATION_ALLOW_LIVE": "true",
-                "DAGSTER_HOME": str(home),
                 "MIGRATION_REPORTS_DIR": str(self.workdir / "reports"),
-                "MIGRATION_PARTITION_START": (self.anchor - timedelta(days=92)).date().isoformat(),
+                "MIGRATION_PARTITION_START": partition_start or (self.anchor - timedelta(days=92)).date().isoformat(),
             }
         )
 
@@ -505,18 +520,19 @@ class Bench:
             self._load_catalog(db_url, n)
             with emulator_process(*LIVE_EMULATOR) as url:
                 self.say(f"sensor first sync: `cms-stripe migrate` of {n} products over 90 days, for comparison")
-                migrate = self._migrate(db_url, url, "sensor-baseline", home_name="home_migrate")
+                migrate = self._migrate(db_url, url, "sensor-baseline", folder="sensor-migrate")
                 migrated = traffic({"objects": {"products": 0, "prices": 0}}, inspect_emulator(url))
             self._load_catalog(db_url, n)
             with emulator_process(*LIVE_EMULATOR) as url:
                 self.say(f"sensor first sync: the change sensor's first tick and its runs, {n} products")
-                env = self._cli_env(db_url, url, "home_sensor")
-                env["MIGRATION_DRY_RUN"] = "false"
+                # A fresh embedded default instance, as the migrate above had.
+                cwd = self.workdir / "sensor-tick"
+                cwd.mkdir(exist_ok=True)
                 self._seq += 1
                 run = run_child(
                     [sys.executable, "-m", "cms_stripe_tests.benchmarks.scenarios", "sensor_first_sync", "{}"],
-                    env=env,
-                    cwd=str(self.workdir),
+                    env=self._cli_env(db_url, url),
+                    cwd=str(cwd),
                     stderr_path=str(self.workdir / f"{self._seq:02d}-sensor_first_sync.log"),
                     echo_stderr=self.args.verbose,
                 )
@@ -543,6 +559,51 @@ class Bench:
             and ratio <= SENSOR_TARGET_RATIO,
             **({"stderr_tail": run.stderr_tail[-2000:]} if run.returncode else {}),
         }
+
+    def noop_partitions(self, n: int, partition_days: list[int]) -> None:
+        """A no-op `cms-stripe migrate` end to end over many daily partitions (issue 15: ~700 and ~4,000),
+        on the embedded default instance: rows updated over the first span's days, synced once for
+        real, then the same command again (nothing to write) for each partition start."""
+        spread = min(partition_days)
+        starts = {days: (self.anchor - timedelta(days=days)).date().isoformat() for days in partition_days}
+        with self.database() as db_url:
+            self._load_catalog(db_url, n, days=spread)
+            with emulator_process(*LIVE_EMULATOR) as url:
+                self.say(f"no-op over partitions: first sync of {n} rows updated over {spread} days")
+                first = self._migrate(db_url, url, "partitions-sync", starts[spread], folder="partitions")
+                fig: dict[str, Any] = {
+                    "rows": n,
+                    "rows_spread_over_days": spread,
+                    "first_sync_s": round(first.wall_s, 1),
+                }
+                if first.returncode != 0:
+                    fig["error"] = f"first sync exit {first.returncode}: {first.stderr_tail[-300:]}"
+                    self.results["noop_partitions"] = fig
+                    return
+                runs = []
+                for days in partition_days:
+                    self.say(f"no-op migrate over {days + 1} daily partitions (start {starts[days]})")
+                    before = inspect_emulator(url)
+                    run = self._migrate(db_url, url, f"noop-{days}", starts[days], folder="partitions")
+                    t = traffic(before, inspect_emulator(url))
+                    target = NOOP_PARTITIONS_TARGET_S.get(days)
+                    runs.append(
+                        {
+                            # Daily partitions from the start to today, both included.
+                            "partitions": days + 1,
+                            "exit_code": run.returncode,
+                            "wall_s": round(run.wall_s, 2),
+                            "target_s": target,
+                            "stripe_reads": t["reads"],
+                            "stripe_writes": t["writes"],
+                            "peak_rss_mb": run.peak_rss_mb,
+                            "meets_target": (run.returncode == 0 and t["writes"] == 0 and run.wall_s <= target)
+                            if target is not None
+                            else None,
+                        }
+                    )
+                fig["runs"] = runs
+                self.results["noop_partitions"] = fig
 
     def plan_rows(self, n: int) -> None:
         self.say(f"validate + plan {n:,} rows (no Stripe)")
@@ -586,6 +647,8 @@ def sizes(args: argparse.Namespace) -> dict[str, Any]:
         "plan_rows": args.plan_rows or (100_000 if args.quick else 1_000_000),
         "sensor_products": args.sensor_products or (min(products, 200) if args.quick else min(products, 1_000)),
         "capacity_seconds": args.capacity_seconds or (1.0 if args.quick else 5.0),
+        "noop_rows": args.noop_rows or (400 if args.quick else 10_000),
+        "noop_partition_days": [int(d) for d in args.noop_partition_days.split(",") if d.strip()],
     }
 
 
@@ -614,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.sensor_first_sync(size["sensor_products"])
         if bench.wanted("emulator_capacity"):
             bench.emulator_capacity(size["capacity_seconds"])
+        if bench.wanted("noop_partitions"):
+            bench.noop_partitions(size["noop_rows"], size["noop_partition_days"])
     except Exception as exc:  # report what was measured before the failure
         error = f"{type(exc).__name__}: {exc}"
         bench.say(f"FAILED: {error}")
@@ -666,6 +731,7 @@ def build_report(
             "creates_live_ceiling_products_per_s": LIVE_CEILING_PPS,
             "creates_test_ceiling_products_per_s": TEST_CEILING_RPS,
             "noop_rerun_e2e_s": NOOP_TARGET_S,
+            "noop_partitions_e2e_s": {str(k): v for k, v in NOOP_PARTITIONS_TARGET_S.items()},
             "creates_live_pacing_429s": 0,
             "creates_test_products_per_s": TEST_TARGET_PPS,
             "noop_rerun_writes": 0,
@@ -747,6 +813,14 @@ def gaps(results: dict[str, Any]) -> list[str]:
             f"no-op rerun: {n['stripe_writes']} writes (target 0), {n['stripe_reads']} reads "
             f"(target ≤ {n['reads_goal_max']})"
         )
+    np_ = results.get("noop_partitions") or {}
+    for r in np_.get("runs", []):
+        if r["meets_target"] is False:
+            out.append(
+                f"no-op migrate over {r['partitions']:,} daily partitions ({np_['rows']:,} rows): {r['wall_s']:.1f} s "
+                f"(target ≤ {r['target_s']:g} s), {r['stripe_writes']} writes: Dagster records 4 planned and 4 "
+                "materialization events per partition, and the IO manager writes one file per partition and asset"
+            )
     p = results.get("plan_rows")
     if p and p["meets_target"] is False:
         out.append(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cms_stripe_tests.benchmarks.common import bench_catalog, changed_catalog
@@ -204,10 +206,14 @@ def sensor_first_sync(p: dict[str, Any]) -> dict[str, Any]:
     CMS and Stripe from the environment, as `cms-stripe migrate` reads them)."""
     import dagster as dg
 
+    from cms_stripe.cli import DEFAULT_DAGSTER_HOME, _embedded_home
     from cms_stripe.constants import RANGE_END_TAG, RANGE_START_TAG
     from cms_stripe.definitions import defs
     from cms_stripe.jobs import SYNC_JOB
 
+    # The instance a `cms-stripe migrate` in this folder would use (the embedded default).
+    if "DAGSTER_HOME" not in os.environ:
+        _embedded_home(Path(DEFAULT_DAGSTER_HOME).resolve())
     instance = dg.DagsterInstance.get()
     sensor = defs.resolve_sensor_def("cms_change_sensor")
     t0 = time.monotonic()

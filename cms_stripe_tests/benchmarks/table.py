@@ -116,6 +116,17 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             _ok(n["stripe_reads"] <= n["reads_goal_max"]),
         )
         add("3. no-op rerun, engine", "wall time (s)", _num(n["wall_s"], 2))
+    np_ = s.get("noop_partitions")
+    if np_:
+        for r in np_.get("runs", []):
+            target = f"≤ {r['target_s']:g} s" if r.get("target_s") is not None else ""
+            add(
+                f"3b. no-op, {r['partitions']:,} partitions",
+                f"wall time (s), {np_['rows']:,} rows",
+                _num(r["wall_s"]),
+                target,
+                _ok(r["meets_target"]) if r["meets_target"] is not None else "",
+            )
     ch = s.get("changed_1pct")
     if ch:
         add(
