@@ -1038,7 +1038,12 @@ def apply_command(ctx: click.Context, plan_file: str, confirm_live: bool) -> Non
 
 
 def main() -> None:
-    cli(standalone_mode=True)
+    from cms_stripe.launch import StripeSlotBusy
+
+    try:
+        cli(standalone_mode=True)
+    except StripeSlotBusy as exc:
+        _fail(f"refusing to start: {exc}", EXIT_REFUSED)
 
 
 if __name__ == "__main__":  # pragma: no cover

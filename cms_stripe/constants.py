@@ -15,6 +15,10 @@ CMS_POOL = "cms_database"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 TRIGGER_TAG = "cms_stripe/trigger"
+# The process that executes a CLI run in-process (host and pid): a run whose process is gone can be
+# told from one still writing.
+HOST_TAG = "cms_stripe/host"
+PID_TAG = "cms_stripe/pid"
 
 # Materialization metadata keys: numeric ones are plotted over time in the UI.
 ROWS = "rows"

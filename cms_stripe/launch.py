@@ -11,7 +11,9 @@ still hears the run and exit codes are unchanged.
 
 from __future__ import annotations
 
+import os
 import pathlib
+import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
 from dagster._record import copy
 
+from cms_stripe.constants import HOST_TAG, PID_TAG
 from cms_stripe.loggers import with_log_file
 
 DEFS_MODULE = "cms_stripe.definitions"
@@ -137,6 +140,60 @@ def _create_run(
     )
 
 
+class StripeSlotBusy(Exception):
+    """Another run that is still going holds a pool slot (the Stripe writer's): starting now would
+    either wait for it indefinitely or break the one-writer rule."""
+
+
+def _this_process() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _process_gone(run: dg.DagsterRun) -> bool:
+    """True only when the run names a process of this host that no longer exists."""
+    pid = run.tags.get(PID_TAG)
+    if run.tags.get(HOST_TAG) != socket.gethostname() or not (pid and pid.isdigit()):
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    return False
+
+
+def release_dead_runs_slots(instance: dg.DagsterInstance) -> None:
+    """Free the pool slots of runs that can no longer release them, or refuse to start.
+
+    A step releases its pool slot when it ends; a killed process never does, and with no daemon behind
+    the CLI (whose run monitoring frees slots of ended runs in a deployment) every later Stripe step
+    would wait for that slot forever. Slots of a finished run are freed; a run still STARTED whose
+    process on this host is gone is first recorded as failed (it can be resumed); a run still going
+    elsewhere (the UI, the daemon, another terminal) is the one Stripe writer: `StripeSlotBusy`."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    busy = []
+    for run_id in sorted(storage.get_concurrency_run_ids()):
+        holder = instance.get_run_by_id(run_id)
+        if holder is not None and not holder.is_finished and _process_gone(holder):
+            instance.report_run_failed(
+                holder, f"its process (pid {holder.tags[PID_TAG]}) ended without finishing: killed or crashed"
+            )
+            holder = instance.get_run_by_id(run_id)
+        if holder is None or holder.is_finished:
+            storage.free_concurrency_slots_for_run(run_id)
+        else:
+            busy.append(holder)
+    if busy:
+        names = ", ".join(f"{r.run_id} ({r.job_name}, {r.status.value})" for r in busy)
+        raise StripeSlotBusy(
+            f"run {names} holds the Stripe writer's slot (one run writes to Stripe at a time): wait for it to "
+            "finish, or, if its process is gone, mark it failed in the UI (Runs → Terminate) and start again"
+        )
+
+
 def _execute(instance: dg.DagsterInstance, where: Location, run: dg.DagsterRun) -> Any:
     recon = where.location.get_reconstructable_job(where.repository_name, run.job_name)  # type: ignore[attr-defined]
     return execute_run(recon, run, instance, raise_on_error=False)
@@ -152,9 +209,11 @@ def launch(
 ) -> Any:
     """Create the run against the workspace's code location and execute it here; the result is
     Dagster's `JobExecutionResult` (as `execute_in_process` gave one)."""
+    release_dead_runs_slots(instance)
     with workspace_location(instance) as where:
         remote_job = where.remote_job(job_name, asset_selection)
-        run = _create_run(instance, where, remote_job, {**with_log_file(run_config), **IN_PROCESS_EXECUTION}, tags)
+        run_config = {**with_log_file(run_config), **IN_PROCESS_EXECUTION}
+        run = _create_run(instance, where, remote_job, run_config, {**tags, **_this_process()})
         return _execute(instance, where, run)
 
 
@@ -165,6 +224,7 @@ def resume_from_failure(
     failure" takes: the steps that did not succeed, with the outputs of those that did; the parent's
     asset selection and all its tags (its partition or partition range, our `cms_stripe/*` tags,
     not the retry bookkeeping), then `tags`; parent, root and resume tags set by Dagster."""
+    release_dead_runs_slots(instance)
     with workspace_location(instance) as where:
         remote_job = where.remote_job(parent.job_name, sorted(parent.asset_selection or ()) or None)
         run = instance.create_reexecuted_run(
@@ -174,7 +234,7 @@ def resume_from_failure(
             code_location=where.location,
             remote_job=remote_job,
             strategy=ReexecutionStrategy.FROM_FAILURE,
-            extra_tags=tags,
+            extra_tags={**tags, **_this_process()},
             run_config={**with_log_file(run_config), **IN_PROCESS_EXECUTION},
             use_parent_run_tags=True,
         )

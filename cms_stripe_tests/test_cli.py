@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
+from cms_stripe.cli import embedded_dagster_yaml
 from cms_stripe.cms.demo import generate_catalog, write_catalog
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.expected import minor_units
@@ -37,7 +38,8 @@ def valid_live_catalog(n: int, seed: int) -> list:
 def cli_env(tmp_path: pathlib.Path, cms_url: str, api_base: str, **extra: str) -> dict[str, str]:
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").touch()
+    # The instance the CLI creates by default (its batching SQLite storage included).
+    (home / "dagster.yaml").write_text(embedded_dagster_yaml(home))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATION_", "STRIPE_", "SUPABASE_", "CMS_"))}
     env.update(
         {
