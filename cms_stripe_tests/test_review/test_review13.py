@@ -204,7 +204,7 @@ def test_an_existing_embedded_home_gets_the_log_handler(tmp_path, monkeypatch):
     import dagster as dg
     import sqlalchemy as sa
 
-    from cms_stripe.cli import _embedded_home
+    from cms_stripe.cli import _embedded_home, embedded_dagster_yaml
     from cms_stripe.cms.demo import write_catalog
     from cms_stripe_tests.test_cli import valid_live_catalog
 
@@ -216,7 +216,8 @@ def test_an_existing_embedded_home_gets_the_log_handler(tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     _embedded_home(home)
-    assert (home / "dagster.yaml").read_text() == PREVIOUS_EMBEDDED_YAML  # the user's file, untouched
+    # A file exactly as an earlier cms-stripe wrote it was never edited: it becomes the current one.
+    assert (home / "dagster.yaml").read_text() == embedded_dagster_yaml(home)
     cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
     engine = sa.create_engine(cms_url)
     write_catalog(engine, valid_live_catalog(30, seed=3)[:12])
