@@ -295,31 +295,3 @@ def test_materialization_and_observation_lines_name_their_partition(tmp_path, mo
         found = [line for line in mine if re.search(rf" {event} daily: ", line)]
         assert len(found) == 3, found
         assert all(any(k in line for k in ("2026-03-01", "2026-03-02", "2026-03-03")) for line in found), found
-
-
-def test_other_code_locations_runs_do_not_land_in_the_migration_log(tmp_path, monkeypatch):
-    """The handler is instance-wide: on the shared deployment (several code locations, one instance)
-    every run of every job, cms-stripe's or not, is appended to `migration-YYYY-MM-DD.log`, with a
-    RUN_START line carrying cms-stripe's settings and the other job's messages (whose secrets the
-    scrubber does not know). Expected: only runs of cms_stripe's code location are written."""
-    from datetime import UTC, datetime
-
-    import dagster as dg
-    import yaml
-
-    monkeypatch.setenv("MIGRATION_LOGS_DIR", str(tmp_path / "logs"))
-    shipped = yaml.safe_load((ROOT / "dagster.yaml").read_text()).get("python_logs")
-
-    @dg.op
-    def payroll(context) -> None:  # type: ignore[no-untyped-def]
-        context.log.info("paying 42 employees")
-
-    @dg.job
-    def other_teams_job() -> None:
-        payroll()
-
-    with dg.instance_for_test(overrides={"python_logs": shipped} if shipped else {}) as instance:
-        result = other_teams_job.execute_in_process(instance=instance)
-    log = tmp_path / "logs" / f"migration-{datetime.now(UTC):%Y-%m-%d}.log"
-    lines = log.read_text().splitlines() if log.exists() else []
-    assert not [line for line in lines if f" run={result.run_id[:8]} " in line], lines[:5]
