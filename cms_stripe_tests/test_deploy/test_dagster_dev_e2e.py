@@ -165,6 +165,15 @@ def dagster_dev(tmp_path, databases, catalog) -> Iterator[tuple[str, EmulatorSer
             "MIGRATION_LOGS_DIR": str(tmp_path / "logs"),
             "CMS_STRIPE_AUTOMATION": "off",  # only the backfill may write
         }
+        # The deployment's one-time step (README): the pools' rows exist before two runs race to create them.
+        for pool in ("stripe_api", "cms_database"):
+            subprocess.run(
+                [str(REPO / ".venv" / "bin" / "dagster"), "instance", "concurrency", "set", pool, "1"],
+                cwd=REPO,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [
