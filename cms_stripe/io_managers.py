@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
 
 from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.settings import Settings
@@ -28,12 +30,22 @@ def _partition_of(span: PartitionSpan, ts: Any) -> str:
     return span.key_for(None if pd.isna(ts) else pd.Timestamp(ts).to_pydatetime())
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    # Atomic replace: a crash mid-write never leaves a half-written partition behind.
+    os.replace(tmp, path)
+
+
 class DailyFrameIOManager(dg.ConfigurableIOManager):
     """Pickled DataFrames under `<root>/frames/<asset path>/<partition>.pkl`, the root being
     CMS_STRIPE_FRAMES_DIR of the code location's environment, else the instance's storage folder.
 
     The folder is deliberately not config: unpickling is code execution, and a folder chosen per run
     (the Launchpad) would let whoever opens the UI load pickles from, or write them to, any folder."""
+
+    # Range outputs of this run's earlier steps, by (asset, run, partition keys): see handle_output.
+    _handoff: dict[tuple[Any, ...], bytes] = PrivateAttr(default_factory=dict)
 
     def _root(self, context: dg.InputContext | dg.OutputContext) -> Path:
         configured = Settings.from_env().frames_dir
@@ -47,11 +59,7 @@ class DailyFrameIOManager(dg.ConfigurableIOManager):
     @staticmethod
     def _write(path: Path, obj: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        # Atomic replace: a crash mid-write never leaves a half-written partition behind.
-        os.replace(tmp, path)
+        _write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -70,13 +78,45 @@ class DailyFrameIOManager(dg.ConfigurableIOManager):
         # Clamped to the run's own keys: what it read lies in its range (its open edges included), even
         # if midnight passed since and the last partition moved.
         span = PartitionSpan(keys[0], keys[-1])
-        days = (
-            obj[PARTITION_COLUMN].map(lambda ts: _partition_of(span, ts)) if len(obj) else pd.Series([], dtype=object)
+        rows_by_day = (
+            obj.groupby(obj[PARTITION_COLUMN].map(lambda ts: _partition_of(span, ts)), sort=False).indices
+            if len(obj)
+            else {}
         )
+        root.mkdir(parents=True, exist_ok=True)
+        # Most days of a long range hold no row: their (identical) empty frame is pickled once.
+        empty = pickle.dumps(obj.iloc[:0].reset_index(drop=True), protocol=pickle.HIGHEST_PROTOCOL)
         for key in keys:
-            self._write(root / f"{key}.pkl", obj[days == key].reset_index(drop=True))
+            rows = rows_by_day.get(key)
+            data = (
+                empty
+                if rows is None
+                else pickle.dumps(obj.iloc[rows].reset_index(drop=True), protocol=pickle.HIGHEST_PROTOCOL)
+            )
+            _write_bytes(root / f"{key}.pkl", data)
+        # What load_input would read back, in its order (day by day, then as output): handed over
+        # in memory to the next steps of this run when they run in this process (the CLI's
+        # in-process runs), instead of unpickling thousands of day files it has just written.
+        order = [i for key in keys for i in rows_by_day.get(key, ())]
+        self._handoff[self._handoff_key(context.asset_key, context.run_id, keys)] = pickle.dumps(
+            obj.iloc[order].reset_index(drop=True) if order else obj.iloc[:0].reset_index(drop=True),
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    @staticmethod
+    def _handoff_key(asset_key: dg.AssetKey, run_id: str, keys: Sequence[str]) -> tuple[Any, ...]:
+        return (tuple(asset_key.path), run_id, tuple(keys))
 
     def load_input(self, context: dg.InputContext) -> Any:
+        upstream = context.upstream_output
+        if upstream is not None and context.has_asset_partitions:
+            handoff = self._handoff.get(
+                self._handoff_key(context.asset_key, upstream.run_id, list(context.asset_partition_keys))
+            )
+            if handoff is not None:
+                # Unpickled for each reader, as from the files: a step that changes its input (even
+                # a dict in a cell) cannot change what a later step gets.
+                return pickle.loads(handoff)  # noqa: S301 - pickled by this object
         root = self._root(context)
         if not context.has_asset_partitions:
             with (root / "__all__.pkl").open("rb") as fh:

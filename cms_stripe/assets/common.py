@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import dagster as dg
+from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.core.catalog import CmsProduct
@@ -58,9 +59,31 @@ def partition_metadata_result(
     own = {pk: {**empty, **per_partition.get(pk, {})} for pk in keys}
     if len(keys) == 1:
         return own[keys[0]]
-    for pk in keys:
-        context.add_asset_metadata(own[pk], partition_key=pk)
+    if not _add_partitions_metadata(context, own):
+        for pk in keys:
+            context.add_asset_metadata(own[pk], partition_key=pk)
     return {}
+
+
+def _add_partitions_metadata(context: dg.AssetExecutionContext, own: Mapping[str, Mapping[str, Any]]) -> bool:
+    """What `add_asset_metadata(partition_key=...)` once per partition records, in one step.
+
+    Each of those calls rebuilds Dagster's whole metadata accumulator (a checked copy of every entry
+    so far) and lists every key of the run's range to check its partition: quadratic in the number of
+    partitions (measured: 3,651 partitions took ~2 s per asset, 4 assets a run). The keys here are
+    the run's own, so the check is moot. False when this Dagster keeps its accumulator elsewhere:
+    the caller then makes the public calls."""
+    step = getattr(context.op_execution_context, "_step_execution_context", None)
+    accumulator = getattr(step, "_metadata_accumulator", None)
+    if not isinstance(accumulator, OutputMetadataAccumulator):
+        return False
+    key = context.assets_def.key
+    entries = dict(accumulator.per_output_metadata)
+    for pk, metadata in own.items():
+        handle = AssetMetadataHandle(asset_key=key, partition_key=pk)
+        entries[handle] = {**entries.get(handle, {}), **metadata}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=entries)  # type: ignore[union-attr]
+    return True
 
 
 def log_run_metadata(
