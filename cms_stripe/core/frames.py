@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -57,30 +57,42 @@ def _ts(value: Any) -> datetime | None:
     return pd.Timestamp(value).to_pydatetime()
 
 
-# Rows turned into records at a time: `to_dict("records")` of a whole big frame held a dict per row.
-RECORDS_CHUNK = 1000
+# Rows turned into products at a time, column by column: a slice's columns as lists, not a dict per
+# row (to_dict("records") and a dict comprehension per row cost 3x as much), and never the whole big
+# frame's columns at once.
+ROWS_CHUNK = 1000
 
 
-def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    # A slice keeps its columns' dtypes, so each record holds what the whole frame's would.
-    for start in range(0, len(frame), RECORDS_CHUNK):
-        yield from frame.iloc[start : start + RECORDS_CHUNK].to_dict("records")
+def _column_values(chunk: pd.DataFrame, name: str, size: int) -> list[Any]:
+    if name not in chunk.columns:  # a frame stored before the column existed
+        return [None] * size
+    column = chunk[name]
+    if name not in TIMESTAMP_COLUMNS:
+        return [_clean(v) for v in column.tolist()]
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        # Whole column at once; NaT (no value) comes back as NaT.
+        return [None if v is pd.NaT else v for v in column.array.to_pydatetime().tolist()]
+    return [_ts(v) for v in column.tolist()]
 
 
 def frame_to_products(frame: pd.DataFrame) -> list[CmsProduct]:
-    products = []
-    for record in _records(frame):
-        fields = {name: _clean(record.get(name)) for name in PRODUCT_COLUMNS}
-        for column in TIMESTAMP_COLUMNS:
-            fields[column] = _ts(record.get(column))
-        if fields["price"] is not None and not isinstance(fields["price"], Decimal):
-            fields["price"] = Decimal(str(fields["price"]))
-        if fields["recurring_interval_count"] is not None:
-            fields["recurring_interval_count"] = int(fields["recurring_interval_count"])
-        fields["images"] = tuple(fields["images"] or ())
-        fields["metadata"] = dict(fields["metadata"] or {})
-        fields["read_errors"] = tuple(fields["read_errors"] or ())
-        products.append(CmsProduct(**fields))
+    products: list[CmsProduct] = []
+    for start in range(0, len(frame), ROWS_CHUNK):
+        # A slice keeps its columns' dtypes, so each value is what the whole frame's would be.
+        chunk = frame.iloc[start : start + ROWS_CHUNK]
+        size = len(chunk)
+        columns = [_column_values(chunk, name, size) for name in PRODUCT_COLUMNS]
+        for values in zip(*columns, strict=True):
+            fields = dict(zip(PRODUCT_COLUMNS, values, strict=True))
+            price = fields["price"]
+            if price is not None and not isinstance(price, Decimal):
+                fields["price"] = Decimal(str(price))
+            if fields["recurring_interval_count"] is not None:
+                fields["recurring_interval_count"] = int(fields["recurring_interval_count"])
+            fields["images"] = tuple(fields["images"] or ())
+            fields["metadata"] = dict(fields["metadata"] or {})
+            fields["read_errors"] = tuple(fields["read_errors"] or ())
+            products.append(CmsProduct(**fields))
     return products
 
 

@@ -55,6 +55,6 @@ def test_the_frame_is_the_record_built_frame_and_round_trips(name: str) -> None:
 def test_rows_read_back_in_chunks_are_the_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     from cms_stripe.core import frames
 
-    monkeypatch.setattr(frames, "RECORDS_CHUNK", 7)  # 300 rows: 43 chunks, the last one short
+    monkeypatch.setattr(frames, "ROWS_CHUNK", 7)  # 300 rows: 43 chunks, the last one short
     rows = [*CASES["edge dates"], *DEMO]
     assert frame_to_products(products_to_frame(rows)) == rows
