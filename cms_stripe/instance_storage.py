@@ -87,12 +87,15 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         # The index database mirrors every asset event (its ids are the storage ids that asset
         # queries return), then the asset-event tags and the asset table, in one transaction.
         with self.index_transaction() as conn:
-            event_ids: list[int] = []
-            for row in rows:
-                key = conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key
-                if key is None or key[0] is None:  # as Dagster's store_event: tags need the id
-                    raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
-                event_ids.append(int(key[0]))
+            # One statement for the batch (SQLite's INSERT ... RETURNING, ids in the rows' order),
+            # not one round of SQLAlchemy's statement machinery per event.
+            inserted = conn.execute(
+                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+                rows,
+            )
+            event_ids = [int(i) for (i,) in inserted if i is not None]
+            if len(event_ids) != len(rows):  # as Dagster's store_event: tags need the id
+                raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
             self._store_asset_event_tags(conn, events, event_ids)
             for event, event_id in _last_of_each_kind(events, event_ids):
                 self._store_asset_event(conn, event, event_id)
