@@ -107,6 +107,9 @@ class ColumnMapping:
             raise CmsConfigError("invalid CMS column mapping: " + "; ".join(problems))
         object.__setattr__(self, "columns", resolved)
         object.__setattr__(self, "metadata_columns", tuple(self.metadata_columns))
+        # What product_from_row reads, worked out once, not for every row of a big catalog.
+        reads = tuple((f, c, f"f_{f}") for f, c in resolved.items() if c is not None)
+        object.__setattr__(self, "_reads", reads)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -216,8 +219,8 @@ class ColumnMapping:
         """
         values: dict[str, Any] = {}
         errors: list[FieldError] = []
-        for cms_field, column in self.mapped_fields.items():
-            raw = row.get(f"f_{cms_field}")
+        for cms_field, column, alias in self._reads:  # type: ignore[attr-defined]
+            raw = row.get(alias)
             try:
                 values[cms_field] = _convert(cms_field, raw)
             except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
