@@ -107,7 +107,7 @@ def link_holders(catalog: CatalogSource, products: Sequence[CmsProduct]) -> list
     """Other CMS rows that may write to the Stripe products these rows write to: rows naming one of
     their products (stored or derived ids), and the rows whose own derived id one of them names."""
     stripe_ids, cms_ids = holder_queries(products)
-    found = catalog.read_by_stripe_product_ids(stripe_ids)
+    found = catalog.read_by_stripe_product_ids(stripe_ids, exclude_ids={p.id for p in products})
     if cms_ids:
         found += catalog.read_ids(cms_ids)
     return found

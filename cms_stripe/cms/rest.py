@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -344,7 +344,9 @@ class RestCatalogSource:
         found = self._fetch_ids(wanted, self._select)
         return [self.mapping.product_from_row(found[i]) for i in wanted if i in found]
 
-    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+    def read_by_stripe_product_ids(
+        self, stripe_product_ids: Sequence[str], *, exclude_ids: Collection[str] = ()
+    ) -> list[CmsProduct]:
         wanted = dedupe(stripe_product_ids)
         if not wanted:
             return []
@@ -357,7 +359,8 @@ class RestCatalogSource:
                 return self._table().select(self._select).in_(column, list(chunk))
 
             out += [self.mapping.product_from_row(row) for row in self._rows(build)]
-        return out
+        # Filtered here: a `not.in` list of the caller's ids would not fit a URL.
+        return [p for p in out if p.id not in exclude_ids]
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
         self._ensure_checked()

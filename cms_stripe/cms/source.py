@@ -8,7 +8,7 @@ when both are configured because it is the fast path for big catalogs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -151,9 +151,12 @@ class CatalogSource(Protocol):
         updated_at, without reading the catalog's rows into memory (`cms-stripe status`)."""
         ...
 
-    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+    def read_by_stripe_product_ids(
+        self, stripe_product_ids: Sequence[str], *, exclude_ids: Collection[str] = ()
+    ) -> list[CmsProduct]:
         """Rows naming one of these Stripe products: at least every row that shares one with another row
-        (to find an editor's copy of a row, which copied its Stripe ids too)."""
+        (to find an editor's copy of a row, which copied its Stripe ids too). Rows whose id is in
+        `exclude_ids` (the caller holds them already) may be left out."""
         ...
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = ...) -> ChangedDays:

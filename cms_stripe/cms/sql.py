@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -424,7 +424,9 @@ class SqlCatalogSource:
         found = {p.id: p for p in self._read_in(self._id, wanted)}
         return [found[i] for i in wanted if i in found]
 
-    def read_by_stripe_product_ids(self, stripe_product_ids: Sequence[str]) -> list[CmsProduct]:
+    def read_by_stripe_product_ids(
+        self, stripe_product_ids: Sequence[str], *, exclude_ids: Collection[str] = ()
+    ) -> list[CmsProduct]:
         """Rows whose stripe_product_id, trimmed as the planner trims it, is one of these."""
         wanted = dedupe(stripe_product_ids)
         if not wanted:
@@ -432,18 +434,22 @@ class SqlCatalogSource:
         self._ensure_checked()
         column = f"TRIM({self._q(self.mapping.column('stripe_product_id'))})"
         if self.dialect == "postgresql":
-            # One hash join over the table however many ids a full run brings (the column has no index).
+            # One hash join over the table however many ids a full run brings (the column has no index),
+            # and one hash anti-join leaving out the rows the caller holds: in a full run that is every
+            # row, which would otherwise all be read and converted a second time.
             sql = sa.text(
                 f"SELECT {self._select_text} FROM {self._t} JOIN unnest(CAST(:ids AS text[])) AS _w(v) "
-                f"ON {column} = _w.v"
+                f"ON {column} = _w.v WHERE NOT EXISTS "
+                f"(SELECT 1 FROM unnest(CAST(:exclude AS text[])) AS _x(v) "
+                f"WHERE _x.v = CAST({self._t}.{self._id} AS text))"
             )
 
             def run() -> list[sa.Row[Any]]:
                 with self._connect() as conn:
-                    return list(conn.execute(sql, {"ids": wanted}))
+                    return list(conn.execute(sql, {"ids": wanted, "exclude": sorted(set(exclude_ids))}))
 
             return [self.mapping.product_from_row(r._mapping) for r in self._retry(run)]
-        return list(self._read_in(column, wanted))
+        return [p for p in self._read_in(column, wanted) if p.id not in exclude_ids]
 
     def changed_days_since(self, cursor: datetime | None, *, lookback: timedelta = timedelta(0)) -> ChangedDays:
         self._ensure_checked()

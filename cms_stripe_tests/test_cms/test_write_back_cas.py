@@ -177,3 +177,6 @@ def test_rows_sharing_a_stripe_product_are_found_across_the_table(target):
     found = {p.id for p in source.read_by_stripe_product_ids(["prod_old_1", "prod_old_0", "prod_none"])}
     assert {"r1", "r4"} <= found <= {"r0", "r1", "r4"}
     assert source.read_by_stripe_product_ids([]) == []
+    # The rows a caller already holds are left out (a full run holds every row), the others are not.
+    rest = {p.id for p in source.read_by_stripe_product_ids(["prod_old_1", "prod_old_0"], exclude_ids={"r1", "r0"})}
+    assert rest == {"r4"}
