@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pathlib
 import sys
 import threading
@@ -85,6 +86,45 @@ _told: dict[str, deque[str]] = {}
 _TOLD_WINDOW = 64
 
 
+class _OpenFile:
+    """The day's file, kept open between lines (opening it for each of the thousands of lines of a
+    run over many partitions cost more than writing them). Every line is flushed as it is written, so
+    a killed process loses none; a file moved or deleted meanwhile (rotation, cleanup) is noticed and
+    opened again at its path."""
+
+    def __init__(self) -> None:
+        self.path: pathlib.Path | None = None
+        self.fh: Any = None
+        self.ident: tuple[int, int] | None = None
+
+    def write(self, path: pathlib.Path, line: str) -> None:
+        if self.fh is not None and (path != self.path or not self._same_file(path)):
+            self.close()
+        if self.fh is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = path.open("a", encoding="utf-8")
+            stat = os.fstat(self.fh.fileno())
+            self.path, self.ident = path, (stat.st_dev, stat.st_ino)
+        self.fh.write(line)
+        self.fh.flush()
+
+    def _same_file(self, path: pathlib.Path) -> bool:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self.ident
+
+    def close(self) -> None:
+        fh, self.fh, self.path, self.ident = self.fh, None, None, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
+
+
+_open_file = _OpenFile()
+
+
 def append_line(logs_dir: str | pathlib.Path, run_id: str, at: datetime, level: str, kind: str, text: str) -> None:
     """Append one line to the day's log file of `at`, scrubbed of secrets, naming the run (one
     day's file holds every run of that day)."""
@@ -92,9 +132,12 @@ def append_line(logs_dir: str | pathlib.Path, run_id: str, at: datetime, level: 
     line = f"{stamp}Z {level:<7} run={run_id[:8]} {kind:<10} {scrub(text).replace(chr(10), ' ')}\n"
     path = log_file_path(logs_dir, at)
     with _file_lock:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        try:
+            _open_file.write(path, line)
+        except BaseException:
+            # Whatever failed (a full disk), the next line starts again from opening the file.
+            _open_file.close()
+            raise
 
 
 def told_already(run_id: str, text: str) -> bool:
