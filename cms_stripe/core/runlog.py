@@ -11,6 +11,7 @@ No Dagster import.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pathlib
@@ -79,6 +80,12 @@ def log_file_path(logs_dir: str | pathlib.Path, at: datetime | None = None) -> p
     return pathlib.Path(logs_dir) / f"{LOG_FILE_PREFIX}{day}.log"
 
 
+@functools.lru_cache(maxsize=16)
+def _day_file(logs_dir: str, day: str) -> pathlib.Path:
+    # log_file_path for a UTC day already formatted (the line's own stamp), built once per day.
+    return pathlib.Path(logs_dir) / f"{LOG_FILE_PREFIX}{day}.log"
+
+
 _file_lock = threading.Lock()
 # What the sync told the log file itself, per run, for the Dagster-events handler to skip the copy it
 # also sent to `context.log` (progress lines and notes go to both, so the UI's run log has them).
@@ -130,7 +137,7 @@ def append_line(logs_dir: str | pathlib.Path, run_id: str, at: datetime, level: 
     day's file holds every run of that day)."""
     stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     line = f"{stamp}Z {level:<7} run={run_id[:8]} {kind:<10} {scrub(text).replace(chr(10), ' ')}\n"
-    path = log_file_path(logs_dir, at)
+    path = _day_file(str(logs_dir), stamp[:10])
     with _file_lock:
         try:
             _open_file.write(path, line)
