@@ -1,8 +1,8 @@
 """The run report and the log file from inside a run: a run's materializations into `core.report`
 (as this process stored them when it executes the run, else read back from the instance), and the
-daily log file attached to a step. Used by the sync asset (so runs
-from the UI, the schedule and the sensor get a report and a log too) and by the CLI (which completes
-the report once the whole run, reconciliation included, is over)."""
+daily log file attached to a step. Used by the sync asset (so runs from the UI, the schedule and the
+sensor get a report and a log too) and by the CLI (which completes the report once the whole run,
+reconciliation included, is over)."""
 
 from __future__ import annotations
 
