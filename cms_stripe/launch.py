@@ -38,6 +38,7 @@ from dagster._record import copy
 
 from cms_stripe.constants import HOST_TAG, PID_TAG
 from cms_stripe.loggers import with_log_file
+from cms_stripe.reporting import listen
 
 DEFS_MODULE = "cms_stripe.definitions"
 # The project root: workspace.yaml's `working_directory: .` is this folder.
@@ -196,6 +197,9 @@ def release_dead_runs_slots(instance: dg.DagsterInstance) -> None:
 
 def _execute(instance: dg.DagsterInstance, where: Location, run: dg.DagsterRun) -> Any:
     recon = where.location.get_reconstructable_job(where.repository_name, run.job_name)  # type: ignore[attr-defined]
+    # The run report (the sync step's, then the CLI's) takes this run's records as they are stored
+    # instead of reading thousands of them back from the event log.
+    listen(instance, run)
     return execute_run(recon, run, instance, raise_on_error=False)
 
 

@@ -1,7 +1,8 @@
-"""The run report and the log file from inside a run: read a run's materializations back from the
-instance into `core.report`, and attach the daily log file to a step. Used by the sync asset (so runs
-from the UI, the schedule and the sensor get a report and a log too) and by the CLI (which completes
-the report once the whole run, reconciliation included, is over)."""
+"""The run report and the log file from inside a run: a run's materializations into `core.report`
+(as this process stored them when it executes the run, else read back from the instance), and the
+daily log file attached to a step. Used by the sync asset (so runs from the UI, the schedule and the
+sensor get a report and a log too) and by the CLI (which completes the report once the whole run,
+reconciliation included, is over)."""
 
 from __future__ import annotations
 
@@ -70,38 +71,112 @@ def run_group(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.Dagst
     return list(reversed(chain))
 
 
+def _record(event: Any) -> Materialized | None:
+    """What the report keeps of one stored event: a materialization (per partition), an observation
+    of an asset's run figures (without a partition), a sync step's failure carrying its figures."""
+    if event is None:
+        return None
+    kind = event.event_type
+    if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+        mat = event.event_specific_data.materialization
+        return Materialized(mat.asset_key.to_user_string(), mat.partition, plain(mat.metadata))
+    if kind == dg.DagsterEventType.ASSET_OBSERVATION:
+        obs = event.event_specific_data.asset_observation
+        # Checkpoints are observations of a partition; the journal's are of its own asset.
+        if obs.partition is None and obs.asset_key.to_user_string() in RUN_FIGURE_ASSETS:
+            return Materialized(obs.asset_key.to_user_string(), None, plain(obs.metadata))
+        return None
+    if kind == dg.DagsterEventType.STEP_FAILURE:
+        # A sync step that stopped (CRITICAL, CMS write-back failure) materializes nothing; its figures
+        # are the metadata of its failure, recorded by the step as it would have materialized them.
+        user = getattr(event.event_specific_data, "user_failure_data", None)
+        metadata = plain(getattr(user, "metadata", None) or {})
+        return Materialized(STRIPE_ASSET, None, metadata) if STRIPE_CALLS in metadata else None
+    return None
+
+
+_RECORDED_KINDS = (
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ASSET_OBSERVATION,
+    dg.DagsterEventType.STEP_FAILURE,
+)
+
+
+class RunRecords:
+    """The report's records of one run, taken from its events as this process's instance stores them.
+
+    Reading a run's events back after the fact deserializes every materialization of every partition
+    (seconds for a run over thousands of daily partitions, and again for each report written). A run
+    executed in this process (the CLI's, in-process executor) has each stored event handed to the
+    instance's listeners right after it is stored: the same entries, in the same order, that reading
+    the event log would return. Collected only when listening started before the run did, so nothing
+    can have been missed; otherwise the report reads the instance as before."""
+
+    def __init__(self) -> None:
+        self.materialized: list[Materialized] = []
+        self.failures: list[Materialized] = []
+
+    def __call__(self, entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None or event.event_type not in _RECORDED_KINDS:
+            return
+        record = _record(event)
+        if record is None:
+            return
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            self.failures.append(record)
+        else:
+            self.materialized.append(record)
+
+
+# Runs executed in this process, listened to from before their start (few: one per command).
+_live: dict[str, RunRecords] = {}
+_LIVE_KEPT = 16
+
+
+def listen(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Collect `run`'s records as the instance stores its events; call before executing it here."""
+    if run.status != dg.DagsterRunStatus.NOT_STARTED:
+        return  # events already stored would be missing: the instance stays the source
+    records = RunRecords()
+    instance.add_event_listener(run.run_id, records)
+    _live[run.run_id] = records
+    while len(_live) > _LIVE_KEPT:  # a long-lived process (tests) launching many runs
+        _live.pop(next(iter(_live)))
+
+
+def collected(run_id: str) -> RunRecords | None:
+    return _live.get(run_id)
+
+
 def run_materializations(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[Materialized]:
     """What the runs recorded per partition (materializations) and once per run (observations of the
     same assets without a partition: constants.RUN_WIDE_KEYS), in order."""
-    out = []
+    out: list[Materialized] = []
     kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION}
     for run in runs:
+        live = collected(run.run_id)
+        if live is not None:
+            out += live.materialized
+            continue
         for entry in instance.all_logs(run.run_id, of_type=kinds):
-            event = entry.dagster_event
-            if event is None:
-                continue
-            if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-                mat = event.event_specific_data.materialization  # type: ignore[union-attr]
-                out.append(Materialized(mat.asset_key.to_user_string(), mat.partition, plain(mat.metadata)))
-                continue
-            obs = event.event_specific_data.asset_observation  # type: ignore[union-attr]
-            # Checkpoints are observations of a partition; the journal's are of its own asset.
-            if obs.partition is None and obs.asset_key.to_user_string() in RUN_FIGURE_ASSETS:
-                out.append(Materialized(obs.asset_key.to_user_string(), None, plain(obs.metadata)))
+            record = _record(entry.dagster_event)
+            if record is not None:
+                out.append(record)
     return out
 
 
 def failed_sync_records(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[Materialized]:
     """A sync step that stopped (CRITICAL, CMS write-back failure) materializes nothing; its figures
     are the metadata of its failure, recorded by the step as it would have materialized them."""
+    live = collected(run.run_id)
+    if live is not None:
+        return list(live.failures)
     out = []
     for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        event = entry.dagster_event
-        data = getattr(event, "event_specific_data", None) if event is not None else None
-        user = getattr(data, "user_failure_data", None)
-        metadata = plain(getattr(user, "metadata", None) or {})
-        if STRIPE_CALLS in metadata:
-            out.append(Materialized(STRIPE_ASSET, None, metadata))
+        record = _record(entry.dagster_event)
+        if record is not None:
+            out.append(record)
     return out
 
 
@@ -144,9 +219,10 @@ def write_run_report(
     extra: Sequence[Materialized] = (),
     log_path: str | None = None,
     command: str | None = None,
+    path: pathlib.Path | None = None,
 ) -> RunReport:
     """Build the report of `run` from what the instance recorded (plus `extra`, the materializations
-    a step is about to record) and write it to its file."""
+    a step is about to record) and write it to its file (`path`, else `report_file_for`)."""
     strategy, partitions, ids = run_scope(run)
     group = run_group(instance, run)
     stats = instance.get_run_stats(run.run_id)
@@ -167,5 +243,5 @@ def write_run_report(
         ended_at=ended,
         log_path=log_path or str(runlog.log_file_path(Settings.from_env().logs_dir, ended).resolve()),
     )
-    report.write(report_file_for(run.run_id).resolve())
+    report.write((path or report_file_for(run.run_id)).resolve())
     return report

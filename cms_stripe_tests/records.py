@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pathlib
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
+import pytest
 
 from cms_stripe.core.catalog import CmsProduct
+from cms_stripe.reporting import write_run_report
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
@@ -38,3 +41,31 @@ def updated_at_of(product: CmsProduct) -> datetime:
     """The `updated_at` of a row the test wrote (the generators always stamp one; a null is a test bug)."""
     assert product.updated_at is not None, f"{product.id} has no updated_at"
     return product.updated_at
+
+
+# What depends on the process that wrote a run report, not on the run's records.
+PROCESS_FIELDS = ("peak_memory_mb", "cpu_time_s", "report_path")
+
+
+def without_process_fields(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in PROCESS_FIELDS}
+
+
+def rebuilt_from_instance(
+    env: dict[str, str], cli_report: dict[str, Any], out: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The report of the CLI's run as the instance's records give it (this process has no listener)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(cli_report["run_id"])
+        assert run is not None
+        report = write_run_report(
+            instance,
+            run,
+            status=cli_report["status"],
+            command=cli_report["command"],
+            log_path=cli_report["log_path"],
+            path=out,
+        )
+        return without_process_fields(report.to_dict())

@@ -23,6 +23,7 @@ from cms_stripe.cli import embedded_dagster_yaml
 from cms_stripe.cms.demo import generate_catalog, write_catalog
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.expected import minor_units
+from cms_stripe_tests.records import rebuilt_from_instance, without_process_fields
 from cms_stripe_tests.test_assets.conftest import products_by_cms_id
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def _product_of_write(entry: dict[str, Any]) -> str | None:
 
 
 @pytest.mark.slow
-def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path):
+def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path, monkeypatch):
     products = valid_live_catalog(160, seed=9)[:120]
     cms_url = f"sqlite:///{tmp_path / 'cms.sqlite'}"
     engine = sa.create_engine(cms_url)
@@ -148,6 +149,10 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
     failed_report = newest_report(tmp_path / "reports")
     assert failed_report["command"] == "migrate" and failed_report["status"] == "failed"
     assert failed_report["errors_by_severity"].get("CRITICAL", 0) >= 1
+    # The CLI built it from the run's events as stored (the stopped step's failure among them): the
+    # instance's records give the same report.
+    failed_rebuilt = rebuilt_from_instance(env, failed_report, tmp_path / "rebuilt-failed.json", monkeypatch)
+    assert without_process_fields(failed_report) == failed_rebuilt
 
     with engine.connect() as conn:
         finished = {r.id for r in conn.exec_driver_sql("SELECT id FROM products WHERE sync_status = 'synced'")}
@@ -166,6 +171,10 @@ def test_migration_fails_halfway_and_resume_redoes_only_unfinished_work(tmp_path
         assert resumed["run_id"] != failed_report["run_id"]
         assert resumed["counts"]["skipped"] == len(finished)
         assert resumed["counts"]["created"] == len(products) - len(finished)
+        # Its parent's records (read from the instance) and its own (as stored): the same report
+        # as the instance's records give.
+        rebuilt = rebuilt_from_instance(env, resumed, tmp_path / "rebuilt-resumed.json", monkeypatch)
+        assert without_process_fields(resumed) == rebuilt
         log = emulator.requests_log()
         writes = [e for e in log if e["method"] == "POST"]
         touched = {_product_of_write(e) for e in writes} | {

@@ -66,7 +66,7 @@ from cms_stripe.core.report import (
 )
 from cms_stripe.core.sync import SyncOptions, SyncOutcome
 from cms_stripe.partitions import current_span, daily_partitions
-from cms_stripe.reporting import plain, step_log, write_run_report
+from cms_stripe.reporting import plain, report_file_for, step_log, write_run_report
 from cms_stripe.resources.cms import guarded_writer
 from cms_stripe.resources.settings import SyncSettingsResource
 from cms_stripe.resources.stripe import StripeResource
@@ -369,13 +369,18 @@ def _sync(
     if outcome.plan_path:
         links[PLAN_PATH] = dg.MetadataValue.path(outcome.plan_path)
     resolved_log = str(pathlib.Path(log_path).resolve())
+    # The report's file is named before it is written, so every partition's metadata can link it
+    # from the start and is computed once (for the report and for the result).
+    report_file = report_file_for(context.run.run_id).resolve()
+    links[RUN_REPORT_PATH] = dg.MetadataValue.path(str(report_file))
+    links[LOG_PATH] = dg.MetadataValue.path(resolved_log)
+    for target in (meta, run_wide):
+        target.update({RUN_REPORT_PATH: links[RUN_REPORT_PATH], LOG_PATH: links[LOG_PATH]})
 
     def report(status: str, records: Sequence[Materialized]) -> None:
-        written = write_run_report(context.instance, context.run, status=status, extra=records, log_path=resolved_log)
-        links[RUN_REPORT_PATH] = dg.MetadataValue.path(written.report_path or "")
-        links[LOG_PATH] = dg.MetadataValue.path(resolved_log)
-        for target in (meta, run_wide):
-            target.update({RUN_REPORT_PATH: links[RUN_REPORT_PATH], LOG_PATH: links[LOG_PATH]})
+        write_run_report(
+            context.instance, context.run, status=status, extra=records, log_path=resolved_log, path=report_file
+        )
 
     # A stopped step materializes nothing: its figures are its failure's metadata (`meta`), whole.
     stopped = [Materialized(STRIPE_ASSET, None, plain(meta))]
@@ -389,9 +394,8 @@ def _sync(
         # Stripe is right and the CMS is behind: fail the step so nobody mistakes the run for done.
         report("failed", stopped)
         raise dg.Failure(description=outcome.writeback_failure_message, metadata=meta, allow_retries=False)
-    report("success", _own_records(keys, run_wide, per_day_metadata(outcome, products, span, keys, links)))
-    # Again once the report is written, so each partition links it too.
     per_day = per_day_metadata(outcome, products, span, keys, links)
+    report("success", _own_records(keys, run_wide, per_day))
     own = partition_metadata_result(context, per_day, {})
     log_run_metadata(context, STRIPE_PRODUCTS, run_wide, "Stripe figures")
     return dg.MaterializeResult(metadata=own, check_results=[failed_writes_result(outcome.failures)])

@@ -11,7 +11,9 @@ No Dagster import.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import pathlib
 import sys
 import threading
@@ -78,6 +80,12 @@ def log_file_path(logs_dir: str | pathlib.Path, at: datetime | None = None) -> p
     return pathlib.Path(logs_dir) / f"{LOG_FILE_PREFIX}{day}.log"
 
 
+@functools.lru_cache(maxsize=16)
+def _day_file(logs_dir: str, day: str) -> pathlib.Path:
+    # log_file_path for a UTC day already formatted (the line's own stamp), built once per day.
+    return pathlib.Path(logs_dir) / f"{LOG_FILE_PREFIX}{day}.log"
+
+
 _file_lock = threading.Lock()
 # What the sync told the log file itself, per run, for the Dagster-events handler to skip the copy it
 # also sent to `context.log` (progress lines and notes go to both, so the UI's run log has them).
@@ -85,16 +93,58 @@ _told: dict[str, deque[str]] = {}
 _TOLD_WINDOW = 64
 
 
+class _OpenFile:
+    """The day's file, kept open between lines (opening it for each of the thousands of lines of a
+    run over many partitions cost more than writing them). Every line is flushed as it is written, so
+    a killed process loses none; a file moved or deleted meanwhile (rotation, cleanup) is noticed and
+    opened again at its path."""
+
+    def __init__(self) -> None:
+        self.path: pathlib.Path | None = None
+        self.fh: Any = None
+        self.ident: tuple[int, int] | None = None
+
+    def write(self, path: pathlib.Path, line: str) -> None:
+        if self.fh is not None and (path != self.path or not self._same_file(path)):
+            self.close()
+        if self.fh is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = path.open("a", encoding="utf-8")
+            stat = os.fstat(self.fh.fileno())
+            self.path, self.ident = path, (stat.st_dev, stat.st_ino)
+        self.fh.write(line)
+        self.fh.flush()
+
+    def _same_file(self, path: pathlib.Path) -> bool:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self.ident
+
+    def close(self) -> None:
+        fh, self.fh, self.path, self.ident = self.fh, None, None, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
+
+
+_open_file = _OpenFile()
+
+
 def append_line(logs_dir: str | pathlib.Path, run_id: str, at: datetime, level: str, kind: str, text: str) -> None:
     """Append one line to the day's log file of `at`, scrubbed of secrets, naming the run (one
     day's file holds every run of that day)."""
     stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     line = f"{stamp}Z {level:<7} run={run_id[:8]} {kind:<10} {scrub(text).replace(chr(10), ' ')}\n"
-    path = log_file_path(logs_dir, at)
+    path = _day_file(str(logs_dir), stamp[:10])
     with _file_lock:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        try:
+            _open_file.write(path, line)
+        except BaseException:
+            # Whatever failed (a full disk), the next line starts again from opening the file.
+            _open_file.close()
+            raise
 
 
 def told_already(run_id: str, text: str) -> bool:

@@ -13,6 +13,7 @@ from the environment and never rendered: `describe()` masks them.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import os
@@ -323,12 +324,9 @@ def known_secrets(env: Mapping[str, str] | None = None) -> list[str]:
     return out
 
 
-def scrub(text: object, secrets: Iterable[str] | None = None) -> str:
-    """Text (an exception message, a log line) with every secret taken out: the known secret values
-    (plain and URL-encoded), URL passwords, `Bearer …`, `apikey` headers and anything shaped like a
-    Stripe key or a JWT. Used on every exception text before it is logged, stored or shown."""
-    out = str(text)
-    values = set(known_secrets()) | {s for s in (secrets or ()) if s}
+def _forms_of(values: Iterable[str]) -> list[str]:
+    """Every form a secret value can take in text, longest first (so a longer form is replaced before
+    a shorter one inside it)."""
     forms: set[str] = set()
     for value in values:
         value = value.strip()
@@ -339,15 +337,52 @@ def scrub(text: object, secrets: Iterable[str] | None = None) -> str:
         if _JWT.fullmatch(value):
             # A token's payload and signature are long enough to be found (and used) on their own.
             forms |= {part for part in value.split(".")[1:] if len(part) >= _MIN_TAIL}
-    for form in sorted(forms, key=len, reverse=True):
+    return sorted(forms, key=len, reverse=True)
+
+
+_SECRET_SOURCES = SECRET_ENV_VARS + URL_ENV_VARS
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_forms(env_values: tuple[str | None, ...], extra: frozenset[str]) -> tuple[str, ...]:
+    # Keyed by the environment's values themselves, so a changed variable is seen on the next call.
+    env = {name: value for name, value in zip(_SECRET_SOURCES, env_values, strict=True) if value is not None}
+    return tuple(_forms_of(set(known_secrets(env)) | extra))
+
+
+# Each pattern below can only match text holding these (lower-cased for the case-insensitive ones):
+# a line without them skips that pattern's scan, the cost of scrubbing every log line. Lower-casing
+# mirrors IGNORECASE only for ASCII text, so other text is always scanned in full.
+_KV_WORDS = ("pass", "pwd", "key", "token", "secret")
+_HEADER_WORDS = ("apikey", "x-api-key", "authorization")
+
+
+def scrub(text: object, secrets: Iterable[str] | None = None) -> str:
+    """Text (an exception message, a log line) with every secret taken out: the known secret values
+    (plain and URL-encoded), URL passwords, `Bearer …`, `apikey` headers and anything shaped like a
+    Stripe key or a JWT. Used on every exception text before it is logged, stored or shown."""
+    out = str(text)
+    extra = frozenset(s for s in (secrets or ()) if s)
+    for form in _secret_forms(tuple(os.environ.get(name) for name in _SECRET_SOURCES), extra):
         out = out.replace(form, HIDDEN)
-    out = _URL_USERINFO.sub(lambda m: m.group(1) + (_masked_userinfo(m.group(2))) + "@", out)
-    out = _KV_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
-    out = _BEARER.sub(lambda m: f"{m.group(1)} {HIDDEN}", out)
-    out = _HEADER.sub(lambda m: m.group(1) + HIDDEN, out)
-    out = _JWT.sub(lambda m: mask_secret(m.group(0)), out)
-    out = _STRIPE_KEY.sub(lambda m: mask_secret(m.group(0)), out)
-    out = _SB_KEY.sub(lambda m: mask_secret(m.group(0)), out)
+    full = not out.isascii()
+    if full or ("://" in out and "@" in out):
+        out = _URL_USERINFO.sub(lambda m: m.group(1) + (_masked_userinfo(m.group(2))) + "@", out)
+    low = out.lower()
+    if full or ("=" in out and any(w in low for w in _KV_WORDS)):
+        out = _KV_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
+        low = out.lower()
+    if full or "bearer" in low or "basic" in low:
+        out = _BEARER.sub(lambda m: f"{m.group(1)} {HIDDEN}", out)
+        low = out.lower()
+    if full or ((":" in out or "=" in out) and any(w in low for w in _HEADER_WORDS)):
+        out = _HEADER.sub(lambda m: m.group(1) + HIDDEN, out)
+    if "eyJ" in out:
+        out = _JWT.sub(lambda m: mask_secret(m.group(0)), out)
+    if "_live_" in out or "_test_" in out:
+        out = _STRIPE_KEY.sub(lambda m: mask_secret(m.group(0)), out)
+    if "sb_" in out:
+        out = _SB_KEY.sub(lambda m: mask_secret(m.group(0)), out)
     return out
 
 
