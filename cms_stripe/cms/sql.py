@@ -46,6 +46,9 @@ DEFAULT_BACKUP_TABLE = "cms_stripe_backups"
 DEFAULT_ID_CHUNK_SIZE = 1000
 _TIMESTAMP_ALIASES = frozenset({"created_at", "updated_at", "deleted_at", "synced_at"})
 
+# The timestamps psycopg can load into a datetime; the rest ('infinity', BC, year > 9999) read as undated.
+_PG_LOADABLE_FROM, _PG_LOADABLE_TO = "'0001-01-02'", "'9999-12-30'"
+
 _SUPPORTED_DRIVERS = {"postgresql", "postgresql+psycopg", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite"}
 
 _BACKUP_DDL = {
@@ -215,15 +218,19 @@ class SqlCatalogSource:
         if self.dialect == "postgresql":
             # Row comparison lets PostgreSQL walk the (updated_at, id) index directly.
             self._after_key = f"({self._u}, {self._id}) > (:cu, :ci)"
-            # Timestamps psycopg can load; the rest ('infinity', BC, year > 9999) are read as undated.
-            self._loadable = f"{self._u} >= '0001-01-02' AND {self._u} <= '9999-12-30'"
-            self._undated = f"({self._u} IS NULL OR {self._u} < '0001-01-02' OR {self._u} > '9999-12-30')"
+            self._loadable = f"{self._u} >= {_PG_LOADABLE_FROM} AND {self._u} <= {_PG_LOADABLE_TO}"
+            self._undated_parts: tuple[str, ...] = (
+                f"{self._u} IS NULL",
+                f"{self._u} < {_PG_LOADABLE_FROM}",
+                f"{self._u} > {_PG_LOADABLE_TO}",
+            )
         else:
             self._after_key = f"({self._u} > :cu OR ({self._u} = :cu AND {self._id} > :ci))"
             # SQLite stores any text: what does not start like a timestamp is undated, like NULL.
             stamp = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
             self._loadable = f"{self._u} GLOB {stamp}"
-            self._undated = f"({self._u} IS NULL OR {self._u} NOT GLOB {stamp})"
+            self._undated_parts = (f"{self._u} IS NULL", f"{self._u} NOT GLOB {stamp}")
+        self._undated = "(" + " OR ".join(self._undated_parts) + ")"
         sync = [(c, q(m.column(c))) for c in SYNC_COLUMNS]
         self._link_cols = [q(m.column(c)) for c in LINK_COLUMNS]
         self._update_sql = sa.text(
@@ -423,9 +430,10 @@ class SqlCatalogSource:
         kind = self._updated_at_type
         if not isinstance(kind, sa.DateTime):
             return OldestRow(unknown=f"column {column!r} is {kind}, not a timestamp")
+        # `_undated` as three EXISTS, so each probes the (updated_at, id) index instead of one scan of the table.
+        undated = " OR ".join(f"EXISTS (SELECT 1 FROM {self._t} WHERE {part})" for part in self._undated_parts)
         row = self._fetch(
-            f"SELECT EXISTS (SELECT 1 FROM {self._t} WHERE {self._undated}) AS undated, "
-            f"EXISTS (SELECT 1 FROM {self._t}) AS any_row, "
+            f"SELECT ({undated}) AS undated, EXISTS (SELECT 1 FROM {self._t}) AS any_row, "
             f"(SELECT MIN({self._u}) FROM {self._t} WHERE {self._u} IS NOT NULL AND {self._loadable}) AS oldest",
             {},
         )[0]._mapping
