@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from cms_stripe.cms.schema import create_schema
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
+from cms_stripe_tests.postgrest_server import PostgrestTestServer
 from cms_stripe_tests.test_cli import cli_env, newest_report, run_cli
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ def test_full_dry_run_and_validate_start_at_the_oldest_rows_day(tmp_path, pg_eng
         instance.dispose()
     report = newest_report(tmp_path / "reports")
     assert report["partitions"] == f"{start}..{end}"
-    assert report["counts"]["quarantined"] == 0 and report["counts"].get("failed", 0) == 0
+    assert report["counts"]["rows_read"] == 3 and report["counts"]["quarantined"] == 0
 
 
 def test_full_migrate_with_an_undated_row_runs_every_partition_and_syncs_it(tmp_path, pg_engine, pg_database):
@@ -128,3 +129,28 @@ def test_full_migrate_with_an_undated_row_runs_every_partition_and_syncs_it(tmp_
         assert instance.get_materialized_partitions(dg.AssetKey("raw_cms_products")) == _days(PARTITION_START, TODAY)
     finally:
         instance.dispose()
+    counts = newest_report(tmp_path / "reports")["counts"]
+    assert (counts["rows_read"], counts["created"], counts["quarantined"]) == (4, 4, 0)
+
+
+def test_full_dry_run_over_supabase_rest_starts_at_the_oldest_rows_day(tmp_path, pg_engine, pg_database):
+    create_schema(pg_engine)
+    with pg_engine.begin() as conn:
+        conn.execute(INSERT, _rows())
+    start, end = OLDEST_DAY.isoformat(), TODAY.isoformat()
+    key = "service-role-full-range-test"
+    with EmulatorServer(EmulatorConfig()) as emulator, PostgrestTestServer(pg_database, key) as server:
+        env = _env(tmp_path, "", emulator.url, dry_run="true")
+        env.pop("CMS_DATABASE_URL")
+        env.update({"SUPABASE_URL": server.url, "SUPABASE_SERVICE_ROLE_KEY": key})
+        dry = run_cli(["migrate"], env)
+        assert dry.returncode == 0, (dry.stdout + dry.stderr)[-4000:]
+        assert f"partitions {start}..{end}: the oldest row was updated on {start}" in dry.stdout
+        assert any(dict(r.params).get("order") == "updated_at.asc.nullsfirst" for r in server.requests)
+    instance = _instance(tmp_path)
+    try:
+        assert _ranges(instance) == [("migrate", start, end)]
+        assert instance.get_materialized_partitions(dg.AssetKey("raw_cms_products")) == _days(OLDEST_DAY, TODAY)
+    finally:
+        instance.dispose()
+    assert newest_report(tmp_path / "reports")["counts"]["rows_read"] == 3

@@ -855,7 +855,13 @@ def gaps(results: dict[str, Any]) -> list[str]:
     for r in np_.get("runs", []):
         if r["meets_target"] is False:
             out.append(
-                f"no-op migrate over {r['partitions']:,} daily partitions ({np_['rows']:,} rows): {r['wall_s']:.1f} s "
+                f"no-op migrate over {r['partitions']:,} daily partitions"
+                + (
+                    f" (ran {r['partitions_run']:,}: from the oldest row)"
+                    if r.get("partitions_run") != r["partitions"]
+                    else ""
+                )
+                + f" ({np_['rows']:,} rows): {r['wall_s']:.1f} s "
                 f"(target ≤ {r['target_s']:g} s), {r['stripe_writes']} writes: Dagster records 4 planned and 4 "
                 "materialization events per partition, and the IO manager writes one file per partition and asset"
             )
