@@ -171,8 +171,9 @@ def _settings(ctx: click.Context) -> Any:
         _fail(f"configuration error: {exc}")
 
 
-def _partition_range(settings: Any) -> tuple[str, str]:
-    """incremental: MIGRATION_START_DATE..MIGRATION_END_DATE (inclusive days); full: every partition.
+def _partition_range(settings: Any) -> tuple[str, str, str | None]:
+    """(first, last, why) of the run. incremental: MIGRATION_START_DATE..MIGRATION_END_DATE (inclusive
+    days); full: from the partition of the oldest CMS row to today (`core.days.full_range`).
 
     The first partition also holds every older or undated row and the last every future-stamped one,
     so days outside the partitions are reached through those edges."""
@@ -181,7 +182,7 @@ def _partition_range(settings: Any) -> tuple[str, str]:
     span = current_span()
     first, last = span.first, span.last
     if settings.strategy == "full":
-        return first, last
+        return _full_range(span)
     asked_start = settings.start_date.isoformat() if settings.start_date else first
     asked_end = settings.end_date.isoformat() if settings.end_date else last
     start = min(max(asked_start, first), last)
@@ -191,7 +192,26 @@ def _partition_range(settings: Any) -> tuple[str, str]:
             f"note: {asked_start}..{asked_end} runs as partitions {start}..{end}: rows updated before {first} "
             f"(or without updated_at) are in partition {first}, rows stamped after {last} in partition {last}"
         )
-    return start, end
+    return start, end, None
+
+
+def _full_range(span: Any) -> tuple[str, str, str]:
+    """Every partition costs Dagster events, frames and metadata even when its day holds no row, so a
+    full run starts at the oldest row's day; anything uncertain (undated rows, a text column, an
+    error) runs every partition, as the open first edge then holds what the run must read."""
+    from cms_stripe.core.days import OldestRow, full_range
+    from cms_stripe.core.settings import scrub
+    from cms_stripe.resources.cms import catalog_resource_from_env
+
+    try:
+        resource = catalog_resource_from_env()
+        try:
+            oldest = resource.source().oldest_row()
+        finally:
+            resource.close()
+    except Exception as exc:
+        oldest = OldestRow(unknown=f"{type(exc).__name__}: {scrub(str(exc))[:200]}")
+    return full_range(span, oldest)
 
 
 def _instance() -> dg.DagsterInstance:
@@ -302,8 +322,10 @@ def _execute_sync(
         console.header(command, settings, f"selective sync of {len(settings.product_ids)} CMS ids {mode}")
         with console.live():
             return launch(instance, SELECTIVE_SYNC_JOB, run_config=run_config, tags=tags)
-    start, end = _partition_range(settings)
+    start, end, why = _partition_range(settings)
     console.header(command, settings, f"{settings.strategy} sync of partitions {start}..{end} in one run {mode}")
+    if why:
+        console.print(f"  partitions {start}..{end}: {why}")
     tags.update({"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
     if dry_run and not assets:
         # Reconciling against a Stripe that a dry run did not write would only report what is planned.

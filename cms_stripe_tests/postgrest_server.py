@@ -11,7 +11,7 @@ Supported (public schema only):
         ops: eq, neq, gt, gte, lt, lte, in.(v1,"v,2",...), is.(null|not_null|true|false|unknown),
              and any of them negated with `not.` (`col=not.eq.x`, `col.not.is.null` in a tree);
              `or`/`and` logic trees of those ops with double-quoted values (backslash escapes)
-        order: `col.asc|desc[,col.asc|desc...]`
+        order: `col.asc|desc[.nullsfirst|.nullslast][,...]`
   POST  /rest/v1/<table>?on_conflict=<col>&columns="a","b"   with Prefer resolution=merge-duplicates
         (upsert of a JSON array; only the listed columns are set on conflict)
   PATCH /rest/v1/<table>?<filters>   (update with at least one filter)
@@ -323,11 +323,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not text:
             return ""
         parts = []
+        nulls = {"": "", "nullsfirst": " NULLS FIRST", "nullslast": " NULLS LAST"}
         for item in text.split(","):
-            column, _, direction = item.partition(".")
-            if direction not in ("asc", "desc"):
+            column, _, modifiers = item.partition(".")
+            direction, _, null_order = modifiers.partition(".")
+            if direction not in ("asc", "desc") or null_order not in nulls:
                 raise bad(f"order {item!r} is not supported by this test server")
-            parts.append(f"{q.col(column)} {direction.upper()}")
+            parts.append(f"{q.col(column)} {direction.upper()}{nulls[null_order]}")
         return ", ".join(parts)
 
     @staticmethod

@@ -138,6 +138,9 @@ def test_noop_over_partitions_writes_nothing(report: dict) -> None:
     assert n["rows"] == 30 and n["rows_spread_over_days"] == 20
     # 20 and 45 days back to today, both ends included.
     assert [r["partitions"] for r in n["runs"]] == [21, 46]
+    # A full run starts at the oldest row's day, at most 20 days back, whatever the partition start.
+    ran = [r["partitions_run"] for r in n["runs"]]
+    assert ran[0] == ran[1] and 2 <= ran[0] <= 21
     for r in n["runs"]:
         assert r["exit_code"] == 0 and r["stripe_writes"] == 0 and r["wall_s"] > 0
         assert r["target_s"] is None and r["meets_target"] is None  # targets are for 700 and 3,650 days

@@ -50,6 +50,7 @@ from cms_stripe.cms.source import (
 )
 from cms_stripe.core.catalog import SYNC_COLUMNS, SYNC_PENDING, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 from cms_stripe.core.changes import ChangedDays, summarize_changes
+from cms_stripe.core.days import OldestRow
 from cms_stripe.core.settings import DEFAULT_BACKUP_DIR
 from cms_stripe.core.status import SyncState, status_of, summarize
 
@@ -66,6 +67,10 @@ _TRANSIENT_CODES = frozenset(
 )
 _MISSING_TABLE_CODES = frozenset({"PGRST205", "42P01", "PGRST200"})
 _MISSING_COLUMN_CODES = frozenset({"42703", "PGRST204"})
+# invalid_datetime_format, datetime_field_overflow: what PostgreSQL answers when a filter value is
+# not a timestamp, for timestamp (and date) columns only; a text column takes any value.
+_NOT_A_TIMESTAMP_CODES = frozenset({"22007", "22008"})
+_NOT_A_TIMESTAMP = "not-a-timestamp"
 
 
 def is_transient_rest_error(exc: BaseException) -> bool:
@@ -323,6 +328,46 @@ class RestCatalogSource:
                         oldest = updated
             last = str(rows[-1]["f_id"])
         return summarize(counts, oldest)
+
+    def oldest_row(self) -> OldestRow:
+        """Three small requests. The first row by `updated_at` ascending, nulls first (an empty
+        answer: no rows; null or -infinity: undated); a filter on a value no timestamp column accepts
+        (only an error proves the column is a timestamp: a text column sorts as text); and whether any
+        row is undated as `read_window` has it (null or ±infinity)."""
+        self._ensure_checked()
+        u = self._u
+
+        def first() -> Any:
+            return self._table().select(f"f_updated_at:{u}").order(u, nullsfirst=True).limit(1)
+
+        rows = self._rows(first)
+        if not rows:
+            return OldestRow(empty=True)
+        raw = rows[0].get("f_updated_at")
+        if raw is None or raw in ("infinity", "-infinity"):
+            return OldestRow(undated=True)
+        try:
+            self._rows(lambda: self._table().select(f"f_id:{self._id}").eq(u, _NOT_A_TIMESTAMP).limit(1))
+        except APIError as exc:
+            if str(exc.code or "") not in _NOT_A_TIMESTAMP_CODES:
+                raise
+        else:
+            return OldestRow(unknown=f"column {u!r} is not a timestamp (it accepts any text)")
+        undated = self._rows(
+            lambda: (
+                self._table().select(f"f_id:{self._id}").or_(f"{u}.is.null,{u}.eq.infinity,{u}.eq.-infinity").limit(1)
+            )
+        )
+        if undated:
+            return OldestRow(undated=True)
+        try:
+            oldest = from_db_timestamp(raw)
+        except ValueError:
+            # A BC date or the like: the bounded reads would not reach it from the oldest day.
+            return OldestRow(unknown=f"the smallest {u!r} is not a readable timestamp: {str(raw)[:40]!r}")
+        if oldest is None:  # pragma: no cover - raw is not None here
+            return OldestRow(unknown=f"the smallest {u!r} could not be read")
+        return OldestRow(updated_at=oldest)
 
     def _fetch_ids(self, ids: Sequence[str], select: str) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -26,6 +26,7 @@ from cms_stripe.core.catalog import (
     WriteBackResult,
 )
 from cms_stripe.core.changes import ChangedDays
+from cms_stripe.core.days import OldestRow
 from cms_stripe.core.settings import Settings
 from cms_stripe.core.status import SyncState
 
@@ -36,6 +37,7 @@ __all__ = [
     "CatalogSource",
     "ChangedDays",
     "CmsConfigError",
+    "OldestRow",
     "backend_for",
     "validate_updates",
 ]
@@ -149,6 +151,13 @@ class CatalogSource(Protocol):
     def sync_summary(self) -> SyncState:
         """Rows counted by sync_status (null or empty: pending) and the oldest pending row's
         updated_at, without reading the catalog's rows into memory (`cms-stripe status`)."""
+        ...
+
+    def oldest_row(self) -> OldestRow:
+        """Where the oldest row lies, by the rule the readers use (undated: null, or a value the
+        driver cannot load), from the database's own order and without reading the rows; `unknown`
+        names why it cannot be relied on (e.g. `updated_at` is not a timestamp column, so the database
+        orders it as text). A `full` run starts at its day (`core.days.full_range`)."""
         ...
 
     def read_by_stripe_product_ids(

@@ -37,6 +37,7 @@ from cms_stripe.cms.source import (
 )
 from cms_stripe.core.catalog import SYNC_COLUMNS, SYNC_PENDING, CmsProduct, SyncLink, SyncUpdate, WriteBackResult
 from cms_stripe.core.changes import ChangedDays, summarize_changes
+from cms_stripe.core.days import OldestRow
 from cms_stripe.core.status import SyncState, summarize
 
 T = TypeVar("T")
@@ -44,6 +45,9 @@ T = TypeVar("T")
 DEFAULT_BACKUP_TABLE = "cms_stripe_backups"
 DEFAULT_ID_CHUNK_SIZE = 1000
 _TIMESTAMP_ALIASES = frozenset({"created_at", "updated_at", "deleted_at", "synced_at"})
+
+# The timestamps psycopg can load into a datetime; the rest ('infinity', BC, year > 9999) read as undated.
+_PG_LOADABLE_FROM, _PG_LOADABLE_TO = "'0001-01-02'", "'9999-12-30'"
 
 _SUPPORTED_DRIVERS = {"postgresql", "postgresql+psycopg", "postgresql+psycopg2", "sqlite", "sqlite+pysqlite"}
 
@@ -178,6 +182,7 @@ class SqlCatalogSource:
         self._checked = False
         self._backup_ready = False
         self._naive_fields: set[str] = set()
+        self._updated_at_type: Any = None
         self._build_statements()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -213,15 +218,19 @@ class SqlCatalogSource:
         if self.dialect == "postgresql":
             # Row comparison lets PostgreSQL walk the (updated_at, id) index directly.
             self._after_key = f"({self._u}, {self._id}) > (:cu, :ci)"
-            # Timestamps psycopg can load; the rest ('infinity', BC, year > 9999) are read as undated.
-            self._loadable = f"{self._u} >= '0001-01-02' AND {self._u} <= '9999-12-30'"
-            self._undated = f"({self._u} IS NULL OR {self._u} < '0001-01-02' OR {self._u} > '9999-12-30')"
+            self._loadable = f"{self._u} >= {_PG_LOADABLE_FROM} AND {self._u} <= {_PG_LOADABLE_TO}"
+            self._undated_parts: tuple[str, ...] = (
+                f"{self._u} IS NULL",
+                f"{self._u} < {_PG_LOADABLE_FROM}",
+                f"{self._u} > {_PG_LOADABLE_TO}",
+            )
         else:
             self._after_key = f"({self._u} > :cu OR ({self._u} = :cu AND {self._id} > :ci))"
             # SQLite stores any text: what does not start like a timestamp is undated, like NULL.
             stamp = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
             self._loadable = f"{self._u} GLOB {stamp}"
-            self._undated = f"({self._u} IS NULL OR {self._u} NOT GLOB {stamp})"
+            self._undated_parts = (f"{self._u} IS NULL", f"{self._u} NOT GLOB {stamp}")
+        self._undated = "(" + " OR ".join(self._undated_parts) + ")"
         sync = [(c, q(m.column(c))) for c in SYNC_COLUMNS]
         self._link_cols = [q(m.column(c)) for c in LINK_COLUMNS]
         self._update_sql = sa.text(
@@ -307,6 +316,12 @@ class SqlCatalogSource:
             raise CmsConfigError(message)
         naive = {c["name"] for c in described if isinstance(c["type"], sa.DateTime) and not c["type"].timezone}
         self._naive_fields = {f for f, col in self.mapping.mapped_fields.items() if col in naive}
+        wanted = self.mapping.column("updated_at")
+        # The schema check matches column names without case, as PostgreSQL folds unquoted names.
+        self._updated_at_type = next(
+            (c["type"] for c in described if c["name"] == wanted),
+            next((c["type"] for c in described if c["name"].lower() == wanted.lower()), None),
+        )
         self._checked = True
 
     # -- reads --------------------------------------------------------------------------------
@@ -402,6 +417,37 @@ class SqlCatalogSource:
             {"pending": SYNC_PENDING},
         )[0]._mapping["u"]
         return summarize(counts, from_db_timestamp(oldest))
+
+    def oldest_row(self) -> OldestRow:
+        """One statement (one snapshot): whether any row is undated as `read_window` has it, the
+        smallest loadable updated_at, and whether the table has a row at all. Only a PostgreSQL
+        timestamp column qualifies: SQLite, or a text column, compares the stored text, whose order
+        need not be time order ('2026-01-05T23:00-05:00' sorts before '2026-01-06 01:00+00')."""
+        self._ensure_checked()
+        column = self.mapping.column("updated_at")
+        if self.dialect != "postgresql":
+            return OldestRow(unknown=f"{self.dialect} stores {column!r} as text, which sorts as text, not as time")
+        kind = self._updated_at_type
+        if not isinstance(kind, sa.DateTime):
+            return OldestRow(unknown=f"column {column!r} is {kind}, not a timestamp")
+        # `_undated` as three EXISTS, so each probes the (updated_at, id) index instead of one scan of the table.
+        undated = " OR ".join(f"EXISTS (SELECT 1 FROM {self._t} WHERE {part})" for part in self._undated_parts)
+        row = self._fetch(
+            f"SELECT ({undated}) AS undated, EXISTS (SELECT 1 FROM {self._t}) AS any_row, "
+            f"(SELECT MIN({self._u}) FROM {self._t} WHERE {self._u} IS NOT NULL AND {self._loadable}) AS oldest",
+            {},
+        )[0]._mapping
+        if row["undated"]:
+            return OldestRow(undated=True)
+        if not row["any_row"]:
+            return OldestRow(empty=True)
+        try:
+            oldest = from_db_timestamp(row["oldest"])
+        except ValueError:
+            oldest = None
+        if oldest is None:  # rows, none undated, yet no loadable minimum: do not guess
+            return OldestRow(unknown=f"the smallest {column!r} could not be read: {row['oldest']!r:.40}")
+        return OldestRow(updated_at=oldest)
 
     def _read_in(self, column: str, values: Sequence[str]) -> Iterator[CmsProduct]:
         sql = sa.text(f"SELECT {self._select_text} FROM {self._t} WHERE {column} IN :ids").bindparams(

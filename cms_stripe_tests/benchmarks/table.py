@@ -120,8 +120,10 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     if np_:
         for r in np_.get("runs", []):
             target = f"≤ {r['target_s']:g} s" if r.get("target_s") is not None else ""
+            run = r.get("partitions_run")
+            ran = f" (ran {run:,}: from the oldest row)" if run is not None and run != r["partitions"] else ""
             add(
-                f"3b. no-op, {r['partitions']:,} partitions",
+                f"3b. no-op, {r['partitions']:,} partitions{ran}",
                 f"wall time (s), {np_['rows']:,} rows",
                 _num(r["wall_s"]),
                 target,
