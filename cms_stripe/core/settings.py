@@ -248,6 +248,12 @@ _KV_SECRET = re.compile(
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s]*)@")
 
 
+# SQLAlchemy and libpq URL schemes (a driver may follow a "+"), whose userinfo without ':' is a user name.
+_DATABASE_SCHEMES = frozenset(
+    {"postgresql", "postgres", "mysql", "mariadb", "sqlite", "mssql", "oracle", "cockroachdb"}
+)
+
+
 def _url_parts(url: str) -> tuple[str, str | None, str | None, str] | None:
     """(scheme://, user, password, rest after the userinfo) — the userinfo ends at the LAST `@`, so a
     password holding an unencoded `@` (or `/`) is still taken whole."""
@@ -268,9 +274,13 @@ def url_password(url: str | None) -> str | None:
     parts = _url_parts(url.strip()) if url else None
     if parts is None:
         return None
-    _, user, password, _ = parts
-    # A userinfo without ':' can be a bare token (https://TOKEN@host): treat it as the secret.
-    return password if password is not None else user
+    scheme, user, password, _ = parts
+    if password is not None:
+        return password
+    # A userinfo without ':' can be a bare token (https://TOKEN@host): treat it as the secret. In a
+    # database URL it is the user name (postgresql://postgres@host, trust or peer auth): hiding it
+    # would also hide it inside every other word ("postgresql" printed as "(hidden)ql").
+    return None if scheme.split("+", 1)[0].lower() in _DATABASE_SCHEMES else user
 
 
 def mask_url(url: str | None) -> str:

@@ -172,6 +172,16 @@ def test_scrub_knows_the_secrets_of_the_environment(monkeypatch):
     assert no_piece(password, scrub(f"password authentication failed ({password})"))
 
 
+def test_a_database_user_without_password_is_not_a_secret_but_a_bare_url_token_is(monkeypatch):
+    # Trust or peer auth: postgresql://postgres@host names a user, which must not be cut out of every
+    # word that holds it (the console printed "SQL (hidden)ql+psycopg://...").
+    monkeypatch.setenv("CMS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/shop")
+    monkeypatch.setenv("SUPABASE_URL", "https://tok3n" + "Q" * 20 + "@project.example")
+    assert known_secrets() == ["tok3n" + "Q" * 20]
+    assert scrub("driver postgresql+psycopg, database postgres") == "driver postgresql+psycopg, database postgres"
+    assert scrub("token tok3n" + "Q" * 20 + " seen") == "token (hidden) seen"
+
+
 def test_scrubbed_exception_cuts_a_chain_that_holds_a_password(monkeypatch):
     monkeypatch.delenv("CMS_DATABASE_URL", raising=False)
     password = "Pw" + rand(20)
