@@ -87,13 +87,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         # The index database mirrors every asset event (its ids are the storage ids that asset
         # queries return), then the asset-event tags and the asset table, in one transaction.
         with self.index_transaction() as conn:
-            # One statement for the batch (SQLite's INSERT ... RETURNING, ids in the rows' order),
-            # not one round of SQLAlchemy's statement machinery per event.
-            inserted = conn.execute(
-                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
-                rows,
-            )
-            event_ids = [int(i) for (i,) in inserted if i is not None]
+            event_ids = _insert_returning_ids(conn, rows)
             if len(event_ids) != len(rows):  # as Dagster's store_event: tags need the id
                 raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
             self._store_asset_event_tags(conn, events, event_ids)
@@ -119,6 +113,27 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         }
         with self.index_connection() as conn:
             conn.execute(AssetCheckExecutionsTable.insert(), [{**common, "partition": key} for key in partition_keys])
+
+
+def _insert_returning_ids(conn: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert the rows into the index database's event table; their ids, in the rows' order.
+
+    One statement (INSERT ... RETURNING, SQLite 3.35 and later) where the driver's SQLite has it,
+    instead of a round of SQLAlchemy's statement machinery per event; one insert per row otherwise
+    (SQLAlchemy refuses RETURNING on an older SQLite, as some Linux distributions' Pythons link)."""
+    dialect = conn.dialect
+    if dialect.insert_executemany_returning and dialect.insert_executemany_returning_sort_by_parameter_order:
+        inserted = conn.execute(
+            SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+            rows,
+        )
+        return [int(i) for (i,) in inserted if i is not None]
+    ids = []
+    for row in rows:
+        key = conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key
+        if key is not None and key[0] is not None:
+            ids.append(int(key[0]))
+    return ids
 
 
 def _last_of_each_kind(events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> list[tuple[EventLogEntry, int]]:

@@ -22,6 +22,9 @@ from cms_stripe.core.days import PartitionSpan
 from cms_stripe.core.settings import Settings
 
 PARTITION_COLUMN = "updated_at"
+# The most bytes of pickled frames handed from step to step in memory (~100,000 rows); beyond it the
+# next steps read the files.
+HANDOFF_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 def _partition_of(span: PartitionSpan, ts: Any) -> str:
@@ -98,10 +101,14 @@ class DailyFrameIOManager(dg.ConfigurableIOManager):
         # in memory to the next steps of this run when they run in this process (the CLI's
         # in-process runs), instead of unpickling thousands of day files it has just written.
         order = [i for key in keys for i in rows_by_day.get(key, ())]
-        self._handoff[self._handoff_key(context.asset_key, context.run_id, keys)] = pickle.dumps(
+        data = pickle.dumps(
             obj.iloc[order].reset_index(drop=True) if order else obj.iloc[:0].reset_index(drop=True),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
+        # Held until the run ends (two steps read the raw rows): only while the run's frames stay
+        # small, so a big catalog's run does not keep extra copies of its rows in memory.
+        if sum(map(len, self._handoff.values())) + len(data) <= HANDOFF_BUDGET_BYTES:
+            self._handoff[self._handoff_key(context.asset_key, context.run_id, keys)] = data
 
     @staticmethod
     def _handoff_key(asset_key: dg.AssetKey, run_id: str, keys: Sequence[str]) -> tuple[Any, ...]:

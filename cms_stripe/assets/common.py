@@ -6,7 +6,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import dagster as dg
-from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
+
+try:  # Dagster's own metadata accumulator: see _add_partitions_metadata (a private module that may move).
+    from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
+except ImportError:  # pragma: no cover - the public calls are made instead
+    AssetMetadataHandle = OutputMetadataAccumulator = None  # type: ignore[assignment,misc]
 
 from cms_stripe.cms.source import CatalogSource
 from cms_stripe.core.catalog import CmsProduct
@@ -73,16 +77,21 @@ def _add_partitions_metadata(context: dg.AssetExecutionContext, own: Mapping[str
     partitions (measured: 3,651 partitions took ~2 s per asset, 4 assets a run). The keys here are
     the run's own, so the check is moot. False when this Dagster keeps its accumulator elsewhere:
     the caller then makes the public calls."""
-    step = getattr(context.op_execution_context, "_step_execution_context", None)
-    accumulator = getattr(step, "_metadata_accumulator", None)
-    if not isinstance(accumulator, OutputMetadataAccumulator):
+    if OutputMetadataAccumulator is None:
         return False
-    key = context.assets_def.key
-    entries = dict(accumulator.per_output_metadata)
-    for pk, metadata in own.items():
-        handle = AssetMetadataHandle(asset_key=key, partition_key=pk)
-        entries[handle] = {**entries.get(handle, {}), **metadata}
-    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=entries)  # type: ignore[union-attr]
+    try:
+        step = context.op_execution_context._step_execution_context
+        accumulator = step._metadata_accumulator
+        if not isinstance(accumulator, OutputMetadataAccumulator):
+            return False
+        key = context.assets_def.key
+        entries = dict(accumulator.per_output_metadata)
+        for pk, metadata in own.items():
+            handle = AssetMetadataHandle(asset_key=key, partition_key=pk)
+            entries[handle] = {**entries.get(handle, {}), **metadata}
+        step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=entries)
+    except (AttributeError, TypeError):  # another Dagster: nothing was set, the public calls follow
+        return False
     return True
 
 

@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from cms_stripe import io_managers
 from cms_stripe.io_managers import DailyFrameIOManager
 
 DAYS = ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
@@ -78,7 +79,27 @@ def _load(instance: dg.DagsterInstance, keys: list[str]) -> pd.DataFrame:
     return DailyFrameIOManager().load_input(context)
 
 
-def test_range_output_split_by_day_and_handed_over_as_the_files_hold_it(frames_dir: Any) -> None:
+class _CountingPickle:
+    """The pickle module as the IO manager sees it, counting the frames read from files."""
+
+    def __init__(self) -> None:
+        self.file_loads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pickle, name)
+
+    def load(self, fh: Any) -> Any:
+        self.file_loads += 1
+        return pickle.load(fh)  # noqa: S301 - the test's own files
+
+
+@pytest.mark.parametrize("budget", [io_managers.HANDOFF_BUDGET_BYTES, 0])
+def test_range_output_split_by_day_and_handed_over_as_the_files_hold_it(
+    frames_dir: Any, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = _CountingPickle()
+    monkeypatch.setattr(io_managers, "pickle", counting)
+    monkeypatch.setattr(io_managers, "HANDOFF_BUDGET_BYTES", budget)
     seen: dict[str, Any] = {}
     with dg.instance_for_test() as instance:
         result = dg.materialize(
@@ -88,6 +109,8 @@ def test_range_output_split_by_day_and_handed_over_as_the_files_hold_it(frames_d
 
         for day, ids in BY_DAY.items():
             assert list(_load(instance, [day])["id"]) == ids, day
+        # Within the run the two readers got the frame in memory; over the budget, from the 4 files each.
+        assert counting.file_loads == (0 if budget else 8) + len(BY_DAY)
         from_files = _load(instance, DAYS)
 
     assert list(from_files["id"]) == RANGE_ORDER
