@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -19,29 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from cms_stripe.cms.demo import write_catalog
-from cms_stripe.core.catalog import CmsProduct
 from cms_stripe.emulator import EmulatorConfig, EmulatorServer
 from cms_stripe_tests.records import rebuilt_from_instance, without_process_fields
+
+# The rows seeded by hand on four days, two without a title: the partition metadata test's.
+from cms_stripe_tests.test_assets.test_partition_metadata import ROWS
 from cms_stripe_tests.test_cli import cli_env, newest_report, run_cli
-
-D1, D2, D3, D4 = "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"
-
-
-def _row(cms_id: str, day: str, hour: int, title: str | None = "A product") -> CmsProduct:
-    at = datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
-    return CmsProduct(id=cms_id, title=title, price=Decimal("12.50"), currency="usd", created_at=at, updated_at=at)
-
-
-ROWS = [
-    _row("d1-a", D1, 8),
-    _row("d1-b", D1, 9),
-    _row("d1-bad", D1, 10, title=None),
-    _row("d3-a", D3, 12),
-    _row("d4-a", D4, 1),
-    _row("d4-b", D4, 2),
-    _row("d4-c", D4, 3),
-    _row("d4-bad", D4, 4, title=None),
-]
 
 
 def stripe_partition_links(env: dict[str, str], run_id: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
