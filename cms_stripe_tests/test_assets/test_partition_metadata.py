@@ -62,15 +62,20 @@ ROWS = [
 ]
 
 
-def test_range_run_gives_each_partition_its_own_numbers(sqlite_url, emulator, instance, tmp_path):
+def sync_range(sqlite_url, emulator, instance, tmp_path) -> tuple[dg.ExecuteInProcessResult, dict[str, Any]]:
+    """ROWS seeded, then one range run of the three sync assets over D1..D4 (without the CLI)."""
     engine = sa.create_engine(sqlite_url)
     write_catalog(engine, ROWS)
     engine.dispose()
     resources = make_resources(sqlite_url, emulator, tmp_path)
-
     result = dg.materialize(
         GRAPH, selection=ASSETS[:3], resources=resources, instance=instance, tags=range_tags(D1, D4)
     )
+    return result, resources
+
+
+def test_range_run_gives_each_partition_its_own_numbers(sqlite_url, emulator, instance, tmp_path):
+    result, resources = sync_range(sqlite_url, emulator, instance, tmp_path)
     assert result.success
     sync_requests = emulator.requests_log()
     posts = sum(1 for r in sync_requests if r["method"] == "POST")

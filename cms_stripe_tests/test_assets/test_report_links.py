@@ -8,23 +8,12 @@ from __future__ import annotations
 import json
 import pathlib
 
-import dagster as dg
-import sqlalchemy as sa
-
-from cms_stripe.cms.demo import write_catalog
 from cms_stripe_tests.records import latest_metadata
-from cms_stripe_tests.test_assets.conftest import make_resources, range_tags
-from cms_stripe_tests.test_assets.test_partition_metadata import ASSETS, D1, D2, D3, D4, GRAPH, ROWS
+from cms_stripe_tests.test_assets.test_partition_metadata import D1, D2, D3, D4, sync_range
 
 
 def test_a_run_without_the_cli_gets_its_report_and_every_partition_links_it(sqlite_url, emulator, instance, tmp_path):
-    engine = sa.create_engine(sqlite_url)
-    write_catalog(engine, ROWS)
-    engine.dispose()
-    resources = make_resources(sqlite_url, emulator, tmp_path)
-    result = dg.materialize(
-        GRAPH, selection=ASSETS[:3], resources=resources, instance=instance, tags=range_tags(D1, D4)
-    )
+    result, _ = sync_range(sqlite_url, emulator, instance, tmp_path)
     assert result.success
 
     (report_file,) = (tmp_path / "reports").glob("migration-report-*.json")
